@@ -1,0 +1,96 @@
+"""Every error tradelog raises: one root, one line on when each is raised.
+
+Third-party errors (redis-py, OSError, orjson) are translated into these at the
+boundary where they happen, so inner code and callers catch only these.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "CorruptLog",
+    "InvalidInput",
+    "LogUnavailable",
+    "PartitionMismatch",
+    "ProjectionGap",
+    "RedisUnavailable",
+    "SettingsError",
+    "StreamMismatch",
+    "TradelogError",
+    "VersionConflict",
+]
+
+
+class TradelogError(Exception):
+    """Raised for every failure tradelog itself reports (the root of all below)."""
+
+
+class SettingsError(TradelogError):
+    """Raised when a setting has a bad value; the message names the setting."""
+
+
+class InvalidInput(TradelogError):
+    """Raised when a command breaks the input rules, before anything is appended."""
+
+    def __init__(self, message: str, code: str = "invalid_input", details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.details = details
+
+
+class VersionConflict(TradelogError):
+    """Raised when a write's expected version is not the account's current version."""
+
+    def __init__(self, account: str, expected: int, actual: int) -> None:
+        super().__init__(
+            f"version conflict on {account}: expected version {expected}, current is {actual}"
+        )
+        self.account = account
+        self.expected = expected
+        self.actual = actual
+
+
+class CorruptLog(TradelogError):
+    """Raised when a complete line inside the log cannot be read; names file and line."""
+
+    def __init__(self, path: str, line: int, reason: str) -> None:
+        super().__init__(f"damaged log line: {path}:{line}: {reason}")
+        self.path = path
+        self.line = line
+        self.reason = reason
+
+
+class LogUnavailable(TradelogError):
+    """Raised when the file log cannot be opened, locked, written or synced."""
+
+
+class PartitionMismatch(TradelogError):
+    """Raised when the data dir was made with another partition count than configured."""
+
+
+class RedisUnavailable(TradelogError):
+    """Raised when Redis cannot be reached or answers with an error."""
+
+
+class StreamMismatch(TradelogError):
+    """Raised when a stream's top is not the offset an append expects to follow."""
+
+    def __init__(self, partition: int, expected_top: int, actual_top: int) -> None:
+        super().__init__(
+            f"stream of partition {partition} ends at offset {actual_top}, expected {expected_top}"
+        )
+        self.partition = partition
+        self.expected_top = expected_top
+        self.actual_top = actual_top
+
+
+class ProjectionGap(TradelogError):
+    """Raised when an event's version leaves a gap after the version a projection holds."""
+
+    def __init__(self, account: str, held: int, got: int) -> None:
+        super().__init__(f"version gap on {account}: projection holds {held}, event is {got}")
+        self.account = account
+        self.held = held
+        self.got = got

@@ -1,0 +1,133 @@
+"""Commands: what a caller asks the writer to append, checked before it is queued."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._exceptions import InvalidInput
+from .events import (
+    check_steam_id,
+    validate_document,
+    validate_friend_ids,
+    validate_negotiation,
+    validate_offer,
+)
+from .records import (
+    EVENT_TYPES,
+    FRIEND_NEGOTIATION_UPSERTED,
+    FRIENDS_REMOVED,
+    NEGOTIATIONS_SAVED,
+    TRADE_OFFER_UPSERTED,
+    partition_of,
+)
+from .state import Findings
+
+__all__ = ["AppendResult", "Command", "make_command"]
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    account: str
+    type: str
+    data: dict[str, Any]
+    partition: int
+    expected_version: int | None = None
+    idempotency_key: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """What an append did: where the event went, and what the command found."""
+
+    account: str
+    version: int  # the account's version after the command
+    partition: int
+    offset: int | None  # None when nothing was appended
+    event_id: str | None
+    ts: str | None
+    appended: bool
+    duplicate: bool  # a retry answered from the first result
+    redis_written: bool
+    findings: Findings
+
+    @property
+    def position(self) -> dict[str, int] | None:
+        if self.offset is None:
+            return None
+        return {"partition": self.partition, "offset": self.offset}
+
+
+def _check_data(account: str, kind: str, data: Any) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise InvalidInput("event data must be a JSON object", code="validation_error")
+    if kind == NEGOTIATIONS_SAVED:
+        return validate_document(data, account)
+    if kind == TRADE_OFFER_UPSERTED:
+        return {"offer": validate_offer(data.get("offer"), "offer")}
+    if kind == FRIEND_NEGOTIATION_UPSERTED:
+        friend = check_steam_id(data.get("friend_steam_id"), "friend_steam_id")
+        record = validate_negotiation(data.get("negotiation"), friend)
+        return {"friend_steam_id": friend, "negotiation": record}
+    if kind == FRIENDS_REMOVED:
+        return {"friend_steam_ids": validate_friend_ids(data)}
+    # LEGACY_IMPORTED
+    source = data.get("source")
+    if (
+        not isinstance(source, dict)
+        or not isinstance(source.get("file"), str)
+        or not _SHA256.match(str(source.get("sha256")))
+    ):
+        raise InvalidInput(
+            "source: must be {file: str, sha256: 64 hex digits}", code="validation_error"
+        )
+    doc = validate_document(data.get("document"), account)
+    return {"document": doc, "source": {"file": source["file"], "sha256": source["sha256"]}}
+
+
+def make_command(
+    account: str,
+    kind: str,
+    data: Any,
+    partitions: int,
+    expected_version: int | None = None,
+    idempotency_key: str | None = None,
+    *,
+    request_id: str | None = None,
+    source: str = "api",
+) -> Command:
+    """Check a command against the input rules; InvalidInput if it breaks one."""
+    check_steam_id(account, "account")
+    if kind not in EVENT_TYPES:
+        raise InvalidInput(f"unknown event type: {kind!r}", code="unknown_event_type")
+    if expected_version is not None and (
+        isinstance(expected_version, bool)
+        or not isinstance(expected_version, int)
+        or expected_version < 0
+    ):
+        raise InvalidInput(
+            "expected_version must be a whole number >= 0", code="invalid_expected_version"
+        )
+    if idempotency_key is not None and not (0 < len(idempotency_key) <= 200):
+        raise InvalidInput(
+            "Idempotency-Key must be 1 to 200 characters", code="invalid_idempotency_key"
+        )
+    meta: dict[str, Any] = {}
+    if idempotency_key:
+        meta["idempotency_key"] = idempotency_key
+    if request_id:
+        meta["request_id"] = request_id
+    meta["source"] = source
+    return Command(
+        account=account,
+        type=kind,
+        data=_check_data(account, kind, data),
+        partition=partition_of(account, partitions),
+        expected_version=expected_version,
+        idempotency_key=idempotency_key,
+        meta=meta,
+    )

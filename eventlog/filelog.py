@@ -1,0 +1,152 @@
+"""The JSON-lines log as a writer holds it: one partition, locked across processes.
+
+Appends to a partition are serialised by a blocking `flock` on `p<NN>/.lock`
+(taken once per batch: the `filelock` package polls and costs ~150 us a try,
+which group commit would pay per batch for nothing). Under the lock the writer
+first reads what other processes appended, cuts off a torn tail, then writes
+its whole batch with one write and one fsync.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from ._exceptions import LogUnavailable, PartitionMismatch
+from .records import StoredEvent
+from .segments import Cursor, partition_dir, segment_path
+
+__all__ = ["PartitionFile", "check_partitions"]
+
+log = logging.getLogger("tradelog.log")
+
+
+def check_partitions(log_dir: Path, partitions: int) -> None:
+    """Record P the first time; refuse a different P later (accounts would move)."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    marker = log_dir / "PARTITIONS"
+    try:
+        fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        held = int(marker.read_text().strip() or 0)
+        if held != partitions:
+            raise PartitionMismatch(
+                f"TRADELOG_PARTITIONS is {partitions} but {log_dir} was made with {held}"
+            ) from None
+        return
+    with os.fdopen(fd, "w") as f:
+        f.write(f"{partitions}\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class PartitionFile:
+    """The writing end of one partition: lock, catch up, append, sync."""
+
+    def __init__(self, log_dir: Path, partition: int, segment_bytes: int) -> None:
+        self.partition = partition
+        self.dir = partition_dir(log_dir, partition)
+        self.segment_bytes = segment_bytes
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self._lock_fd = os.open(self.dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise LogUnavailable(f"cannot open partition {self.dir}: {e}") from e
+        self._cursor = Cursor(self.dir, partition)
+        self._wfd: int | None = None
+        self._wbase = -1
+
+    @property
+    def next_offset(self) -> int:
+        return self._cursor.next_offset
+
+    def close(self) -> None:
+        self._cursor.close()
+        if self._wfd is not None:
+            os.close(self._wfd)
+            self._wfd = None
+        os.close(self._lock_fd)
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        except OSError as e:
+            raise LogUnavailable(f"cannot lock {self.dir}: {e}") from e
+        try:
+            yield
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def catch_up(self) -> list[StoredEvent]:
+        """Read what was appended since we last looked; cut off a torn tail. Hold the lock."""
+        events, torn = self._cursor.read()
+        if torn:
+            # Under the lock nobody is mid-write, so a partial last line is a crash's leftover.
+            log.warning("cutting off a torn last line (%d bytes) of %s", torn, self._cursor.path)
+            try:
+                os.truncate(self._cursor.path, self._cursor.pos)
+            except OSError as e:
+                raise LogUnavailable(f"cannot repair {self._cursor.path}: {e}") from e
+        return events
+
+    def _writer_fd(self, incoming: int) -> int:
+        cur = self._cursor
+        if cur.pos and cur.pos + incoming > self.segment_bytes:
+            # Roll: the new segment is named by the first offset it will hold.
+            path = segment_path(self.dir, cur.next_offset)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            os.close(fd)
+            _fsync_dir(self.dir)
+            cur.read()  # moves the cursor onto the new, empty segment
+        if self._wfd is None or self._wbase != cur.base:
+            if self._wfd is not None:
+                os.close(self._wfd)
+            self._wfd = os.open(cur.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            self._wbase = cur.base
+            if cur.pos == 0:
+                _fsync_dir(self.dir)
+        return self._wfd
+
+    def write(self, block: bytes, count: int) -> None:
+        """Append `count` lines in one write; the cursor moves past them.
+
+        On failure (disk full) the partial bytes are cut off again, so nothing
+        half-written stays, and LogUnavailable is raised.
+        """
+        try:
+            fd = self._writer_fd(len(block))
+        except OSError as e:
+            raise LogUnavailable(f"cannot open a segment in {self.dir}: {e}") from e
+        view = memoryview(block)
+        try:
+            while view:
+                view = view[os.write(fd, view) :]
+        except OSError as e:
+            try:
+                os.truncate(self._cursor.path, self._cursor.pos)
+            except OSError:
+                log.exception("cannot cut off a failed write to %s", self._cursor.path)
+            raise LogUnavailable(f"cannot write {self._cursor.path}: {e}") from e
+        self._cursor.pos += len(block)
+        self._cursor.line += count
+        self._cursor.next_offset += count
+
+    def sync(self) -> None:
+        if self._wfd is not None:
+            try:
+                os.fsync(self._wfd)
+            except OSError as e:
+                raise LogUnavailable(f"cannot fsync {self._cursor.path}: {e}") from e

@@ -1,0 +1,147 @@
+"""The stored-event record: an event as it sits in the log, with its position.
+
+Kept apart from the domain payload rules (`events.py`): a record is what was
+appended, read back byte for byte, upcast to the current schema when read.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+__all__ = ["EVENT_TYPES", "SCHEMA_VERSION", "StoredEvent", "partition_of", "utc_ts"]
+
+SCHEMA_VERSION = 1
+
+NEGOTIATIONS_SAVED = "NegotiationsSaved"
+TRADE_OFFER_UPSERTED = "TradeOfferUpserted"
+FRIEND_NEGOTIATION_UPSERTED = "FriendNegotiationUpserted"
+FRIENDS_REMOVED = "FriendsRemoved"
+LEGACY_IMPORTED = "LegacyImported"
+
+EVENT_TYPES = frozenset(
+    {
+        NEGOTIATIONS_SAVED,
+        TRADE_OFFER_UPSERTED,
+        FRIEND_NEGOTIATION_UPSERTED,
+        FRIENDS_REMOVED,
+        LEGACY_IMPORTED,
+    }
+)
+
+# The order of the envelope's fields in a log line and in a stream entry.
+FIELDS = ("id", "account", "version", "partition", "offset", "type", "ts", "data", "meta", "schema")
+
+
+def partition_of(account: str, partitions: int) -> int:
+    """The partition an account lives in: crc32 of its id modulo P."""
+    return zlib.crc32(account.encode()) % partitions
+
+
+def utc_ts(moment: datetime | None = None) -> str:
+    """RFC 3339 UTC with milliseconds, as every `ts` is written."""
+    moment = moment or datetime.now(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def ts_ms(ts: str) -> int:
+    """Milliseconds since the epoch of a `ts` written by `utc_ts`."""
+    moment = datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    id: str
+    account: str
+    version: int
+    partition: int
+    offset: int
+    type: str
+    ts: str
+    data: dict[str, Any]
+    meta: dict[str, Any] = field(default_factory=dict)
+    schema: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "account": self.account,
+            "version": self.version,
+            "partition": self.partition,
+            "offset": self.offset,
+            "type": self.type,
+            "ts": self.ts,
+            "data": self.data,
+            "meta": self.meta,
+            "schema": self.schema,
+        }
+
+    def to_line(self) -> bytes:
+        """The event's JSON-lines form, newline included."""
+        return orjson.dumps(self.to_dict(), option=orjson.OPT_APPEND_NEWLINE)
+
+    def stream_fields(self) -> list[bytes | str]:
+        """Field/value pairs of the stream entry: the envelope, data and meta as JSON."""
+        return [
+            "id", self.id,
+            "account", self.account,
+            "version", str(self.version),
+            "partition", str(self.partition),
+            "offset", str(self.offset),
+            "type", self.type,
+            "ts", self.ts,
+            "data", orjson.dumps(self.data),
+            "meta", orjson.dumps(self.meta),
+            "schema", str(self.schema),
+        ]  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> StoredEvent:
+        """Build a record from a decoded envelope, upcasting older schemas.
+
+        Raises KeyError/TypeError/ValueError on a malformed envelope; callers at
+        the file and stream boundaries turn those into CorruptLog.
+        """
+        schema = int(raw.get("schema", 1))
+        # Schema 1 is current: nothing to upcast yet. Later schemas add steps here.
+        return cls(
+            id=str(raw["id"]),
+            account=str(raw["account"]),
+            version=int(raw["version"]),
+            partition=int(raw["partition"]),
+            offset=int(raw["offset"]),
+            type=str(raw["type"]),
+            ts=str(raw["ts"]),
+            data=dict(raw["data"]),
+            meta=dict(raw.get("meta") or {}),
+            schema=max(schema, SCHEMA_VERSION),
+        )
+
+    @classmethod
+    def from_line(cls, line: bytes) -> StoredEvent:
+        return cls.from_dict(orjson.loads(line))
+
+    @classmethod
+    def from_stream_fields(cls, fields: dict[bytes, bytes] | dict[str, str]) -> StoredEvent:
+        f = {(k.decode() if isinstance(k, bytes) else k): v for k, v in fields.items()}
+        return cls(
+            id=_s(f["id"]),
+            account=_s(f["account"]),
+            version=int(f["version"]),
+            partition=int(f["partition"]),
+            offset=int(f["offset"]),
+            type=_s(f["type"]),
+            ts=_s(f["ts"]),
+            data=orjson.loads(f["data"]),
+            meta=orjson.loads(f["meta"]),
+            schema=int(f.get("schema", 1)),
+        )
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

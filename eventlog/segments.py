@@ -1,0 +1,155 @@
+"""Reading a partition's JSON-lines segments: the cursor shared by writers and readers.
+
+A partition is a directory `p<NN>/` of segments named by the offset of their
+first line (20 digits). A cursor walks complete lines only; the bytes after the
+last newline of the last segment are a torn tail (a crash mid-write, never
+acknowledged): readers wait for them, the writer cuts them off under the lock.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import orjson
+
+from ._exceptions import CorruptLog, LogUnavailable
+from .records import StoredEvent
+
+__all__ = ["Cursor", "partition_dir", "segment_bases", "segment_path"]
+
+_CHUNK = 4 << 20
+
+
+def partition_dir(log_dir: Path, partition: int) -> Path:
+    return log_dir / f"p{partition:02d}"
+
+
+def segment_path(pdir: Path, base: int) -> Path:
+    return pdir / f"{base:020d}.jsonl"
+
+
+def segment_bases(pdir: Path) -> list[int]:
+    try:
+        names = os.listdir(pdir)
+    except FileNotFoundError:
+        return []
+    return sorted(int(n[:-6]) for n in names if n.endswith(".jsonl") and n[:-6].isdigit())
+
+
+class Cursor:
+    """A position in one partition: the next offset, and where its line starts."""
+
+    def __init__(self, pdir: Path, partition: int, offset: int = 0) -> None:
+        self.pdir = pdir
+        self.partition = partition
+        self.next_offset = 0
+        self.base = 0
+        self.pos = 0
+        self.line = 0
+        self._fd: int | None = None
+        if offset:
+            self._seek(offset)
+
+    @property
+    def path(self) -> Path:
+        return segment_path(self.pdir, self.base)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _seek(self, offset: int) -> None:
+        bases = [b for b in segment_bases(self.pdir) if b <= offset]
+        self.base = self.next_offset = bases[-1] if bases else 0
+        while self.next_offset < offset:
+            fd = self._open()
+            if fd is None:
+                break
+            chunk = os.pread(fd, _CHUNK, self.pos)
+            if not chunk:
+                if not self._next_segment():
+                    break
+                continue
+            # Skip whole lines without parsing them: one line is one offset.
+            start = 0
+            while self.next_offset < offset:
+                end = chunk.find(b"\n", start)
+                if end < 0:
+                    break
+                start = end + 1
+                self.next_offset += 1
+                self.line += 1
+            if start == 0:
+                break  # only a partial line is left
+            self.pos += start
+
+    def _open(self) -> int | None:
+        if self._fd is None:
+            try:
+                self._fd = os.open(self.path, os.O_RDONLY)
+            except FileNotFoundError:
+                return None
+            except OSError as e:
+                raise LogUnavailable(f"cannot open {self.path}: {e}") from e
+        return self._fd
+
+    def _next_segment(self) -> bool:
+        if self.next_offset == self.base or not segment_path(self.pdir, self.next_offset).exists():
+            return False
+        self.close()
+        self.base, self.pos, self.line = self.next_offset, 0, 0
+        return True
+
+    def read(self, limit: int = 0) -> tuple[list[StoredEvent], int]:
+        """Read complete lines after the cursor (at most about `limit` events if > 0).
+
+        Returns the events and the length of a partial last line (0 if none).
+        """
+        events: list[StoredEvent] = []
+        want = _CHUNK
+        while True:
+            fd = self._open()
+            if fd is None:
+                return events, 0
+            try:
+                chunk = os.pread(fd, want, self.pos)
+            except OSError as e:
+                raise LogUnavailable(f"cannot read {self.path}: {e}") from e
+            if not chunk:
+                if self._next_segment():
+                    continue
+                return events, 0
+            end = chunk.rfind(b"\n")
+            if end < 0:
+                if len(chunk) < want:
+                    return events, len(chunk)
+                want *= 2  # one line longer than a chunk
+                continue
+            want = _CHUNK
+            self._parse(chunk[: end + 1], events)
+            self.pos += end + 1
+            if limit and len(events) >= limit:
+                return events, 0
+
+    def _parse(self, block: bytes, out: list[StoredEvent]) -> None:
+        start = 0
+        n = len(block)
+        while start < n:
+            end = block.index(b"\n", start)
+            self.line += 1
+            try:
+                event = StoredEvent.from_dict(orjson.loads(block[start:end]))
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+                raise CorruptLog(str(self.path), self.line, f"not an event: {e}") from e
+            if event.offset != self.next_offset or event.partition != self.partition:
+                raise CorruptLog(
+                    str(self.path),
+                    self.line,
+                    f"position p{event.partition}:{event.offset} where "
+                    f"p{self.partition}:{self.next_offset} was due",
+                )
+            out.append(event)
+            self.next_offset += 1
+            start = end + 1

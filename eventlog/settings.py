@@ -1,0 +1,107 @@
+"""Settings: one typed object, built once at start and passed down.
+
+Sources, strongest first: command-line flags (passed as overrides), the
+environment (`TRADELOG_*`), an optional TOML file (`--config FILE` or
+`TRADELOG_CONFIG`). A bad value stops the process with the setting named.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from ._exceptions import SettingsError
+
+__all__ = ["Settings", "load_settings"]
+
+_toml_path: Path | None = None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="TRADELOG_", extra="forbid", frozen=True, validate_default=True
+    )
+
+    data_dir: Path = Path("./data")
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    phase: Literal[1, 2, 3] = 1
+    partitions: int = Field(8, ge=1, le=1024)
+    fsync: Literal["always", "batch", "off"] = "always"
+    api_keys: Annotated[tuple[str, ...], NoDecode] = ()
+    key_prefix: str = Field("negotiation", pattern=r"^[A-Za-z0-9_.\-]+$")
+    projection_wait_ms: int = Field(2000, ge=0, le=600_000)
+    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    host: str = "127.0.0.1"
+    port: int = Field(3001, ge=0, le=65535)
+    workers: int = Field(1, ge=1, le=64)
+    redis_timeout_ms: int = Field(500, ge=10, le=60_000)
+    segment_bytes: int = Field(256 * 1024 * 1024, ge=4096)
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(k.strip() for k in value.split(",") if k.strip())
+        return value
+
+    @property
+    def redis_enabled(self) -> bool:
+        return bool(self.redis_url)
+
+    @property
+    def log_dir(self) -> Path:
+        return self.data_dir / "log"
+
+    @property
+    def snapshot_dir(self) -> Path:
+        return self.data_dir / "negotiations"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.data_dir / "run"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if _toml_path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=_toml_path))
+        return tuple(sources)
+
+
+def load_settings(config: str | Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings once; raise SettingsError naming the first bad setting."""
+    global _toml_path
+    path = config or os.environ.get("TRADELOG_CONFIG") or None
+    if path is not None and not Path(path).is_file():
+        raise SettingsError(f"TRADELOG_CONFIG: no such file: {path}")
+    _toml_path = Path(path) if path else None
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**clean)
+    except ValidationError as e:
+        err = e.errors()[0]
+        name = str(err["loc"][0]) if err["loc"] else "?"
+        raise SettingsError(
+            f"TRADELOG_{name.upper()}: {err['msg']} (got {err.get('input')!r})"
+        ) from e
+    except ValueError as e:  # a TOML file that does not parse
+        raise SettingsError(f"TRADELOG_CONFIG: {e}") from e
+    finally:
+        _toml_path = None

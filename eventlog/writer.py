@@ -1,0 +1,334 @@
+"""The writer: versions, idempotency, group commit, and the dual write.
+
+Each partition has one committer thread per process. Callers queue commands;
+the committer takes every command waiting, and under one hold of the
+partition lock reads what other processes appended, decides each command
+(version check, idempotent retry, what it finds), writes the batch with one
+write and one fsync, and adds it to the partition's stream. The stream write
+is bounded: in phases 1-2 Redis being down or slow never fails an append, the
+result says `redis_written: false` and the relay fills the stream in later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+import redis
+import uuid_utils
+
+from ._exceptions import LogUnavailable, RedisUnavailable, StreamMismatch, VersionConflict
+from .commands import AppendResult, Command, make_command
+from .filelog import PartitionFile, check_partitions
+from .keys import Keys
+from .records import FRIENDS_REMOVED, LEGACY_IMPORTED, StoredEvent, utc_ts
+from .redisconn import connect
+from .segments import Cursor
+from .settings import Settings
+from .state import Findings, PartitionState
+from .streamlog import StreamLog
+
+__all__ = ["Writer"]
+
+log = logging.getLogger("tradelog.writer")
+
+_MAX_BATCH = 2048
+_BATCH_FSYNC_S = 0.010
+_REDIS_RETRY_S = 1.0
+_FILL_LIMIT = 10_000  # how far behind the stream may be for the writer to fill it itself
+_STOP = object()
+
+Job = tuple[Command, "Future[AppendResult]"]
+
+
+class _Partition:
+    """One partition's committer: its queue, file, command-side state and thread."""
+
+    def __init__(self, writer: Writer, partition: int) -> None:
+        self.w = writer
+        self.p = partition
+        self.q: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.file = PartitionFile(writer.settings.log_dir, partition, writer.settings.segment_bytes)
+        self.state = PartitionState()
+        self.stream_top = -2  # unknown
+        self.dirty_since: float | None = None
+        self.thread = threading.Thread(
+            target=self._run, name=f"tradelog-commit-p{partition:02d}", daemon=True
+        )
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            timeout = None
+            if self.dirty_since is not None:
+                timeout = max(0.0, self.dirty_since + _BATCH_FSYNC_S - time.monotonic())
+            try:
+                item = self.q.get(timeout=timeout)
+            except queue.Empty:
+                self._sync_dirty()
+                continue
+            batch: list[Job] = []
+            stop = item is _STOP
+            if not stop:
+                batch.append(item)
+            while len(batch) < _MAX_BATCH:
+                try:
+                    item = self.q.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stop = True
+                    break
+                batch.append(item)
+            if batch:
+                self._commit(batch)
+            if stop:
+                self._sync_dirty()
+                self.file.close()
+                return
+
+    def _sync_dirty(self) -> None:
+        if self.dirty_since is not None:
+            try:
+                self.file.sync()
+            except LogUnavailable:
+                log.exception("batch fsync failed")
+            self.dirty_since = None
+
+    def _commit(self, batch: list[Job]) -> None:
+        outcomes: list[tuple[Future[AppendResult], Any]] = []
+        try:
+            with self.file.locked():
+                for event in self.file.catch_up():
+                    self.state.observe(event)
+                events = self._decide_all(batch, outcomes)
+                redis_ok = self._write(events) if events else False
+        except Exception as e:  # the batch failed as a whole: nothing of it is acknowledged
+            self._reset()
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(e)
+            return
+        for fut, outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                fut.set_exception(outcome)
+            else:
+                decided, findings, event = outcome
+                fut.set_result(self._result(decided, findings, event, redis_ok))
+
+    def _decide_all(
+        self, batch: list[Job], outcomes: list[tuple[Future[AppendResult], Any]]
+    ) -> list[StoredEvent]:
+        events: list[StoredEvent] = []
+        next_offset = self.file.next_offset
+        for cmd, fut in batch:
+            try:
+                event, findings, duplicate = self._decide(cmd, next_offset)
+            except VersionConflict as e:
+                outcomes.append((fut, e))
+                continue
+            if event is not None and not duplicate:
+                events.append(event)
+                next_offset += 1
+            outcomes.append((fut, (cmd, findings, (event, duplicate))))
+        return events
+
+    def _decide(self, cmd: Command, offset: int) -> tuple[StoredEvent | None, Findings, bool]:
+        acct = self.state.account(cmd.account)
+        if cmd.idempotency_key:
+            receipt = self.state.receipts.get((cmd.account, cmd.idempotency_key))
+            if receipt is not None:
+                return receipt.event, receipt.findings, True
+        if cmd.expected_version is not None and cmd.expected_version != acct.version:
+            raise VersionConflict(cmd.account, cmd.expected_version, acct.version)
+        data = cmd.data
+        if cmd.type == FRIENDS_REMOVED:
+            present = [f for f in data["friend_steam_ids"] if f in acct.friends]
+            if not present:
+                return None, Findings("removed"), False
+            data = {"friend_steam_ids": present}
+        elif cmd.type == LEGACY_IMPORTED and acct.import_sha == data["source"]["sha256"]:
+            return None, Findings("unchanged"), False
+        event = StoredEvent(
+            id=str(uuid_utils.uuid7()),
+            account=cmd.account,
+            version=acct.version + 1,
+            partition=self.p,
+            offset=offset,
+            type=cmd.type,
+            ts=utc_ts(),
+            data=data,
+            meta=cmd.meta,
+        )
+        return event, self.state.observe(event), False
+
+    def _write(self, events: list[StoredEvent]) -> bool:
+        self.file.write(b"".join([e.to_line() for e in events]), len(events))
+        policy = self.w.settings.fsync
+        if policy == "always":
+            self.file.sync()
+        elif policy == "batch":
+            now = time.monotonic()
+            if self.dirty_since is None:
+                self.dirty_since = now
+            elif now - self.dirty_since >= _BATCH_FSYNC_S:
+                self._sync_dirty()
+        return self._to_stream(events)
+
+    def _to_stream(self, events: list[StoredEvent]) -> bool:
+        stream = self.w.stream
+        if stream is None or time.monotonic() < self.w.redis_retry_at:
+            return False
+        try:
+            try:
+                stream.append(self.p, events)
+            except StreamMismatch as e:
+                gap = events[0].offset - 1 - e.actual_top
+                if e.actual_top > events[0].offset - 1 or gap > _FILL_LIMIT:
+                    return False  # ahead (impossible) or far behind: the relay's job
+                # Behind by a little (Redis was down): fill in from the file, under our lock.
+                cursor = Cursor(self.file.dir, self.p, e.actual_top + 1)
+                try:
+                    missing, _ = cursor.read(limit=gap)
+                finally:
+                    cursor.close()
+                stream.append(self.p, missing[:gap] + events)
+        except (RedisUnavailable, StreamMismatch) as e:
+            log.warning("stream append failed for partition %d: %s", self.p, e)
+            self.w.redis_retry_at = time.monotonic() + _REDIS_RETRY_S
+            self.w.redis_failures += 1
+            return False
+        self.stream_top = events[-1].offset
+        return True
+
+    def _result(
+        self, cmd: Command, findings: Findings, placed: tuple[StoredEvent | None, bool],
+        redis_ok: bool,
+    ) -> AppendResult:  # fmt: skip
+        event, duplicate = placed
+        acct = self.state.account(cmd.account)
+        if event is None:
+            return AppendResult(
+                cmd.account, acct.version, self.p, None, None, None,
+                appended=False, duplicate=False, redis_written=False, findings=findings,
+            )  # fmt: skip
+        return AppendResult(
+            cmd.account, event.version, self.p, event.offset, event.id, event.ts,
+            appended=not duplicate, duplicate=duplicate,
+            redis_written=redis_ok if not duplicate else event.offset <= self.stream_top,
+            findings=findings,
+        )  # fmt: skip
+
+    def _reset(self) -> None:
+        # State may hold decisions of a batch that never reached the disk: rebuild from it.
+        with contextlib.suppress(OSError):
+            self.file.close()
+        self.file = PartitionFile(self.w.settings.log_dir, self.p, self.w.settings.segment_bytes)
+        self.state = PartitionState()
+
+
+class Writer:
+    """Appends commands to the log; thread-safe; one per process is enough."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        client: redis.Redis | None = None,
+        on_commit: Callable[[], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        check_partitions(settings.log_dir, settings.partitions)
+        client = client if client is not None else connect(settings)
+        self.stream = StreamLog(client, Keys(settings.key_prefix)) if client is not None else None
+        self.redis_retry_at = 0.0
+        self.redis_failures = 0
+        self._parts: dict[int, _Partition] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def _partition(self, p: int) -> _Partition:
+        part = self._parts.get(p)
+        if part is None:
+            with self._lock:
+                if self._closed:
+                    raise LogUnavailable("the writer is closed")
+                part = self._parts.get(p)
+                if part is None:
+                    part = self._parts[p] = _Partition(self, p)
+        return part
+
+    def submit(self, cmd: Command) -> Future[AppendResult]:
+        fut: Future[AppendResult] = Future()
+        self._partition(cmd.partition).q.put((cmd, fut))
+        return fut
+
+    def command(
+        self,
+        account: str,
+        type: str,
+        data: Any,
+        expected_version: int | None = None,
+        idempotency_key: str | None = None,
+        **meta: Any,
+    ) -> Command:
+        return make_command(
+            account, type, data, self.settings.partitions, expected_version,
+            idempotency_key, **meta,
+        )  # fmt: skip
+
+    def append(
+        self,
+        account: str,
+        type: str,
+        data: Any,
+        expected_version: int | None = None,
+        idempotency_key: str | None = None,
+        **meta: Any,
+    ) -> AppendResult:
+        """Append one event and wait for it to be durable; raise on conflict or bad input."""
+        cmd = self.command(account, type, data, expected_version, idempotency_key, **meta)
+        return self.submit(cmd).result()
+
+    async def append_async(
+        self,
+        account: str,
+        type: str,
+        data: Any,
+        expected_version: int | None = None,
+        idempotency_key: str | None = None,
+        **meta: Any,
+    ) -> AppendResult:
+        cmd = self.command(account, type, data, expected_version, idempotency_key, **meta)
+        return await asyncio.wrap_future(self.submit(cmd))
+
+    def version_of(self, account: str) -> int:
+        """The account's version as this writer last saw it (not a fresh read)."""
+        from .records import partition_of
+
+        part = self._parts.get(partition_of(account, self.settings.partitions))
+        acct = part.state.accounts.get(account) if part else None
+        return acct.version if acct else 0
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            parts = list(self._parts.values())
+        for part in parts:
+            part.q.put(_STOP)
+        for part in parts:
+            part.thread.join()
+        if self.stream is not None:
+            self.stream.client.close()
+
+    def __enter__(self) -> Writer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,28 @@
+-- append_if_next.lua: add entries to a partition's stream only right after its top.
+--
+-- KEYS[1]  the partition's stream, <prefix>:log:{pNN}; the entry for log offset k
+--          has the ID 0-(k+1), so IDs and offsets can never drift apart.
+-- ARGV[1]  the offset of the first entry; the stream's last entry must be ARGV[1]-1
+--          (no entry at all when ARGV[1] is 0).
+-- ARGV[2]  n, the number of field/value strings per entry (the envelope's fields).
+-- ARGV[3…] the entries, n strings each, in offset order.
+--
+-- Returns {1, count}   appended;
+--         {0, top}     not appended: the stream ends at offset `top` (-1 when empty),
+--                      so the caller must fill the gap first (or is behind).
+local first = tonumber(ARGV[1])
+local width = tonumber(ARGV[2])
+local top = -1
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+if #last > 0 then
+  top = tonumber(string.match(last[1][1], '^0%-(%d+)$')) - 1
+end
+if top ~= first - 1 then
+  return {0, top}
+end
+local count = 0
+for i = 3, #ARGV, width do
+  redis.call('XADD', KEYS[1], '0-' .. (first + count + 1), unpack(ARGV, i, i + width - 1))
+  count = count + 1
+end
+return {1, count}

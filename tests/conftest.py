@@ -1,0 +1,65 @@
+"""Fixtures: a private redis-server per test (never the shared one), settings, writers."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from pytest_redis.executor import RedisExecutor
+
+from eventlog.settings import Settings, load_settings
+
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisExecutor]:
+    """A redis-server of the test's own on a free port; tests may stop and start it."""
+    executor = RedisExecutor(
+        executable=REDIS_SERVER,
+        databases=4,
+        redis_timeout=30,
+        loglevel="warning",
+        host="127.0.0.1",
+        port=free_port(),
+        datadir=tmp_path_factory.mktemp("redis"),
+        save="",
+        appendonly="no",
+    )
+    executor.start()
+    yield executor
+    executor.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisExecutor) -> str:
+    return f"redis://{redis_server.host}:{redis_server.port}/0"
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+    def make(**overrides: Any) -> Settings:
+        overrides.setdefault("data_dir", tmp_path / "data")
+        overrides.setdefault("redis_url", "")
+        overrides.setdefault("partitions", 4)
+        return load_settings(**overrides)
+
+    return make
