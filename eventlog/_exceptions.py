@@ -13,11 +13,13 @@ __all__ = [
     "InvalidInput",
     "LogUnavailable",
     "PartitionMismatch",
+    "PayloadTooLarge",
     "ProjectionGap",
     "RedisUnavailable",
     "SettingsError",
     "StreamMismatch",
     "TradelogError",
+    "Unauthorized",
     "VersionConflict",
 ]
 
@@ -94,3 +96,15 @@ class ProjectionGap(TradelogError):
         self.account = account
         self.held = held
         self.got = got
+
+
+class Unauthorized(TradelogError):
+    """Raised when a request carries no API key or a wrong one."""
+
+
+class PayloadTooLarge(TradelogError):
+    """Raised when a request body is larger than the configured limit."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"request body larger than {limit} bytes")
+        self.limit = limit

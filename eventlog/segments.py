@@ -16,7 +16,7 @@ import orjson
 from ._exceptions import CorruptLog, LogUnavailable
 from .records import StoredEvent
 
-__all__ = ["Cursor", "partition_dir", "segment_bases", "segment_path"]
+__all__ = ["Cursor", "log_end", "partition_dir", "segment_bases", "segment_path"]
 
 _CHUNK = 4 << 20
 
@@ -153,3 +153,18 @@ class Cursor:
             out.append(event)
             self.next_offset += 1
             start = end + 1
+
+
+def log_end(pdir: Path) -> int:
+    """The next offset of a partition: its last segment's base plus its complete lines."""
+    bases = segment_bases(pdir)
+    if not bases:
+        return 0
+    count = 0
+    try:
+        with open(segment_path(pdir, bases[-1]), "rb") as f:
+            while chunk := f.read(_CHUNK):
+                count += chunk.count(b"\n")
+    except FileNotFoundError:
+        return bases[-1]
+    return bases[-1] + count

@@ -28,6 +28,7 @@ from ._exceptions import LogUnavailable, RedisUnavailable, StreamMismatch, Versi
 from .commands import AppendResult, Command, make_command
 from .filelog import PartitionFile, check_partitions
 from .keys import Keys
+from .notify import APPENDED, ring
 from .records import FRIENDS_REMOVED, LEGACY_IMPORTED, StoredEvent, utc_ts
 from .redisconn import connect
 from .segments import Cursor
@@ -116,6 +117,8 @@ class _Partition:
                 if not fut.done():
                     fut.set_exception(e)
             return
+        if events:
+            ring(self.w.settings.run_dir, APPENDED)
         for fut, outcome in outcomes:
             if isinstance(outcome, BaseException):
                 fut.set_exception(outcome)

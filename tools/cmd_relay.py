@@ -13,7 +13,7 @@ from eventlog.redisconn import connect
 from eventlog.relay import Relay
 from eventlog.streamlog import StreamLog
 
-from .cli import Subparsers, settings_from
+from .cli import settings_from
 
 __all__ = ["register"]
 

@@ -1,0 +1,80 @@
+"""Wake-ups between processes without polling: unix datagram "bells" in the data dir.
+
+A listener binds a socket under `run/<channel>/`; a ringer sends a datagram to
+every socket there (a stale one, whose process died, is removed). Writers ring
+`appended` after each commit so the file projector tails at once; projectors
+ring `progress` with their new positions so API workers can answer
+read-your-writes without a busy loop. A missed ring only costs latency: every
+listener also wakes on a time-out and re-reads the durable state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import socket
+import uuid
+from pathlib import Path
+
+__all__ = ["Bell", "ring"]
+
+APPENDED = "appended"
+PROGRESS = "progress"
+
+
+class Bell:
+    """The listening end: a socket of this process under `run_dir/channel/`."""
+
+    def __init__(self, run_dir: Path, channel: str) -> None:
+        self.dir = run_dir / channel
+        self.dir.mkdir(parents=True, exist_ok=True)
+        # Unix socket paths are limited to ~107 bytes: keep the name short.
+        self.path = self.dir / f"{os.getpid()}-{uuid.uuid4().hex[:8]}.sock"
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(self.path))
+        self.sock.setblocking(False)
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def drain(self) -> list[bytes]:
+        """Every datagram waiting, oldest first (empty when none)."""
+        out: list[bytes] = []
+        while True:
+            try:
+                out.append(self.sock.recv(65536))
+            except (BlockingIOError, InterruptedError):
+                return out
+
+    def wait(self, timeout: float) -> list[bytes]:
+        """Block until a ring or the time-out; return what was rung."""
+        ready, _, _ = select.select([self.sock], [], [], timeout)
+        return self.drain() if ready else []
+
+    def close(self) -> None:
+        self.sock.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+
+def ring(run_dir: Path, channel: str, payload: bytes = b"1") -> int:
+    """Send `payload` to every listener of `channel`; return how many got it."""
+    try:
+        names = os.listdir(run_dir / channel)
+    except FileNotFoundError:
+        return 0
+    sent = 0
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.setblocking(False)
+        for name in names:
+            path = run_dir / channel / name
+            try:
+                s.sendto(payload, str(path))
+                sent += 1
+            except (ConnectionRefusedError, FileNotFoundError):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()  # its process is gone
+            except (BlockingIOError, OSError):
+                pass  # a full queue: the listener is awake and will re-read anyway
+    return sent

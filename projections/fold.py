@@ -1,0 +1,248 @@
+"""The one fold of events into an account document, shared by every projection.
+
+The file snapshot, the Redis projection, replay and verify all call `apply`, so
+they cannot disagree. It is pure: the input Fold is never mutated; unchanged
+sub-objects (offers, friend records) are shared between the old and new Fold.
+Every timestamp comes from the event, never from a clock, so replays reproduce it.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import insort
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from fractions import Fraction
+from math import floor
+from typing import Any
+
+import orjson
+
+from eventlog._exceptions import ProjectionGap
+from eventlog.records import StoredEvent
+
+__all__ = ["Fold", "apply", "default_document", "dumps", "fold_all", "offer_score", "should_apply"]
+
+# Server-added top-level keys go after the client's keys, in this order, and only
+# when missing: a Redis copy can then rebuild the same key order from the fields.
+_SERVER_KEYS = (
+    "account_steam_id",
+    "created_at",
+    "updated_at",
+    "trade_offers",
+    "trade_offers_updated_at",
+    "negotiations",
+    "version",
+)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+_DIGITS = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+# Redis sorted-set scores are doubles: beyond 2**53 ms they round, and the Redis
+# index would order offers differently from the fold. Such values are not times anyway.
+_MAX_MS = 2**53 - 1
+
+
+@dataclass(slots=True)
+class Fold:
+    doc: dict[str, Any]
+    scores: dict[str, int]
+
+
+def default_document(account: str, ts: str) -> dict[str, Any]:
+    """What an account with no events reads as (version 0)."""
+    return {
+        "account_steam_id": account,
+        "account_username": None,
+        "created_at": ts,
+        "updated_at": ts,
+        "our_inventory": None,
+        "our_inventory_updated_at": None,
+        "trade_offers": [],
+        "trade_offers_updated_at": None,
+        "negotiations": {},
+        "version": 0,
+    }
+
+
+def _iso_ms(text: str) -> int | None:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)  # the bots write UTC; a bare time means UTC
+    return (moment - _EPOCH) // _MS
+
+
+def offer_score(offer: dict[str, Any], fallback_ms: int) -> int:
+    """The offer's index score: its `updated_at` in ms, else `fallback_ms`."""
+    value = offer.get("updated_at")
+    number: Fraction | None = None
+    try:
+        if isinstance(value, str):
+            if not _DIGITS.fullmatch(value):
+                ms = _iso_ms(value)
+                return fallback_ms if ms is None or abs(ms) > _MAX_MS else ms
+            number = Fraction(value)
+        elif isinstance(value, int) and not isinstance(value, bool):
+            number = Fraction(value)
+        elif isinstance(value, float):
+            # Exact arithmetic on the shortest decimal form: float seconds * 1000
+            # can land 1 ms low, and scores must not depend on rounding.
+            number = Fraction(Decimal(repr(value)))
+    except (ValueError, ArithmeticError):  # huge digit strings, nan/inf
+        return fallback_ms
+    if number is None:
+        return fallback_ms
+    ms = floor(number * 1000) if number < 10**11 else floor(number)
+    return fallback_ms if abs(ms) > _MAX_MS else ms
+
+
+def _event_ms(event: StoredEvent) -> int:
+    ms = _iso_ms(event.ts)
+    if ms is None:  # the writer always stamps RFC 3339; anything else is a poison event
+        raise ValueError(f"event {event.id} has an unreadable ts {event.ts!r}")
+    return ms
+
+
+def _order(offer: dict[str, Any], scores: dict[str, int]) -> tuple[int, int, str]:
+    oid: str = offer["trade_offer_id"]
+    # The string breaks ties between ids like "7" and "07" so the order is total.
+    return scores[oid], int(oid), oid
+
+
+def _held(state: Fold | None) -> int:
+    return 0 if state is None else int(state.doc["version"])
+
+
+def should_apply(state: Fold | None, event: StoredEvent) -> bool:
+    """False for an event already applied (redelivery); ProjectionGap if one is missing."""
+    held = _held(state)
+    if event.version <= held:
+        return False
+    if event.version != held + 1:
+        raise ProjectionGap(event.account, held, event.version)
+    return True
+
+
+def _set_server(doc: dict[str, Any], values: dict[str, Any]) -> None:
+    # Assigning keeps a present key's position and appends a missing one, so walking
+    # the canonical order yields "client order, then missing server keys in order".
+    for key in _SERVER_KEYS:
+        if key in values:
+            doc[key] = values[key]
+
+
+def _whole(state: Fold | None, event: StoredEvent, given: dict[str, Any], legacy: bool) -> Fold:
+    ts, fallback = event.ts, _event_ms(event)
+    doc = dict(given)
+    values: dict[str, Any] = {"version": event.version}
+    if "account_steam_id" not in doc:
+        values["account_steam_id"] = event.account
+    if legacy:
+        # A faithful import keeps the file's own times; the event only fills gaps.
+        values.update({k: ts for k in ("created_at", "updated_at") if k not in doc})
+    else:
+        values["updated_at"] = ts
+        if state is not None and _held(state) > 0:
+            values["created_at"] = state.doc.get("created_at", ts)
+        else:
+            values["created_at"] = doc.get("created_at", ts)
+    # None is treated as empty: the Redis schema keeps offers and friends as
+    # hashes/sets, which cannot tell null from empty.
+    offers: list[dict[str, Any]] = doc.get("trade_offers") or []
+    scores = {o["trade_offer_id"]: offer_score(o, fallback) for o in offers}
+    values["trade_offers"] = sorted(offers, key=lambda o: _order(o, scores))
+    values["negotiations"] = dict(sorted((doc.get("negotiations") or {}).items()))
+    _set_server(doc, values)
+    return Fold(doc, scores)
+
+
+def _upsert_offer(base: Fold, event: StoredEvent) -> Fold:
+    ts, new = event.ts, event.data["offer"]
+    oid: str = new["trade_offer_id"]
+    offers = list(base.doc["trade_offers"])
+    at = next((i for i, o in enumerate(offers) if o["trade_offer_id"] == oid), None)
+    if at is not None:
+        old = offers.pop(at)
+        merged = {**old, **new}
+        if "state" in new and new["state"] != old.get("state"):
+            history = list(merged.get("state_history") or [])
+            merged["state_history"] = [*history, {"state": new["state"], "timestamp": ts}]
+    else:
+        merged = dict(new)
+        merged.setdefault("created_at", ts)
+        merged.setdefault("state", "Active")
+        if "state_history" not in merged:
+            merged["state_history"] = [{"state": merged["state"], "timestamp": ts}]
+    scores = dict(base.scores)
+    scores[oid] = offer_score(merged, _event_ms(event))
+    # The list is already in order: one insertion keeps it so without a full sort.
+    insort(offers, merged, key=lambda o: _order(o, scores))
+    doc = dict(base.doc)
+    _set_server(
+        doc,
+        {
+            "updated_at": ts,
+            "trade_offers": offers,
+            "trade_offers_updated_at": ts,
+            "version": event.version,
+        },
+    )
+    return Fold(doc, scores)
+
+
+def _friends(base: Fold, event: StoredEvent) -> Fold:
+    negotiations = dict(base.doc["negotiations"])
+    if event.type == "FriendNegotiationUpserted":
+        fid = event.data["friend_steam_id"]
+        new_friend = fid not in negotiations
+        negotiations[fid] = event.data["negotiation"]
+        if new_friend:
+            negotiations = dict(sorted(negotiations.items()))
+    else:
+        # Deleting keeps the remaining friends in order: no re-sort needed.
+        for fid in event.data["friend_steam_ids"]:
+            negotiations.pop(fid, None)
+    doc = dict(base.doc)
+    _set_server(
+        doc, {"updated_at": event.ts, "negotiations": negotiations, "version": event.version}
+    )
+    return Fold(doc, base.scores)
+
+
+def apply(state: Fold | None, event: StoredEvent) -> Fold:
+    """The Fold after `event`; `state` is None for an account with no events yet.
+
+    Raises ProjectionGap unless event.version is the next version (callers skip
+    redeliveries with `should_apply` first) and ValueError for an unknown type.
+    """
+    held = _held(state)
+    if event.version != held + 1:
+        raise ProjectionGap(event.account, held, event.version)
+    kind = event.type
+    if kind == "NegotiationsSaved":
+        return _whole(state, event, event.data, legacy=False)
+    if kind == "LegacyImported":
+        return _whole(state, event, event.data["document"], legacy=True)
+    if kind not in ("TradeOfferUpserted", "FriendNegotiationUpserted", "FriendsRemoved"):
+        raise ValueError(f"unknown event type {kind!r} (account {event.account} v{event.version})")
+    base = state or Fold(default_document(event.account, event.ts), {})
+    if kind == "TradeOfferUpserted":
+        return _upsert_offer(base, event)
+    return _friends(base, event)
+
+
+def fold_all(events: Iterable[StoredEvent]) -> dict[str, Fold]:
+    """Fold a log (in order) into one Fold per account; gaps and repeats raise."""
+    folds: dict[str, Fold] = {}
+    for event in events:
+        folds[event.account] = apply(folds.get(event.account), event)
+    return folds
+
+
+def dumps(doc: dict[str, Any]) -> bytes:
+    """The canonical bytes of a document, used to compare projections."""
+    return orjson.dumps(doc)
