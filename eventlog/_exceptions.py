@@ -9,17 +9,24 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "AccountParked",
+    "CheckpointAhead",
     "CorruptLog",
+    "CorruptProjection",
+    "CorruptSnapshot",
     "InvalidInput",
     "LogUnavailable",
     "PartitionMismatch",
     "PayloadTooLarge",
     "ProjectionGap",
+    "ProjectorBusy",
     "RedisUnavailable",
     "SettingsError",
+    "SnapshotUnavailable",
     "StreamMismatch",
     "TradelogError",
     "Unauthorized",
+    "UnexpectedReply",
     "VersionConflict",
 ]
 
@@ -108,3 +115,42 @@ class PayloadTooLarge(TradelogError):
     def __init__(self, limit: int) -> None:
         super().__init__(f"request body larger than {limit} bytes")
         self.limit = limit
+
+
+class SnapshotUnavailable(TradelogError):
+    """Raised when a snapshot, checkpoint or dead-letter file cannot be read or written."""
+
+
+class CorruptSnapshot(TradelogError):
+    """Raised when a snapshot file holds no projection tradelog wrote; names the file."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"unreadable snapshot {path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class ProjectorBusy(TradelogError):
+    """Raised when another process already runs this projector on the data dir."""
+
+
+class CheckpointAhead(TradelogError):
+    """Raised when a projector's checkpoint points past the end of the log it projects."""
+
+
+class AccountParked(TradelogError):
+    """Raised when a parked account's events still fail to apply; it stays parked."""
+
+    def __init__(self, account: str, version: int, error: str) -> None:
+        super().__init__(f"account {account} stays parked at version {version}: {error}")
+        self.account = account
+        self.version = version
+        self.error = error
+
+
+class CorruptProjection(TradelogError):
+    """Raised when a projection's stored state cannot be read back as a document."""
+
+
+class UnexpectedReply(TradelogError):
+    """Raised when a Lua script answers with a status its header does not define."""

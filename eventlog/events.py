@@ -49,9 +49,10 @@ OFFER_STATES = {
     11: "InEscrow",
 }
 _STATE_NAMES = frozenset(OFFER_STATES.values())
-_UNKNOWN_STATE = re.compile(r"^Unknown\(\d{1,10}\)$")
-_OFFER_ID = re.compile(r"^\d{1,20}$")
-_STEAM_ID = re.compile(r"^\d{17}$")
+# ASCII digits and \Z: `\d` also matches other scripts' digits and `$` a trailing newline.
+_UNKNOWN_STATE = re.compile(r"^Unknown\([0-9]{1,10}\)\Z")
+_OFFER_ID = re.compile(r"^[0-9]{1,20}\Z")
+_STEAM_ID = re.compile(r"^[0-9]{17}\Z")
 
 
 def _steam_id(value: str) -> str:
@@ -79,7 +80,7 @@ def normalize_state(value: Any) -> str:
     elif isinstance(value, str):
         if value in _STATE_NAMES or _UNKNOWN_STATE.match(value):
             return value
-        if value.isdigit() and int(value) in OFFER_STATES:
+        if value.isascii() and value.isdigit() and int(value) in OFFER_STATES:
             return OFFER_STATES[int(value)]
     raise ValueError(
         f"not a trade offer state (an ETradeOfferState name, 1-11 or Unknown(n)): {value!r}"

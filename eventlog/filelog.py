@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,19 +30,27 @@ def check_partitions(log_dir: Path, partitions: int) -> None:
     """Record P the first time; refuse a different P later (accounts would move)."""
     log_dir.mkdir(parents=True, exist_ok=True)
     marker = log_dir / "PARTITIONS"
-    try:
-        fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    except FileExistsError:
-        held = int(marker.read_text().strip() or 0)
-        if held != partitions:
-            raise PartitionMismatch(
-                f"TRADELOG_PARTITIONS is {partitions} but {log_dir} was made with {held}"
-            ) from None
-        return
-    with os.fdopen(fd, "w") as f:
-        f.write(f"{partitions}\n")
-        f.flush()
-        os.fsync(f.fileno())
+    if not marker.exists():
+        # Publish the marker with its content in one step (write a temp file, then link
+        # it): processes starting together must never read a created but empty marker.
+        tmp = log_dir / f".PARTITIONS.{uuid.uuid4().hex}.tmp"
+        try:
+            with open(tmp, "w") as f:
+                f.write(f"{partitions}\n")
+                f.flush()
+                os.fsync(f.fileno())
+            try:
+                os.link(tmp, marker)
+                _fsync_dir(log_dir)
+            except FileExistsError:
+                pass  # another process recorded it first: check against its count
+        finally:
+            tmp.unlink(missing_ok=True)
+    held = int(marker.read_text().strip() or 0)
+    if held != partitions:
+        raise PartitionMismatch(
+            f"TRADELOG_PARTITIONS is {partitions} but {log_dir} was made with {held}"
+        )
 
 
 def _fsync_dir(path: Path) -> None:

@@ -25,9 +25,7 @@ def account_events(
             batch, _ = cursor.read(limit=10_000)
             if not batch:
                 break
-            out.extend(
-                e for e in batch if e.account == account and e.version >= from_version
-            )
+            out.extend(e for e in batch if e.account == account and e.version >= from_version)
     finally:
         cursor.close()
     return out[:limit]

@@ -56,6 +56,10 @@ class Keys:
         """List: a parked account's waiting events (stream field JSON), oldest first."""
         return f"{self.prefix}:parked:events:{{{account}}}"
 
+    def lease(self, partition: int) -> str:
+        """String with a TTL: the Redis projector consumer that reads the partition now."""
+        return f"{self.prefix}:lease:{{p{partition:02d}}}"
+
     def notify_channel(self) -> str:
         """Pub/sub channel a projector publishes its progress on."""
         return f"{self.prefix}:progress-events"

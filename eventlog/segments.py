@@ -141,7 +141,7 @@ class Cursor:
             self.line += 1
             try:
                 event = StoredEvent.from_dict(orjson.loads(block[start:end]))
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+            except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError) as e:
                 raise CorruptLog(str(self.path), self.line, f"not an event: {e}") from e
             if event.offset != self.next_offset or event.partition != self.partition:
                 raise CorruptLog(

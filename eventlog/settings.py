@@ -47,6 +47,14 @@ class Settings(BaseSettings):
     redis_timeout_ms: int = Field(500, ge=10, le=60_000)
     segment_bytes: int = Field(256 * 1024 * 1024, ge=4096)
 
+    @field_validator("phase", mode="before")
+    @classmethod
+    def _phase_from_text(cls, value: Any) -> Any:
+        # The environment and flags give "2"; a Literal of ints does not coerce text.
+        if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+            return int(value)
+        return value
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: Any) -> Any:

@@ -1,0 +1,406 @@
+"""Guarantee 8: bad input never reaches the log.
+
+Every invalid command raises InvalidInput (with a readable message and a
+machine code) before anything is queued, and leaves the log byte-for-byte as
+it was; valid odd-looking input (offer states as numbers, `Unknown(n)`, the
+legacy sample documents) is accepted and stored exactly as the rules say.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from eventlog._exceptions import InvalidInput
+from eventlog.records import StoredEvent, partition_of
+from eventlog.segments import Cursor, partition_dir
+from eventlog.settings import Settings
+from eventlog.writer import Writer
+
+SAMPLES = sorted(Path("/work/shared/samples/legacy-negotiations").glob("*.json"))
+ACCOUNT = "76561199027634480"
+OTHER = "76561199027642399"
+FRIEND_A = "76561198123456789"
+FRIEND_B = "76561198123561518"
+SHA = "ab" * 32
+# Other scripts' digits: `str.isdigit` and a regex's `\d` accept them, the rules must not.
+ARABIC_INDIC = str.maketrans("0123456789", "".join(chr(0x660 + i) for i in range(10)))
+FULLWIDTH = str.maketrans("0123456789", "".join(chr(0xFF10 + i) for i in range(10)))
+
+OFFER = "TradeOfferUpserted"
+SAVED = "NegotiationsSaved"
+FRIEND = "FriendNegotiationUpserted"
+REMOVED = "FriendsRemoved"
+IMPORTED = "LegacyImported"
+
+
+def offer(**fields: Any) -> dict[str, Any]:
+    return {"offer": {"trade_offer_id": "8189748113", **fields}}
+
+
+def imported(document: Any, source: Any = None) -> dict[str, Any]:
+    return {"document": document, "source": source or {"file": "x.json", "sha256": SHA}}
+
+
+# (account, event type, data, expected code)
+Case = tuple[Any, Any, Any, str]
+
+BAD_ACCOUNTS: dict[str, Any] = {
+    "16-digits": "7656119902763448",
+    "18-digits": "765611990276344800",
+    "below-range": "76561197960265728",
+    "above-range": "76561202255233024",
+    "zeros": "00000000000000000",
+    "non-digit": "7656119902763448a",
+    "letters": "abcdefghijklmnopq",
+    "empty": "",
+    "leading-space": " 76561199027634480",
+    "trailing-newline": "76561199027634480\n",
+    "arabic-indic-digits": ACCOUNT.translate(ARABIC_INDIC),
+    "fullwidth-digits": ACCOUNT.translate(FULLWIDTH),
+    "int": 76561199027634480,
+    "none": None,
+}
+
+CASES: dict[str, Case] = {
+    **{f"account-{k}": (v, OFFER, offer(), "invalid_steam_id") for k, v in BAD_ACCOUNTS.items()},
+    # Event types.
+    "type-unknown": (ACCOUNT, "TradeOfferDeleted", offer(), "unknown_event_type"),
+    "type-wrong-case": (ACCOUNT, "tradeofferupserted", offer(), "unknown_event_type"),
+    "type-empty": (ACCOUNT, "", offer(), "unknown_event_type"),
+    "type-none": (ACCOUNT, None, offer(), "unknown_event_type"),
+    # Data not an object, for every type.
+    **{
+        f"data-{name}-{kind}": (ACCOUNT, kind, value, "validation_error")
+        for kind in (OFFER, SAVED, FRIEND, REMOVED, IMPORTED)
+        for name, value in (("list", []), ("string", "{}"), ("none", None), ("int", 5))
+    },
+    # Offers.
+    "offer-missing": (ACCOUNT, OFFER, {}, "validation_error"),
+    "offer-not-object": (ACCOUNT, OFFER, {"offer": ["8189748113"]}, "validation_error"),
+    "offer-without-id": (ACCOUNT, OFFER, {"offer": {"state": "Active"}}, "validation_error"),
+    "offer-id-null": (ACCOUNT, OFFER, {"offer": {"trade_offer_id": None}}, "validation_error"),
+    **{
+        f"offer-id-{name}": (ACCOUNT, OFFER, {"offer": {"trade_offer_id": v}}, "validation_error")
+        for name, v in (
+            ("int", 8189748113),
+            ("float", 8189748113.0),
+            ("letters", "abc"),
+            ("mixed", "8189748113a"),
+            ("empty", ""),
+            ("negative", "-1"),
+            ("decimal-point", "1.5"),
+            ("space", " 8189748113"),
+            ("newline", "8189748113\n"),
+            ("21-digits", "1" * 21),
+            ("non-ascii-digits", "123".translate(ARABIC_INDIC)),
+        )
+    },
+    "offer-friend-not-steamid": (ACCOUNT, OFFER, offer(friend_steam_id="123"), "validation_error"),
+    **{
+        f"offer-state-{name}": (ACCOUNT, OFFER, offer(state=v), "invalid_state")
+        for name, v in (
+            ("unknown-name", "Bogus"),
+            ("lowercase", "active"),
+            ("0", 0),
+            ("12", 12),
+            ("-1", -1),
+            ("float", 3.0),
+            ("bool", True),
+            ("null", None),
+            ("list", ["Active"]),
+            ("unknown-x", "Unknown(x)"),
+            ("unknown-empty", "Unknown()"),
+            ("unknown-lowercase", "unknown(12)"),
+            ("unknown-newline", "Unknown(12)\n"),
+            ("string-0", "0"),
+            ("string-12", "12"),
+            ("fullwidth-digit", "3".translate(FULLWIDTH)),
+        )
+    },
+    # Whole documents.
+    "doc-account-mismatch": (ACCOUNT, SAVED, {"account_steam_id": OTHER}, "account_mismatch"),
+    "doc-account-bad": (ACCOUNT, SAVED, {"account_steam_id": "123"}, "validation_error"),
+    "doc-account-int": (ACCOUNT, SAVED, {"account_steam_id": int(ACCOUNT)}, "validation_error"),
+    "doc-offers-object": (ACCOUNT, SAVED, {"trade_offers": {}}, "validation_error"),
+    "doc-offers-string": (ACCOUNT, SAVED, {"trade_offers": "[]"}, "validation_error"),
+    "doc-offers-item-string": (ACCOUNT, SAVED, {"trade_offers": ["1"]}, "validation_error"),
+    "doc-offer-id-int": (
+        ACCOUNT,
+        SAVED,
+        {"trade_offers": [{"trade_offer_id": 1}]},
+        "validation_error",
+    ),
+    "doc-offer-without-id": (ACCOUNT, SAVED, {"trade_offers": [{}]}, "validation_error"),
+    "doc-offer-bad-state": (
+        ACCOUNT,
+        SAVED,
+        {"trade_offers": [{"trade_offer_id": "1", "state": "Nope"}]},
+        "invalid_state",
+    ),
+    "doc-offer-twice": (
+        ACCOUNT,
+        SAVED,
+        {"trade_offers": [{"trade_offer_id": "1"}, {"trade_offer_id": "1"}]},
+        "duplicate_offer",
+    ),
+    "doc-negotiations-list": (ACCOUNT, SAVED, {"negotiations": []}, "validation_error"),
+    "doc-negotiations-string": (ACCOUNT, SAVED, {"negotiations": "{}"}, "validation_error"),
+    "doc-negotiations-key-short": (
+        ACCOUNT,
+        SAVED,
+        {"negotiations": {"123": {}}},
+        "validation_error",
+    ),
+    "doc-negotiations-key-name": (
+        ACCOUNT,
+        SAVED,
+        {"negotiations": {"bob": {}}},
+        "validation_error",
+    ),
+    "doc-negotiation-not-object": (
+        ACCOUNT,
+        SAVED,
+        {"negotiations": {FRIEND_A: "awaiting"}},
+        "validation_error",
+    ),
+    "doc-friend-mismatch": (
+        ACCOUNT,
+        SAVED,
+        {"negotiations": {FRIEND_A: {"friend_steam_id": FRIEND_B}}},
+        "friend_mismatch",
+    ),
+    # One friend's record.
+    "friend-id-missing": (ACCOUNT, FRIEND, {"negotiation": {}}, "invalid_steam_id"),
+    "friend-id-bad": (
+        ACCOUNT,
+        FRIEND,
+        {"friend_steam_id": "123", "negotiation": {}},
+        "invalid_steam_id",
+    ),
+    "friend-id-int": (
+        ACCOUNT,
+        FRIEND,
+        {"friend_steam_id": int(FRIEND_A), "negotiation": {}},
+        "invalid_steam_id",
+    ),
+    "friend-record-missing": (ACCOUNT, FRIEND, {"friend_steam_id": FRIEND_A}, "validation_error"),
+    "friend-record-list": (
+        ACCOUNT,
+        FRIEND,
+        {"friend_steam_id": FRIEND_A, "negotiation": []},
+        "validation_error",
+    ),
+    "friend-record-mismatch": (
+        ACCOUNT,
+        FRIEND,
+        {"friend_steam_id": FRIEND_A, "negotiation": {"friend_steam_id": FRIEND_B}},
+        "friend_mismatch",
+    ),
+    "friend-record-id-bad": (
+        ACCOUNT,
+        FRIEND,
+        {"friend_steam_id": FRIEND_A, "negotiation": {"friend_steam_id": "42"}},
+        "validation_error",
+    ),
+    # Removing friends.
+    **{
+        f"remove-{name}": (ACCOUNT, REMOVED, data, "validation_error")
+        for name, data in (
+            ("missing", {}),
+            ("null", {"friend_steam_ids": None}),
+            ("string", {"friend_steam_ids": FRIEND_A}),
+            ("object", {"friend_steam_ids": {FRIEND_A: True}}),
+            ("bad-id", {"friend_steam_ids": ["123"]}),
+            ("int-id", {"friend_steam_ids": [int(FRIEND_A)]}),
+            ("one-bad-among-good", {"friend_steam_ids": [FRIEND_A, "x", FRIEND_B]}),
+            ("null-id", {"friend_steam_ids": [None]}),
+        )
+    },
+    # Legacy imports.
+    "import-no-source": (ACCOUNT, IMPORTED, {"document": {}}, "validation_error"),
+    "import-bad-sha": (
+        ACCOUNT,
+        IMPORTED,
+        imported({}, {"file": "x.json", "sha256": "xyz"}),
+        "validation_error",
+    ),
+    "import-doc-missing": (
+        ACCOUNT,
+        IMPORTED,
+        {"source": imported({})["source"]},
+        "validation_error",
+    ),
+    "import-doc-mismatch": (
+        ACCOUNT,
+        IMPORTED,
+        imported({"account_steam_id": OTHER}),
+        "account_mismatch",
+    ),
+    "import-doc-bad-offer": (
+        ACCOUNT,
+        IMPORTED,
+        imported({"trade_offers": [{"trade_offer_id": "x"}]}),
+        "validation_error",
+    ),
+}
+
+
+def log_bytes(settings: Settings) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(settings.log_dir)): p.read_bytes()
+        for p in sorted(settings.log_dir.rglob("*.jsonl"))
+    }
+
+
+def logged(settings: Settings, account: str = ACCOUNT) -> list[StoredEvent]:
+    p = partition_of(account, settings.partitions)
+    cursor = Cursor(partition_dir(settings.log_dir, p), p)
+    try:
+        return [e for e in cursor.read()[0] if e.account == account]
+    finally:
+        cursor.close()
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings()
+
+
+@pytest.fixture
+def writer(settings: Settings) -> Iterator[Writer]:
+    with Writer(settings) as w:
+        yield w
+
+
+@pytest.mark.parametrize(("account", "kind", "data", "code"), CASES.values(), ids=CASES.keys())
+def test_invalid_input_raises_and_appends_nothing(
+    settings: Settings, writer: Writer, account: Any, kind: Any, data: Any, code: str
+) -> None:
+    writer.append(ACCOUNT, OFFER, offer())  # the log is not empty
+    before = log_bytes(settings)
+    with pytest.raises(InvalidInput) as caught:
+        writer.append(account, kind, data)
+    assert caught.value.code == code
+    assert str(caught.value) and caught.value.message == str(caught.value)
+    # Nothing appended: the next valid append is version 2 right after the first.
+    assert log_bytes(settings) == before
+    r = writer.append(ACCOUNT, OFFER, offer(state="Accepted"))
+    assert (r.version, r.offset) == (2, 1)
+
+
+@pytest.mark.parametrize(
+    ("expected_version", "idempotency_key"),
+    [(-1, None), (True, None), ("1", None), (1.0, None), (None, ""), (None, "k" * 201)],
+)
+def test_invalid_expected_version_or_key(
+    settings: Settings, writer: Writer, expected_version: Any, idempotency_key: Any
+) -> None:
+    with pytest.raises(InvalidInput):
+        writer.append(ACCOUNT, OFFER, offer(), expected_version, idempotency_key)
+    assert log_bytes(settings) == {}
+
+
+def test_invalid_input_names_where(writer: Writer) -> None:
+    with pytest.raises(InvalidInput, match=r"offer\.trade_offer_id"):
+        writer.append(ACCOUNT, OFFER, {"offer": {"trade_offer_id": 5}})
+    with pytest.raises(InvalidInput, match=r"document\.trade_offers\.1\.state"):
+        writer.append(
+            ACCOUNT,
+            SAVED,
+            {"trade_offers": [{"trade_offer_id": "1"}, {"trade_offer_id": "2", "state": 99}]},
+        )
+    with pytest.raises(InvalidInput, match="76561199027642399"):
+        writer.append(ACCOUNT, SAVED, {"account_steam_id": OTHER})
+
+
+@pytest.mark.parametrize("number", range(1, 12))
+def test_state_numbers_are_stored_as_names(settings: Settings, writer: Writer, number: int) -> None:
+    names = [
+        "Invalid",
+        "Active",
+        "Accepted",
+        "Countered",
+        "Expired",
+        "Canceled",
+        "Declined",
+        "InvalidItems",
+        "CreatedNeedsConfirmation",
+        "CanceledBySecondFactor",
+        "InEscrow",
+    ]
+    name = names[number - 1]
+    writer.append(ACCOUNT, OFFER, offer(state=number, extra={"kept": [number]}))
+    writer.append(ACCOUNT, OFFER, offer(state=name))
+    writer.append(
+        ACCOUNT,
+        SAVED,
+        {"trade_offers": [{"trade_offer_id": "1", "state": number, "items": []}]},
+    )
+    events = logged(settings)
+    assert events[0].data == {
+        "offer": {"trade_offer_id": "8189748113", "state": name, "extra": {"kept": [number]}}
+    }
+    assert events[1].data["offer"]["state"] == name
+    assert events[2].data == {"trade_offers": [{"trade_offer_id": "1", "state": name, "items": []}]}
+
+
+@pytest.mark.parametrize("state", ["Unknown(12)", "Unknown(0)", "Unknown(4294967295)"])
+def test_unknown_states_are_accepted_as_given(
+    settings: Settings, writer: Writer, state: str
+) -> None:
+    writer.append(ACCOUNT, OFFER, offer(state=state))
+    writer.append(ACCOUNT, SAVED, {"trade_offers": [{"trade_offer_id": "7", "state": state}]})
+    events = logged(settings)
+    assert events[0].data["offer"]["state"] == state
+    assert events[1].data["trade_offers"][0]["state"] == state
+
+
+def test_valid_edge_values_are_accepted(settings: Settings, writer: Writer) -> None:
+    lowest, highest = "76561197960265729", "76561202255233023"
+    for account in (lowest, highest):
+        assert writer.append(account, OFFER, {"offer": {"trade_offer_id": "0"}}).appended
+    assert writer.append(ACCOUNT, OFFER, {"offer": {"trade_offer_id": "9" * 20}}).appended
+    # Client fields of any type are kept, at every level; friend ids may repeat the key.
+    doc: dict[str, Any] = {
+        "account_steam_id": ACCOUNT,
+        "language": None,
+        "our_inventory": [],
+        "trade_offers": [],
+        "negotiations": {FRIEND_A: {"friend_steam_id": FRIEND_A, "language": {"x": [1, 2.5]}}},
+        "extra": {"nested": [[], {}, "", 0, False]},
+    }
+    writer.append(ACCOUNT, SAVED, doc)
+    assert logged(settings)[-1].data == doc
+    assert orjson.dumps(logged(settings)[-1].data) == orjson.dumps(doc)
+
+
+@pytest.mark.parametrize("sample", SAMPLES, ids=[s.stem for s in SAMPLES])
+def test_legacy_samples_are_stored_unchanged(
+    settings: Settings, writer: Writer, sample: Path
+) -> None:
+    raw = sample.read_bytes()
+    account = sample.stem
+    document = orjson.loads(raw)
+    source = {"file": sample.name, "sha256": hashlib.sha256(raw).hexdigest()}
+
+    saved = writer.append(account, SAVED, orjson.loads(raw))
+    done = writer.append(account, IMPORTED, {"document": orjson.loads(raw), "source": source})
+    assert saved.appended and done.appended and done.version == 2
+
+    events = logged(settings, account)
+    assert [e.type for e in events] == [SAVED, IMPORTED]
+    # Equal, and in the same key order, at every level.
+    assert events[0].data == document
+    assert orjson.dumps(events[0].data) == orjson.dumps(document)
+    assert events[1].data == {"document": document, "source": source}
+    assert orjson.dumps(events[1].data["document"]) == orjson.dumps(document)
+
+    # Importing the same file again appends nothing.
+    again = writer.append(account, IMPORTED, {"document": orjson.loads(raw), "source": source})
+    assert not again.appended and again.version == 2

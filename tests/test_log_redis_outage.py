@@ -1,0 +1,255 @@
+"""Redis down during appends (DESIGN "Phases", Guarantee 3).
+
+The file log is primary in phases 1-2: with Redis killed, appends keep
+succeeding and say `redis_written: false`; once Redis is back the relay (in
+process or `tradelog relay --until-caught-up`) levels each stream with the
+file, same ids at the same offsets, and the writer's own appends resume
+`redis_written: true` after its circuit breaker (filling a small gap itself).
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import redis
+from pytest_redis.executor import RedisExecutor
+
+from eventlog.commands import AppendResult
+from eventlog.keys import Keys
+from eventlog.records import StoredEvent, partition_of
+from eventlog.relay import Relay
+from eventlog.segments import Cursor, partition_dir
+from eventlog.settings import Settings
+from eventlog.streamlog import StreamLog
+from eventlog.writer import Writer
+
+TRADELOG = Path(sys.executable).with_name("tradelog")  # the console script of this venv
+# Accounts spread over several of the 4 partitions.
+ACCOUNTS = ["76561199027634480", "76561199027642399", "76561199027650318", "76561199027658237"]
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll `condition` until it holds; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.01)
+
+
+def offer(account_i: int, n: int) -> tuple[str, str, dict[str, object]]:
+    return (
+        ACCOUNTS[account_i % len(ACCOUNTS)],
+        "TradeOfferUpserted",
+        {"offer": {"trade_offer_id": str(1_000_000 + n), "state": "Active"}},
+    )
+
+
+def file_log(settings: Settings, partition: int) -> list[StoredEvent]:
+    cursor = Cursor(partition_dir(settings.log_dir, partition), partition)
+    try:
+        return cursor.read()[0]
+    finally:
+        cursor.close()
+
+
+def stream_log(stream: StreamLog, partition: int) -> list[StoredEvent]:
+    out: list[StoredEvent] = []
+    while page := stream.read(partition, len(out), count=1000):
+        out.extend(page)
+    return out
+
+
+def assert_level(settings: Settings, stream: StreamLog) -> int:
+    """Every partition's stream holds exactly the file log's events; return how many."""
+    total = 0
+    for p in range(settings.partitions):
+        in_file = file_log(settings, p)
+        in_stream = stream_log(stream, p)
+        assert [(e.offset, e.id) for e in in_stream] == [(e.offset, e.id) for e in in_file]
+        assert [e.to_dict() for e in in_stream] == [e.to_dict() for e in in_file]
+        assert stream.top(p) == len(in_file) - 1
+        total += len(in_file)
+    return total
+
+
+def assert_gapless(settings: Settings, results: list[AppendResult]) -> None:
+    assert all(r.appended for r in results)
+    for p in range(settings.partitions):
+        offsets = sorted(r.offset for r in results if r.partition == p and r.offset is not None)
+        assert offsets == list(range(len(offsets)))
+    for account in {r.account for r in results}:
+        versions = sorted(r.version for r in results if r.account == account)
+        assert versions == list(range(1, len(versions) + 1))
+
+
+def test_redis_killed_during_appends_then_relay_levels(
+    redis_server: RedisExecutor,
+    redis_client: redis.Redis,
+    redis_url: str,
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings(redis_url=redis_url)
+    stream = StreamLog(redis_client, Keys(settings.key_prefix))
+    results: list[AppendResult] = []
+    latencies: list[float] = []
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    with Writer(settings) as writer:
+
+        def append_loop() -> None:
+            n = 0
+            try:
+                while not stop.is_set() and n < 20_000:
+                    started = time.monotonic()
+                    results.append(writer.append(*offer(n, n)))
+                    latencies.append(time.monotonic() - started)
+                    n += 1
+            except BaseException as e:  # reported by the main thread
+                errors.append(e)
+
+        appender = threading.Thread(target=append_loop)
+        appender.start()
+        try:
+            wait_for(lambda: len(results) >= 40 or bool(errors), 10, "appends with Redis up")
+            assert all(r.redis_written for r in results[:40])
+
+            redis_server.stop(stop_signal=signal.SIGKILL)  # while the appender runs
+            killed_at = len(results)
+            wait_for(
+                lambda: (
+                    sum(not r.redis_written for r in results[killed_at:]) >= 200 or bool(errors)
+                ),
+                10,
+                "appends acknowledged with Redis down",
+            )
+            down = [r for r in results[killed_at:] if not r.redis_written]
+
+            redis_server.start()
+            restarted_at = len(results)
+            # The writer's breaker reopens within ~1 s and it fills the gap itself.
+            wait_for(
+                lambda: any(r.redis_written for r in results[restarted_at:]) or bool(errors),
+                10,
+                "appends to resume redis_written=True after the restart",
+            )
+        finally:
+            stop.set()
+            appender.join(timeout=30)
+        assert not errors, errors
+        assert not appender.is_alive()
+
+    # Every append succeeded, with no gap in offsets or versions, Redis or not.
+    assert_gapless(settings, results)
+    assert len(down) >= 200
+    assert all(r.offset is not None for r in down)
+    # A dead Redis costs an append little: no append waited on it for long.
+    assert max(latencies) < 1.0, f"slowest append took {max(latencies):.3f}s"
+    # Once back, appends resume writing to the stream; the last ones all did.
+    assert results[-1].redis_written
+
+    # The relay levels every stream with the file: same ids, same offsets.
+    relay = Relay(settings, stream)
+    relay.run_once()
+    assert assert_level(settings, stream) == len(results)
+    assert relay.run_once().total == 0  # idempotent: nothing left to copy
+
+
+def test_redis_back_with_old_data_cli_relay_copies_only_the_missing(
+    redis_server: RedisExecutor,
+    redis_client: redis.Redis,
+    redis_url: str,
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings(redis_url=redis_url)
+    stream = StreamLog(redis_client, Keys(settings.key_prefix))
+    with Writer(settings) as writer:
+        before = [writer.append(*offer(i, i)) for i in range(20)]
+        assert all(r.redis_written for r in before)
+        redis_client.save()  # Redis comes back holding these 20 entries
+        redis_server.stop()
+
+        during = [writer.append(*offer(i, 100 + i)) for i in range(30)]
+        assert all(r.appended and not r.redis_written for r in during)
+
+        redis_server.start()
+        tops = {p: stream.top(p) for p in range(settings.partitions)}
+        for p in range(settings.partitions):
+            assert tops[p] == sum(1 for r in before if r.partition == p) - 1
+
+        proc = subprocess.run(
+            [
+                str(TRADELOG),
+                "relay",
+                "--until-caught-up",
+                "--data-dir",
+                str(settings.data_dir),
+                "--redis-url",
+                redis_url,
+                "--partitions",
+                str(settings.partitions),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert "relay: copied 30 entries" in proc.stdout
+        assert assert_level(settings, stream) == 50
+
+        # The writer's next appends land in the stream again (after its 1 s breaker).
+        after: list[AppendResult] = []
+
+        def resumed() -> bool:
+            after.append(writer.append(*offer(len(after), 200 + len(after))))
+            return after[-1].redis_written
+
+        wait_for(resumed, 10, "redis_written=True after the relay")
+        later = [writer.append(*offer(i, 300 + i)) for i in range(8)]
+        assert all(r.redis_written for r in later)
+    assert_gapless(settings, before + during + after + later)
+    relay = Relay(settings, stream)
+    relay.run_once()  # only the appends made while the breaker was still open
+    assert assert_level(settings, stream) == 58 + len(after)
+
+
+@pytest.mark.parametrize("redis_data", ["kept", "lost"])
+def test_writer_fills_a_small_gap_itself(
+    redis_data: str,
+    redis_server: RedisExecutor,
+    redis_client: redis.Redis,
+    redis_url: str,
+    make_settings: Callable[..., Settings],
+) -> None:
+    """Without any relay, the first append after the breaker copies the missing entries."""
+    settings = make_settings(redis_url=redis_url)
+    stream = StreamLog(redis_client, Keys(settings.key_prefix))
+    account = ACCOUNTS[0]
+    p = partition_of(account, settings.partitions)
+    with Writer(settings) as writer:
+        for n in range(5):
+            assert writer.append(*offer(0, n)).redis_written
+        if redis_data == "kept":
+            redis_client.save()
+            redis_server.stop()
+        else:  # killed: no shutdown save, Redis restarts empty
+            redis_server.stop(stop_signal=signal.SIGKILL)
+        for n in range(5, 12):
+            assert not writer.append(*offer(0, n)).redis_written
+        redis_server.start()
+        assert stream.top(p) == (4 if redis_data == "kept" else -1)
+
+        def resumed() -> bool:
+            return writer.append(*offer(0, 100)).redis_written
+
+        wait_for(resumed, 10, "redis_written=True after the restart")
+    assert assert_level(settings, stream) == len(file_log(settings, p))
+    assert Relay(settings, stream).run_once().total == 0

@@ -1,0 +1,193 @@
+"""Settings: defaults < TOML file < environment < flags; bad values named; P fixed per data dir."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from eventlog._exceptions import PartitionMismatch, SettingsError
+from eventlog.filelog import check_partitions
+from eventlog.settings import Settings, load_settings
+from eventlog.writer import Writer
+
+TRADELOG = Path(sys.executable).with_name("tradelog")  # the console script of this venv
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No TRADELOG_* variable of the calling shell leaks into these tests."""
+    for name in list(os.environ):
+        if name.startswith("TRADELOG_"):
+            monkeypatch.delenv(name)
+    yield
+
+
+@pytest.fixture
+def toml(tmp_path: Path) -> Path:
+    path = tmp_path / "tradelog.toml"
+    path.write_text(
+        'data_dir = "/srv/from-toml"\n'
+        "partitions = 16\n"
+        'fsync = "batch"\n'
+        'key_prefix = "fromtoml"\n'
+        "projection_wait_ms = 500\n"
+    )
+    return path
+
+
+def test_defaults() -> None:
+    s = load_settings()
+    assert s.data_dir == Path("./data")
+    assert s.redis_url == "redis://127.0.0.1:6379/0" and s.redis_enabled
+    assert (s.phase, s.partitions, s.fsync) == (1, 8, "always")
+    assert (s.key_prefix, s.projection_wait_ms, s.max_body_bytes) == ("negotiation", 2000, 16 << 20)
+    assert (s.host, s.port, s.workers, s.api_keys) == ("127.0.0.1", 3001, 1, ())
+
+
+def test_toml_over_defaults(toml: Path) -> None:
+    s = load_settings(toml)
+    assert s.data_dir == Path("/srv/from-toml")
+    assert (s.partitions, s.fsync, s.key_prefix, s.projection_wait_ms) == (
+        16,
+        "batch",
+        "fromtoml",
+        500,
+    )
+    assert s.port == 3001  # not in the file: the default
+
+
+def test_config_file_from_the_environment(toml: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRADELOG_CONFIG", str(toml))
+    assert load_settings().partitions == 16
+    # An explicit --config wins over TRADELOG_CONFIG.
+    other = toml.with_name("other.toml")
+    other.write_text("partitions = 2\n")
+    assert load_settings(other).partitions == 2
+    # And a later load without any file forgets the previous one.
+    monkeypatch.delenv("TRADELOG_CONFIG")
+    assert load_settings().partitions == 8
+
+
+def test_environment_over_toml(toml: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRADELOG_PARTITIONS", "32")
+    monkeypatch.setenv("TRADELOG_FSYNC", "off")
+    monkeypatch.setenv("TRADELOG_REDIS_URL", "")
+    monkeypatch.setenv("TRADELOG_API_KEYS", "k1, k2,,k3 ")
+    s = load_settings(toml)
+    assert (s.partitions, s.fsync) == (32, "off")
+    assert s.key_prefix == "fromtoml"  # not in the environment: from the file
+    assert not s.redis_enabled
+    assert s.api_keys == ("k1", "k2", "k3")
+
+
+def test_flags_over_environment(toml: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRADELOG_PARTITIONS", "32")
+    monkeypatch.setenv("TRADELOG_PHASE", "2")
+    s = load_settings(toml, partitions=64, fsync="always", phase=None)
+    assert (s.partitions, s.fsync) == (64, "always")
+    assert s.phase == 2  # a flag not given (None) leaves the environment's value
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("PARTITIONS", "many"),
+        ("PARTITIONS", "0"),
+        ("PARTITIONS", "1025"),
+        ("PHASE", "4"),
+        ("FSYNC", "sometimes"),
+        ("PORT", "70000"),
+        ("WORKERS", "0"),
+        ("KEY_PREFIX", "has space"),
+        ("PROJECTION_WAIT_MS", "-1"),
+        ("MAX_BODY_BYTES", "10"),
+        ("SEGMENT_BYTES", "100"),
+    ],
+)
+def test_bad_environment_value_names_the_setting(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(f"TRADELOG_{variable}", value)
+    with pytest.raises(SettingsError, match=rf"^TRADELOG_{variable}:"):
+        load_settings()
+
+
+def test_bad_toml_and_flag_values_name_the_setting(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('fsync = "never"\n')
+    with pytest.raises(SettingsError, match=r"^TRADELOG_FSYNC:"):
+        load_settings(bad)
+    with pytest.raises(SettingsError, match=r"^TRADELOG_PARTITIONS:"):
+        load_settings(partitions="x")
+    with pytest.raises(SettingsError, match=r"^TRADELOG_PHASE:"):
+        load_settings(phase=0)
+    broken = tmp_path / "broken.toml"
+    broken.write_text("partitions = = 3\n")
+    with pytest.raises(SettingsError, match=r"^TRADELOG_CONFIG"):
+        load_settings(broken)
+    with pytest.raises(SettingsError, match=r"^TRADELOG_CONFIG"):
+        load_settings(tmp_path / "missing.toml")
+
+
+def test_cli_stops_naming_the_bad_setting(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADELOG_")}
+    env["TRADELOG_FSYNC"] = "sometimes"
+    proc = subprocess.run(
+        [str(TRADELOG), "relay", "--until-caught-up", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert proc.returncode != 0
+    assert "TRADELOG_FSYNC" in proc.stderr
+
+
+def test_partition_count_is_recorded_and_a_different_one_refused(
+    make_settings: Callable[..., Any],
+) -> None:
+    four: Settings = make_settings(partitions=4)
+    with Writer(four) as w:
+        w.append("76561199027634480", "TradeOfferUpserted", {"offer": {"trade_offer_id": "1"}})
+    assert (four.log_dir / "PARTITIONS").read_text().strip() == "4"
+    for other in (1, 8):
+        with pytest.raises(PartitionMismatch, match=r"TRADELOG_PARTITIONS is .* made with 4"):
+            Writer(make_settings(partitions=other))
+    with Writer(make_settings(partitions=4)):  # the same count opens
+        pass
+    assert (four.log_dir / "PARTITIONS").read_text().strip() == "4"
+
+
+def test_processes_starting_together_agree_on_the_partition_count(tmp_path: Path) -> None:
+    """The first start's record is never seen half-written by a concurrent start."""
+    for round_ in range(40):
+        log_dir = tmp_path / f"log{round_}"
+        barrier = threading.Barrier(6)
+        errors: list[BaseException] = []
+
+        def start(
+            log_dir: Path = log_dir,
+            barrier: threading.Barrier = barrier,
+            errors: list[BaseException] = errors,
+        ) -> None:
+            barrier.wait()
+            try:
+                check_partitions(log_dir, 4)
+            except BaseException as e:
+                errors.append(e)
+
+        threads = [threading.Thread(target=start) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors[0]
+        assert (log_dir / "PARTITIONS").read_text() == "4\n"
+        assert [p.name for p in log_dir.iterdir()] == ["PARTITIONS"]  # no temp file left

@@ -1,0 +1,343 @@
+"""The writer's decisions and the log's repair (Guarantees 2, 5 and 6).
+
+A torn last line is cut off by the next writer and never shown to a reader; a
+damaged line in the middle stops reading with the file and line named; a wrong
+expected version, a repeated idempotency key and a removal of absent friends
+append nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from eventlog._exceptions import CorruptLog, VersionConflict
+from eventlog.commands import AppendResult
+from eventlog.filelog import PartitionFile
+from eventlog.records import StoredEvent, partition_of
+from eventlog.segments import Cursor, partition_dir, segment_bases, segment_path
+from eventlog.settings import Settings
+from eventlog.writer import Writer
+
+ACCOUNT = "76561199027634480"
+FRIEND_A = "76561198123456789"
+FRIEND_B = "76561198123561518"
+FRIEND_C = "76561198000000042"
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings()
+
+
+@pytest.fixture
+def writer(settings: Settings) -> Iterator[Writer]:
+    with Writer(settings) as w:
+        yield w
+
+
+def pdir(settings: Settings, account: str = ACCOUNT) -> Path:
+    return partition_dir(settings.log_dir, partition_of(account, settings.partitions))
+
+
+def segment(settings: Settings, account: str = ACCOUNT) -> Path:
+    d = pdir(settings, account)
+    return segment_path(d, segment_bases(d)[-1])
+
+
+def read_log(settings: Settings, account: str = ACCOUNT) -> list[StoredEvent]:
+    p = partition_of(account, settings.partitions)
+    cursor = Cursor(pdir(settings, account), p)
+    try:
+        return cursor.read()[0]
+    finally:
+        cursor.close()
+
+
+def upsert(
+    writer: Writer,
+    n: int,
+    account: str = ACCOUNT,
+    expected_version: int | None = None,
+    idempotency_key: str | None = None,
+) -> AppendResult:
+    return writer.append(
+        account,
+        "TradeOfferUpserted",
+        {"offer": {"trade_offer_id": str(n)}},
+        expected_version=expected_version,
+        idempotency_key=idempotency_key,
+    )
+
+
+def put_friend(writer: Writer, friend: str, state: str = "awaiting_reply") -> AppendResult:
+    return writer.append(
+        ACCOUNT,
+        "FriendNegotiationUpserted",
+        {"friend_steam_id": friend, "negotiation": {"friend_steam_id": friend, "state": state}},
+    )
+
+
+# --- torn tail ---------------------------------------------------------------------------
+
+
+def test_torn_tail_is_cut_off_by_the_next_writer_and_never_read(settings: Settings) -> None:
+    with Writer(settings) as w:
+        for n in range(3):
+            upsert(w, n)
+    path = segment(settings)
+    whole = path.read_bytes()
+    partial = StoredEvent.from_line(whole.splitlines()[-1]).to_line()[:-25]  # no newline
+    with path.open("ab") as f:
+        f.write(partial)
+
+    # A reader sees the complete lines only, and is told a partial line follows.
+    p = partition_of(ACCOUNT, settings.partitions)
+    reader = Cursor(pdir(settings), p)
+    events, torn = reader.read()
+    assert [e.offset for e in events] == [0, 1, 2]
+    assert torn == len(partial)
+    assert reader.read() == ([], len(partial))  # asking again never returns it either
+
+    # A new writer (a restart) cuts the tail off and continues without a gap.
+    with Writer(settings) as w:
+        r = upsert(w, 3)
+    assert (r.offset, r.version) == (3, 4)
+    raw = path.read_bytes()
+    assert raw.startswith(whole) and raw.endswith(b"\n")
+    assert [StoredEvent.from_line(line).offset for line in raw.splitlines()] == [0, 1, 2, 3]
+
+    # The reader that stopped before the torn bytes goes on with the new line.
+    more, torn = reader.read()
+    reader.close()
+    assert ([e.id for e in more], torn) == ([r.event_id], 0)
+    assert [e.offset for e in read_log(settings)] == [0, 1, 2, 3]
+
+
+def test_torn_tail_cut_off_under_the_lock_by_catch_up(settings: Settings) -> None:
+    with Writer(settings) as w:
+        upsert(w, 0)
+    path = segment(settings)
+    with path.open("ab") as f:
+        f.write(b'{"id": "0190f')
+    pf = PartitionFile(settings.log_dir, partition_of(ACCOUNT, settings.partitions), 1 << 20)
+    try:
+        with pf.locked():
+            assert [e.offset for e in pf.catch_up()] == [0]
+        assert pf.next_offset == 1
+    finally:
+        pf.close()
+    assert path.read_bytes().endswith(b"}\n")
+    assert len(path.read_bytes().splitlines()) == 1
+
+
+def test_torn_tail_in_a_writer_that_already_runs(settings: Settings, writer: Writer) -> None:
+    """Another process crashed mid-write while this writer was open: its next append repairs."""
+    upsert(writer, 0)
+    with segment(settings).open("ab") as f:
+        f.write(b'{"id":"torn","acc')
+    r = upsert(writer, 1)
+    assert (r.offset, r.version) == (1, 2)
+    assert [e.offset for e in read_log(settings)] == [0, 1]
+
+
+# --- a damaged line in the middle ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        b"\x00\x00\x00\x00\x00\x00",  # zeros a crashed filesystem may leave
+        b"garbage \xff\xfe not json",
+        b'{"id": "x", "account": "76561199027634480"}',  # JSON, but not an event
+        b"1234567890",  # JSON scalars and arrays: valid JSON, not an object
+        b'"a string"',
+        b"[1, 2, 3]",
+        b"",  # an empty line
+    ],
+    ids=["zeros", "garbage", "not-an-event", "number", "string", "array", "empty"],
+)
+def test_damaged_line_in_the_middle_names_file_and_line(
+    settings: Settings, writer: Writer, damage: bytes
+) -> None:
+    for n in range(5):
+        upsert(writer, n)
+    path = segment(settings)
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join([*lines[:2], damage + b"\n", *lines[2:]]))  # line 3 is bad
+
+    p = partition_of(ACCOUNT, settings.partitions)
+    cursor = Cursor(pdir(settings), p)
+    with pytest.raises(CorruptLog) as caught:
+        cursor.read()
+    cursor.close()
+    assert caught.value.path == str(path)
+    assert caught.value.line == 3
+    assert f"{path}:3" in str(caught.value)
+
+    # A writer refuses to append after it: the process stops, nothing is written.
+    before = path.read_bytes()
+    with Writer(settings) as fresh, pytest.raises(CorruptLog, match=f"{path}:3"):
+        upsert(fresh, 99)
+    assert path.read_bytes() == before
+
+
+def test_a_line_out_of_position_is_damage(settings: Settings, writer: Writer) -> None:
+    for n in range(3):
+        upsert(writer, n)
+    path = segment(settings)
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join([lines[0], lines[2], lines[1]]))  # offsets 0, 2, 1
+    cursor = Cursor(pdir(settings), partition_of(ACCOUNT, settings.partitions))
+    with pytest.raises(CorruptLog, match=f"{path}:2: position"):
+        cursor.read()
+    cursor.close()
+
+
+# --- optimistic concurrency --------------------------------------------------------------
+
+
+def test_wrong_expected_version_conflicts_and_appends_nothing(
+    settings: Settings, writer: Writer
+) -> None:
+    assert upsert(writer, 0, expected_version=0).version == 1
+    assert upsert(writer, 1, expected_version=1).version == 2
+    before = segment(settings).read_bytes()
+    for wrong in (0, 1, 3, 17):
+        with pytest.raises(VersionConflict) as caught:
+            upsert(writer, 2, expected_version=wrong)
+        assert (caught.value.expected, caught.value.actual) == (wrong, 2)
+    assert segment(settings).read_bytes() == before
+    # The right version still goes through, right after.
+    r = upsert(writer, 2, expected_version=2)
+    assert (r.version, r.offset) == (3, 2)
+    assert [e.version for e in read_log(settings)] == [1, 2, 3]
+
+
+def test_expected_version_sees_appends_of_another_writer(settings: Settings) -> None:
+    with Writer(settings) as a, Writer(settings) as b:
+        upsert(a, 0)
+        assert upsert(b, 1, expected_version=1).version == 2  # b read a's append
+        with pytest.raises(VersionConflict):
+            upsert(a, 2, expected_version=1)  # a must see b's
+        assert upsert(a, 2, expected_version=2).version == 3
+    assert [e.version for e in read_log(settings)] == [1, 2, 3]
+
+
+# --- idempotent retries ------------------------------------------------------------------
+
+
+def test_repeated_idempotency_key_returns_the_first_result(
+    settings: Settings, writer: Writer
+) -> None:
+    first = upsert(writer, 1, idempotency_key="req-1")
+    assert first.appended and not first.duplicate
+    upsert(writer, 2)  # the account moves on
+    before = segment(settings).read_bytes()
+
+    again = upsert(writer, 1, idempotency_key="req-1")
+    other_body = upsert(writer, 555, idempotency_key="req-1")  # a retry is answered, not redone
+    for retry in (again, other_body):
+        assert retry.duplicate and not retry.appended
+        assert (retry.event_id, retry.version, retry.offset) == (
+            first.event_id,
+            first.version,
+            first.offset,
+        )
+        assert retry.findings == first.findings
+    assert segment(settings).read_bytes() == before
+
+    # The same key on another account is a different request.
+    other = upsert(writer, 1, account="76561199027642399", idempotency_key="req-1")
+    assert other.appended and other.event_id != first.event_id
+
+    # The key is in the log, so a brand-new writer (a restart) still knows it.
+    assert read_log(settings)[0].meta["idempotency_key"] == "req-1"
+    writer.close()
+    with Writer(settings) as restarted:
+        retry = upsert(restarted, 1, idempotency_key="req-1")
+        assert retry.duplicate and not retry.appended
+        assert (retry.event_id, retry.version, retry.offset) == (
+            first.event_id,
+            first.version,
+            first.offset,
+        )
+        fresh = upsert(restarted, 3, idempotency_key="req-2")
+        assert fresh.appended and fresh.version == 3
+    assert [e.version for e in read_log(settings) if e.account == ACCOUNT] == [1, 2, 3]
+
+
+def test_idempotent_retry_is_answered_before_the_version_check(
+    settings: Settings, writer: Writer
+) -> None:
+    first = upsert(writer, 1, expected_version=0, idempotency_key="k")
+    upsert(writer, 2)
+    retry = upsert(writer, 1, expected_version=0, idempotency_key="k")
+    assert retry.duplicate and retry.event_id == first.event_id
+    assert len(read_log(settings)) == 2
+
+
+def test_idempotency_key_seen_from_another_process(settings: Settings) -> None:
+    with Writer(settings) as a, Writer(settings) as b:
+        first = upsert(a, 1, idempotency_key="shared")
+        retry = upsert(b, 1, idempotency_key="shared")
+    assert retry.duplicate and retry.event_id == first.event_id
+    assert len(read_log(settings)) == 1
+
+
+# --- removing friends ----------------------------------------------------------------------
+
+
+def test_removing_absent_friends_appends_nothing(settings: Settings, writer: Writer) -> None:
+    nothing = writer.append(ACCOUNT, "FriendsRemoved", {"friend_steam_ids": [FRIEND_A]})
+    assert not nothing.appended and nothing.offset is None and nothing.event_id is None
+    assert nothing.findings.removed == ()
+    assert read_log(settings) == []
+
+    put_friend(writer, FRIEND_A)
+    put_friend(writer, FRIEND_B, "accepted")
+    before = segment(settings).read_bytes()
+    r = writer.append(ACCOUNT, "FriendsRemoved", {"friend_steam_ids": [FRIEND_C]})
+    assert not r.appended and r.version == 2
+    assert segment(settings).read_bytes() == before
+
+    # Only the present ones are recorded, repeats dropped.
+    r = writer.append(
+        ACCOUNT, "FriendsRemoved", {"friend_steam_ids": [FRIEND_C, FRIEND_B, FRIEND_B]}
+    )
+    assert r.appended and r.version == 3 and r.findings.removed == (FRIEND_B,)
+    assert r.findings.previous_state == "accepted"
+    assert read_log(settings)[-1].data == {"friend_steam_ids": [FRIEND_B]}
+
+    # Removed once, absent after: a second removal appends nothing, also after a restart.
+    assert not writer.append(ACCOUNT, "FriendsRemoved", {"friend_steam_ids": [FRIEND_B]}).appended
+    writer.close()
+    with Writer(settings) as restarted:
+        again = restarted.append(ACCOUNT, "FriendsRemoved", {"friend_steam_ids": [FRIEND_B]})
+        assert not again.appended and again.version == 3
+        gone = restarted.append(ACCOUNT, "FriendsRemoved", {"friend_steam_ids": [FRIEND_A]})
+        assert gone.appended and gone.version == 4
+    assert [e.type for e in read_log(settings)] == [
+        "FriendNegotiationUpserted",
+        "FriendNegotiationUpserted",
+        "FriendsRemoved",
+        "FriendsRemoved",
+    ]
+
+
+def test_friends_saved_in_a_document_can_be_removed(settings: Settings, writer: Writer) -> None:
+    doc = {
+        "account_steam_id": ACCOUNT,
+        "negotiations": {FRIEND_A: {"state": "x"}, FRIEND_B: {"friend_steam_id": FRIEND_B}},
+    }
+    writer.append(ACCOUNT, "NegotiationsSaved", doc)
+    r = writer.append(ACCOUNT, "FriendsRemoved", {"friend_steam_ids": [FRIEND_A, FRIEND_C]})
+    assert r.findings.removed == (FRIEND_A,)
+    # A later whole-document save replaces the friend set.
+    writer.append(ACCOUNT, "NegotiationsSaved", {"negotiations": {}})
+    assert not writer.append(ACCOUNT, "FriendsRemoved", {"friend_steam_ids": [FRIEND_B]}).appended
+    assert [e.version for e in read_log(settings)] == [1, 2, 3]
+    assert orjson.loads(segment(settings).read_bytes().splitlines()[0])["data"] == doc
