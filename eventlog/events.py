@@ -136,13 +136,27 @@ def _require_object(value: Any, where: str) -> dict[str, Any]:
     return cast(dict[str, Any], value)
 
 
+def _plainly_valid(offer: dict[str, Any]) -> bool:
+    """The common case checked by hand: the model (and its messages) only for the rest."""
+    oid = offer.get("trade_offer_id")
+    if type(oid) is not str or not _OFFER_ID.match(oid):
+        return False
+    friend = offer.get("friend_steam_id")
+    return friend is None or (
+        type(friend) is str
+        and _STEAM_ID.match(friend) is not None
+        and STEAM_ID_MIN <= int(friend) <= STEAM_ID_MAX
+    )
+
+
 def validate_offer(value: Any, where: str = "trade_offer_data") -> dict[str, Any]:
     """Check an offer; return it with `state` normalised to its name (a copy if changed)."""
     offer = _require_object(value, where)
-    try:
-        _Offer.model_validate(offer)
-    except ValidationError as e:
-        raise _fail(e, where) from e
+    if not _plainly_valid(offer):
+        try:
+            _Offer.model_validate(offer)
+        except ValidationError as e:
+            raise _fail(e, where) from e
     if "state" in offer:
         try:
             state = normalize_state(offer["state"])

@@ -17,7 +17,7 @@ import socket
 import uuid
 from pathlib import Path
 
-__all__ = ["Bell", "ring"]
+__all__ = ["Bell", "Ringer", "ring"]
 
 APPENDED = "appended"
 PROGRESS = "progress"
@@ -78,3 +78,45 @@ def ring(run_dir: Path, channel: str, payload: bytes = b"1") -> int:
             except (BlockingIOError, OSError):
                 pass  # a full queue: the listener is awake and will re-read anyway
     return sent
+
+
+class Ringer:
+    """The ringing end for one channel, for a process that rings often (the writer).
+
+    Keeps one socket and the listing of listeners, re-read only when the
+    channel's directory changes (a listener came or went), so a ring costs a
+    stat and one sendto per listener.
+    """
+
+    def __init__(self, run_dir: Path, channel: str) -> None:
+        self.dir = run_dir / channel
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.setblocking(False)
+        self._mtime = -1
+        self._paths: list[str] = []
+
+    def _listeners(self) -> list[str]:
+        try:
+            mtime = os.stat(self.dir).st_mtime_ns
+        except FileNotFoundError:
+            return []
+        if mtime != self._mtime:
+            self._mtime = mtime
+            self._paths = [str(self.dir / n) for n in os.listdir(self.dir)]
+        return self._paths
+
+    def ring(self, payload: bytes = b"1") -> int:
+        sent = 0
+        for path in self._listeners():
+            try:
+                self.sock.sendto(payload, path)
+                sent += 1
+            except (ConnectionRefusedError, FileNotFoundError):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)  # its process is gone; the dir's mtime changes
+            except OSError:
+                pass  # a full queue: the listener is awake and will re-read anyway
+        return sent
+
+    def close(self) -> None:
+        self.sock.close()

@@ -17,18 +17,17 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
 import redis
 import uuid_utils
 
-from ._exceptions import LogUnavailable, RedisUnavailable, StreamMismatch, VersionConflict
+from ._exceptions import LogUnavailable, StreamMismatch, VersionConflict
 from .commands import AppendResult, Command, make_command
 from .filelog import PartitionFile, check_partitions
 from .keys import Keys
-from .notify import APPENDED, ring
+from .notify import APPENDED, Ringer
 from .records import FRIENDS_REMOVED, LEGACY_IMPORTED, StoredEvent, utc_ts
 from .redisconn import connect
 from .segments import Cursor
@@ -46,7 +45,19 @@ _REDIS_RETRY_S = 1.0
 _FILL_LIMIT = 10_000  # how far behind the stream may be for the writer to fill it itself
 _STOP = object()
 
-Job = tuple[Command, "Future[AppendResult]"]
+# A queued command and where its answer goes: a concurrent Future (loop None) or an
+# asyncio Future of `loop`, settled in one call_soon_threadsafe per loop and batch.
+Job = tuple[Command, Any, asyncio.AbstractEventLoop | None]
+
+
+def _settle_async(items: list[tuple[asyncio.Future[AppendResult], Any]]) -> None:
+    for fut, value in items:
+        if fut.done():  # the request was cancelled meanwhile
+            continue
+        if isinstance(value, BaseException):
+            fut.set_exception(value)
+        else:
+            fut.set_result(value)
 
 
 class _Partition:
@@ -104,7 +115,7 @@ class _Partition:
             self.dirty_since = None
 
     def _commit(self, batch: list[Job]) -> None:
-        outcomes: list[tuple[Future[AppendResult], Any]] = []
+        outcomes: list[tuple[Job, Any]] = []
         try:
             with self.file.locked():
                 for event in self.file.catch_up():
@@ -113,37 +124,52 @@ class _Partition:
                 redis_ok = self._write(events) if events else False
         except Exception as e:  # the batch failed as a whole: nothing of it is acknowledged
             self._reset()
-            for _, fut in batch:
-                if not fut.done():
-                    fut.set_exception(e)
+            self._settle([(job, e) for job in batch])
             return
         if events:
-            ring(self.w.settings.run_dir, APPENDED)
-        for fut, outcome in outcomes:
+            self.w.ringer.ring()
+        answers: list[tuple[Job, Any]] = []
+        for job, outcome in outcomes:
             if isinstance(outcome, BaseException):
-                fut.set_exception(outcome)
+                answers.append((job, outcome))
             else:
-                decided, findings, event = outcome
-                fut.set_result(self._result(decided, findings, event, redis_ok))
+                findings, placed = outcome
+                answers.append((job, self._result(job[0], findings, placed, redis_ok)))
+        self._settle(answers)
 
-    def _decide_all(
-        self, batch: list[Job], outcomes: list[tuple[Future[AppendResult], Any]]
-    ) -> list[StoredEvent]:
+    @staticmethod
+    def _settle(answers: list[tuple[Job, Any]]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, Any]]] = {}
+        for (_, fut, loop), value in answers:
+            if loop is not None:
+                by_loop.setdefault(loop, []).append((fut, value))
+            elif isinstance(value, BaseException):
+                fut.set_exception(value)
+            else:
+                fut.set_result(value)
+        for loop, items in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(_settle_async, items)
+
+    def _decide_all(self, batch: list[Job], outcomes: list[tuple[Job, Any]]) -> list[StoredEvent]:
         events: list[StoredEvent] = []
         next_offset = self.file.next_offset
-        for cmd, fut in batch:
+        ts = utc_ts()  # one clock read per batch: every event of it is appended at once
+        for job in batch:
             try:
-                event, findings, duplicate = self._decide(cmd, next_offset)
+                event, findings, duplicate = self._decide(job[0], next_offset, ts)
             except VersionConflict as e:
-                outcomes.append((fut, e))
+                outcomes.append((job, e))
                 continue
             if event is not None and not duplicate:
                 events.append(event)
                 next_offset += 1
-            outcomes.append((fut, (cmd, findings, (event, duplicate))))
+            outcomes.append((job, (findings, (event, duplicate))))
         return events
 
-    def _decide(self, cmd: Command, offset: int) -> tuple[StoredEvent | None, Findings, bool]:
+    def _decide(
+        self, cmd: Command, offset: int, ts: str
+    ) -> tuple[StoredEvent | None, Findings, bool]:
         acct = self.state.account(cmd.account)
         if cmd.idempotency_key:
             receipt = self.state.receipts.get((cmd.account, cmd.idempotency_key))
@@ -166,14 +192,15 @@ class _Partition:
             partition=self.p,
             offset=offset,
             type=cmd.type,
-            ts=utc_ts(),
+            ts=ts,
             data=data,
             meta=cmd.meta,
         )
         return event, self.state.observe(event), False
 
     def _write(self, events: list[StoredEvent]) -> bool:
-        self.file.write(b"".join([e.to_line() for e in events]), len(events))
+        encoded = [e.encode() for e in events]
+        self.file.write(b"".join([line for line, _ in encoded]), len(events))
         policy = self.w.settings.fsync
         if policy == "always":
             self.file.sync()
@@ -183,18 +210,18 @@ class _Partition:
                 self.dirty_since = now
             elif now - self.dirty_since >= _BATCH_FSYNC_S:
                 self._sync_dirty()
-        return self._to_stream(events)
+        return self._to_stream(events[0].offset, [values for _, values in encoded])
 
-    def _to_stream(self, events: list[StoredEvent]) -> bool:
+    def _to_stream(self, first: int, entries: list[list[bytes | str]]) -> bool:
         stream = self.w.stream
         if stream is None or time.monotonic() < self.w.redis_retry_at:
             return False
         try:
             try:
-                stream.append(self.p, events)
+                stream.append_values(self.p, first, entries)
             except StreamMismatch as e:
-                gap = events[0].offset - 1 - e.actual_top
-                if e.actual_top > events[0].offset - 1 or gap > _FILL_LIMIT:
+                gap = first - 1 - e.actual_top
+                if e.actual_top > first - 1 or gap > _FILL_LIMIT:
                     return False  # ahead (impossible) or far behind: the relay's job
                 # Behind by a little (Redis was down): fill in from the file, under our lock.
                 cursor = Cursor(self.file.dir, self.p, e.actual_top + 1)
@@ -202,13 +229,16 @@ class _Partition:
                     missing, _ = cursor.read(limit=gap)
                 finally:
                     cursor.close()
-                stream.append(self.p, missing[:gap] + events)
-        except (RedisUnavailable, StreamMismatch) as e:
+                filled = [m.encode()[1] for m in missing[:gap]]
+                stream.append_values(self.p, e.actual_top + 1, filled + entries)
+        except Exception as e:
+            # The events are durable in the file by now: whatever the stream did, the
+            # append stands and the relay copies it later.
             log.warning("stream append failed for partition %d: %s", self.p, e)
             self.w.redis_retry_at = time.monotonic() + _REDIS_RETRY_S
             self.w.redis_failures += 1
             return False
-        self.stream_top = events[-1].offset
+        self.stream_top = first + len(entries) - 1
         return True
 
     def _result(
@@ -244,7 +274,6 @@ class Writer:
         self,
         settings: Settings,
         client: redis.Redis | None = None,
-        on_commit: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
         check_partitions(settings.log_dir, settings.partitions)
@@ -252,6 +281,7 @@ class Writer:
         self.stream = StreamLog(client, Keys(settings.key_prefix)) if client is not None else None
         self.redis_retry_at = 0.0
         self.redis_failures = 0
+        self.ringer = Ringer(settings.run_dir, APPENDED)
         self._parts: dict[int, _Partition] = {}
         self._lock = threading.Lock()
         self._closed = False
@@ -269,7 +299,14 @@ class Writer:
 
     def submit(self, cmd: Command) -> Future[AppendResult]:
         fut: Future[AppendResult] = Future()
-        self._partition(cmd.partition).q.put((cmd, fut))
+        self._partition(cmd.partition).q.put((cmd, fut, None))
+        return fut
+
+    def submit_async(self, cmd: Command) -> asyncio.Future[AppendResult]:
+        """Queue a command from a coroutine; the answer is set on the running loop."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[AppendResult] = loop.create_future()
+        self._partition(cmd.partition).q.put((cmd, fut, loop))
         return fut
 
     def command(
@@ -309,7 +346,7 @@ class Writer:
         **meta: Any,
     ) -> AppendResult:
         cmd = self.command(account, type, data, expected_version, idempotency_key, **meta)
-        return await asyncio.wrap_future(self.submit(cmd))
+        return await self.submit_async(cmd)
 
     def version_of(self, account: str) -> int:
         """The account's version as this writer last saw it (not a fresh read)."""
@@ -327,6 +364,7 @@ class Writer:
             part.q.put(_STOP)
         for part in parts:
             part.thread.join()
+        self.ringer.close()
         if self.stream is not None:
             self.stream.client.close()
 

@@ -4,12 +4,15 @@
 --          has the ID 0-(k+1), so IDs and offsets can never drift apart.
 -- ARGV[1]  the offset of the first entry; the stream's last entry must be ARGV[1]-1
 --          (no entry at all when ARGV[1] is 0).
--- ARGV[2]  n, the number of field/value strings per entry (the envelope's fields).
--- ARGV[3…] the entries, n strings each, in offset order.
+-- ARGV[2]  n, the number of values per entry: the envelope's fields, in the order
+--          of FIELDS below (data and meta as JSON strings, stored as given).
+-- ARGV[3…] the entries, n values each, in offset order.
 --
 -- Returns {1, count}   appended;
 --         {0, top}     not appended: the stream ends at offset `top` (-1 when empty),
 --                      so the caller must fill the gap first (or is behind).
+local FIELDS = {'id', 'account', 'version', 'partition', 'offset', 'type', 'ts',
+                'data', 'meta', 'schema'}
 local first = tonumber(ARGV[1])
 local width = tonumber(ARGV[2])
 local top = -1
@@ -20,9 +23,14 @@ end
 if top ~= first - 1 then
   return {0, top}
 end
+local entry = {}
 local count = 0
 for i = 3, #ARGV, width do
-  redis.call('XADD', KEYS[1], '0-' .. (first + count + 1), unpack(ARGV, i, i + width - 1))
+  for j = 1, width do
+    entry[2 * j - 1] = FIELDS[j]
+    entry[2 * j] = ARGV[i + j - 1]
+  end
+  redis.call('XADD', KEYS[1], '0-' .. (first + count + 1), unpack(entry))
   count = count + 1
 end
 return {1, count}
