@@ -156,15 +156,33 @@ class Cursor:
 
 
 def log_end(pdir: Path) -> int:
-    """The next offset of a partition: its last segment's base plus its complete lines."""
+    """A partition's next offset, from the last complete line of its last segment.
+
+    Reads the tail only (doubling until a whole line is in it), so health checks
+    stay cheap however long the segment is.
+    """
     bases = segment_bases(pdir)
     if not bases:
         return 0
-    count = 0
+    path = segment_path(pdir, bases[-1])
     try:
-        with open(segment_path(pdir, bases[-1]), "rb") as f:
-            while chunk := f.read(_CHUNK):
-                count += chunk.count(b"\n")
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            want = 1 << 16
+            while True:
+                start = max(0, size - want)
+                f.seek(start)
+                block = f.read(size - start)
+                end = block.rfind(b"\n")  # bytes after it are a torn tail, not an event
+                if end < 0 and start == 0:
+                    return bases[-1]  # the segment holds no complete line yet
+                begin = block.rfind(b"\n", 0, end) + 1 if end >= 0 else 0
+                if end >= 0 and (begin > 0 or start == 0):
+                    return int(orjson.loads(block[begin:end])["offset"]) + 1
+                want *= 2
     except FileNotFoundError:
         return bases[-1]
-    return bases[-1] + count
+    except OSError as e:
+        raise LogUnavailable(f"cannot read the end of {path}: {e}") from e
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise CorruptLog(str(path), 0, f"last line is not an event: {e}") from e

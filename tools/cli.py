@@ -8,6 +8,7 @@ passed down.
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import logging
 import sys
@@ -22,7 +23,14 @@ Subparsers = argparse._SubParsersAction  # the type `register` functions receive
 
 # Subcommand modules, in the order `--help` lists them.
 COMMANDS = [
+    "tools.cmd_up",
+    "tools.cmd_serve",
+    "tools.cmd_project",
     "tools.cmd_relay",
+    "tools.cmd_import",
+    "tools.cmd_tail",
+    "tools.cmd_stats",
+    "tools.bench",
 ]
 
 _SETTING_FLAGS = {
@@ -76,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # Long-lived processes keep many small objects: a frozen start-up heap and a
+    # higher first threshold take cyclic-GC pauses off the append path.
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
     try:
         code = args.func(args)
     except TradelogError as e:

@@ -1,0 +1,98 @@
+"""The Starlette application: routes, start-up and shut-down."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from eventlog.settings import Settings, load_settings
+from eventlog.writer import Writer
+
+from . import negotiations as neg
+from . import ops
+from .http import JSON, error_response, guarded
+from .keys import load_keys
+from .openapi import openapi
+from .reads import Reads
+from .state import AppState
+from .waiting import ProgressWaiter
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("tradelog.api")
+
+_ACCOUNT = "/negotiations/{steam_id}"
+
+
+@guarded()  # DESIGN: the key is required on every route but GET /health
+async def _openapi(request: Request) -> Response:
+    return JSON(openapi())
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    response = error_response(exc.status_code, str(exc.detail), code)
+    if exc.headers:  # a 405 must name the allowed methods (Allow)
+        response.headers.update(exc.headers)
+    return response
+
+
+async def _crash(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(500, "internal error; nothing was appended", "internal_error")
+
+
+ROUTES = [
+    Route("/health", ops.health, methods=["GET"]),
+    Route("/ready", ops.ready, methods=["GET"]),
+    Route("/metrics", ops.metrics_route, methods=["GET"]),
+    Route("/openapi.json", _openapi, methods=["GET"]),
+    Route("/negotiations", ops.summary, methods=["GET"]),
+    Route("/negotiations/", ops.summary, methods=["GET"]),
+    Route(_ACCOUNT, neg.get_document, methods=["GET"]),
+    Route(_ACCOUNT, neg.save_document, methods=["POST"]),
+    Route(_ACCOUNT + "/atomic-upsert-trade-offer", neg.upsert_trade_offer, methods=["POST"]),
+    Route(_ACCOUNT + "/friend/{friend_id}", neg.upsert_friend, methods=["PUT"]),
+    Route(_ACCOUNT + "/friend/{friend_id}", neg.delete_friend, methods=["DELETE"]),
+    Route(_ACCOUNT + "/remove-friends", neg.remove_friends, methods=["POST"]),
+    Route(_ACCOUNT + "/events", ops.events, methods=["GET"]),
+    Route(_ACCOUNT + "/health", ops.account_health, methods=["GET"]),
+]
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """The app for `settings` (default: built from the environment, for uvicorn workers)."""
+    settings = settings or load_settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        keys, _ = load_keys(settings)
+        app.state.api_keys = tuple(k.encode() for k in keys)
+        writer = Writer(settings)
+        reads = Reads(settings)
+        waiter = ProgressWaiter(settings.run_dir, reads.projector, reads.durable_positions)
+        waiter.start()
+        app.state.tradelog = AppState(settings, writer, reads, waiter)
+        gc.freeze()  # see tools.cli: keep cyclic-GC pauses off the request path
+        gc.set_threshold(50_000, 20, 100)
+        try:
+            yield
+        finally:
+            waiter.close()
+            writer.close()
+            reads.close()
+
+    return Starlette(
+        routes=ROUTES,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: _http_error, Exception: _crash},
+    )

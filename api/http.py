@@ -1,0 +1,150 @@
+"""HTTP plumbing: orjson responses, the error shape, body limits, keys, versions.
+
+Every answer is JSON with `success`; every error is
+`{"success": false, "error": "<readable>", "code": "<machine code>", "details": ...}`
+because the bots' client prints `error` and branches on the status alone.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+from functools import wraps
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from eventlog._exceptions import (
+    InvalidInput,
+    LogUnavailable,
+    PayloadTooLarge,
+    RedisUnavailable,
+    TradelogError,
+    Unauthorized,
+    VersionConflict,
+)
+
+__all__ = ["JSON", "error_response", "guarded", "if_match", "read_json"]
+
+log = logging.getLogger("tradelog.api")
+
+
+class JSON(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
+
+
+def error_response(status: int, message: str, code: str, details: Any = None) -> JSON:
+    body = {"success": False, "error": message, "code": code, "details": details}
+    return JSON(body, status_code=status)
+
+
+def _status_of(e: TradelogError) -> tuple[int, str, Any]:
+    if isinstance(e, InvalidInput):
+        return 400, e.code, e.details
+    if isinstance(e, VersionConflict):
+        return 409, "version_conflict", {"expected": e.expected, "current": e.actual}
+    if isinstance(e, Unauthorized):
+        return 401, "unauthorized", None
+    if isinstance(e, PayloadTooLarge):
+        return 413, "payload_too_large", {"limit": e.limit}
+    if isinstance(e, (LogUnavailable, RedisUnavailable)):
+        return 503, "unavailable", None
+    return 500, "internal_error", None
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def guarded(auth: bool = True) -> Callable[[Handler], Handler]:
+    """Check the API key, and turn tradelog errors into the error shape.
+
+    A 5xx always means nothing was appended (or an idempotent outcome): every
+    write error is raised before the append or by the append itself.
+    """
+
+    def wrap(handler: Handler) -> Handler:
+        @wraps(handler)
+        async def endpoint(request: Request) -> Response:
+            try:
+                if auth:
+                    check_key(request)
+                return await handler(request)
+            except TradelogError as e:
+                status, code, details = _status_of(e)
+                if status >= 500:
+                    log.error("%s %s failed: %s", request.method, request.url.path, e)
+                return error_response(status, str(e), code, details)
+
+        return endpoint
+
+    return wrap
+
+
+def check_key(request: Request) -> None:
+    keys: tuple[bytes, ...] = request.app.state.api_keys
+    given = request.headers.get("x-api-key")
+    if given is None:
+        raise Unauthorized("missing X-API-Key header")
+    raw = given.encode()
+    # Compare against every key, always, so timing says nothing about which matched.
+    ok = False
+    for key in keys:
+        ok |= hmac.compare_digest(raw, key)
+    if not ok:
+        raise Unauthorized("wrong API key")
+
+
+async def read_json(request: Request) -> Any:
+    """The body as JSON; 413 past the limit (checked while reading), 400 if not JSON."""
+    limit: int = request.app.state.tradelog.settings.max_body_bytes
+    declared = request.headers.get("content-length")
+    # isascii: str.isdigit() is also true for "²", which int() refuses (a 500).
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(limit)
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    if not body:
+        raise InvalidInput("request body is empty; a JSON object is required", code="invalid_json")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        raise InvalidInput(f"request body is not valid JSON: {e}", code="invalid_json") from e
+
+
+def if_match(request: Request, body_version: Any = None) -> int | None:
+    """The expected version from `If-Match: "<n>"` (or the body's `expected_version`)."""
+    header = request.headers.get("if-match")
+    if header is not None and header.strip() != "*":
+        text = header.strip()
+        if text.startswith("W/"):
+            text = text[2:]
+        text = text.strip('"')
+        if not (text.isascii() and text.isdigit()):  # "²".isdigit() is true; int() refuses it
+            raise InvalidInput(
+                f'If-Match must be a version in quotes, like "3": {header!r}',
+                code="invalid_if_match",
+            )
+        return int(text)
+    if body_version is None:
+        return None
+    if isinstance(body_version, bool) or not isinstance(body_version, int) or body_version < 0:
+        raise InvalidInput(
+            "expected_version must be a whole number >= 0", code="invalid_expected_version"
+        )
+    return body_version
+
+
+def etag(version: int) -> dict[str, str]:
+    return {"ETag": f'"{version}"'}

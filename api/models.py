@@ -1,0 +1,229 @@
+"""Pydantic models of the HTTP edge: they document requests and answers (OpenAPI).
+
+Request bodies are validated by the event rules in `eventlog.events` (documents
+are open, so the models here only describe them).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
+
+from eventlog.events import OFFER_STATES, STEAM_ID_MAX, STEAM_ID_MIN
+
+__all__ = ["MODELS", "STEAM_ID_PATTERN"]
+
+
+def _group(regex: str) -> str:
+    return f"(?:{regex})" if "|" in regex else regex
+
+
+def _digit(lo: int, hi: int) -> str:
+    return str(lo) if lo == hi else f"[{lo}-{hi}]"
+
+
+def _any(n: int) -> str:
+    return "[0-9]" if n == 1 else f"[0-9]{{{n}}}"
+
+
+def _digits_between(lo: str, hi: str) -> str:
+    """A regex for exactly the decimal strings of len(lo) digits from lo to hi."""
+    n = len(lo)
+    common = next((i for i in range(n) if lo[i] != hi[i]), n)
+    if common == n:
+        return lo
+    if common:
+        return lo[:common] + _group(_digits_between(lo[common:], hi[common:]))
+    if lo == "0" * n and hi == "9" * n:
+        return _any(n)
+    first, last = int(lo[0]), int(hi[0])
+    if n == 1:
+        return _digit(first, last)
+    parts = [lo[0] + _group(_digits_between(lo[1:], "9" * (n - 1)))]
+    if last - first > 1:
+        parts.append(_digit(first + 1, last - 1) + _any(n - 1))
+    parts.append(hi[0] + _group(_digits_between("0" * (n - 1), hi[1:])))
+    return "|".join(parts)
+
+
+# Exactly the SteamID64s the API accepts (DESIGN Guarantee 8): 17 digits from
+# STEAM_ID_MIN to STEAM_ID_MAX, so the schema tells clients (and generated tests)
+# the rule the server applies instead of "any 17 digits".
+STEAM_ID_PATTERN = f"^(?:{_digits_between(str(STEAM_ID_MIN), str(STEAM_ID_MAX))})$"
+SteamId = Annotated[str, Field(pattern=STEAM_ID_PATTERN, examples=["76561199027634480"])]
+_STATE_TEXT = "|".join([*OFFER_STATES.values(), r"Unknown\([0-9]{1,10}\)", "[1-9]", "1[01]"])
+OfferState = (
+    Annotated[str, Field(pattern=f"^(?:{_STATE_TEXT})$")] | Annotated[int, Field(ge=1, le=11)]
+)
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class TradeOffer(_Open):
+    trade_offer_id: str = Field(pattern=r"^[0-9]{1,20}$", examples=["8189748113"])
+    # Optional, but never null (absent means Active for a new offer): no null in the schema.
+    state: OfferState | SkipJsonSchema[None] = Field(
+        None, description="ETradeOfferState name, its number 1-11, or Unknown(<n>)"
+    )
+    friend_steam_id: SteamId | None = None
+
+
+class AccountDocument(_Open):
+    account_steam_id: SteamId | None = None
+    trade_offers: list[TradeOffer] = []
+    negotiations: dict[SteamId, dict[str, Any]] = {}
+
+
+class FriendNegotiation(_Open):
+    friend_steam_id: SteamId | None = None
+    state: Any = None
+
+
+class UpsertTradeOfferRequest(BaseModel):
+    trade_offer_data: TradeOffer
+    expected_version: int | None = Field(None, ge=0)
+
+
+class RemoveFriendsRequest(BaseModel):
+    friend_steam_ids: list[SteamId]
+    expected_version: int | None = Field(None, ge=0)
+
+
+class Position(BaseModel):
+    partition: int
+    offset: int
+
+
+class WriteAnswer(BaseModel):
+    success: Literal[True]
+    version: int
+    position: Position | None
+    event_id: str | None
+    redis_written: bool
+    projected: bool
+    appended: bool
+
+
+class DocumentAnswer(BaseModel):
+    success: Literal[True]
+    data: AccountDocument
+    created_new: bool
+    source: Literal["file", "redis"]
+    version: int
+
+
+class SaveAnswer(WriteAnswer):
+    message: str
+    steam_id: str
+    negotiations_count: int
+    trade_offers_count: int
+    updated_at: str | None
+
+
+class UpsertTradeOfferAnswer(WriteAnswer):
+    operation: Literal["added", "updated"]
+    trade_offer_id: str
+    state: Any
+    previous_state: Any
+    updated_at: str | None
+    redis_operation: str
+
+
+class UpsertFriendAnswer(WriteAnswer):
+    operation: Literal["created", "updated"]
+    friend_steam_id: str
+    state: Any
+    previous_state: Any
+    updated_at: str | None
+
+
+class DeleteFriendAnswer(WriteAnswer):
+    removed: bool
+    friend_steam_id: str
+    previous_state: Any
+    message: str
+
+
+class RemoveFriendsAnswer(WriteAnswer):
+    removed_count: int
+    removed_friends: list[str]
+    not_found: list[str]
+
+
+class EventsAnswer(BaseModel):
+    success: Literal[True]
+    steam_id: str
+    events: list[dict[str, Any]]
+    count: int
+    next_from_version: int
+
+
+class AccountHealthAnswer(BaseModel):
+    success: Literal[True]
+    steam_id: str
+    file_exists: bool
+    file_stats: dict[str, Any] | None
+    redis_exists: bool
+    redis_metadata: dict[str, Any] | None
+    redis_error: str | None = None
+    versions: dict[str, int | None]
+    in_sync: bool
+
+
+class SummaryAnswer(BaseModel):
+    success: Literal[True]
+    accounts: int
+    trade_offers: int
+    trade_offers_by_state: dict[str, int]
+    friends: int
+    events: int
+    source: Literal["file", "redis"]
+
+
+class HealthAnswer(BaseModel):
+    success: Literal[True]
+    status: Literal["ok"]
+    service: Literal["tradelog"]
+    uptime: float
+    phase: int
+
+
+class ReadyAnswer(BaseModel):
+    success: bool
+    status: str
+    phase: int
+    log_writable: bool
+    redis: dict[str, Any]
+    redis_written_failures: int
+    projectors: dict[str, Any]
+
+
+class ErrorAnswer(BaseModel):
+    success: Literal[False]
+    error: str
+    code: str
+    details: Any = None
+
+
+MODELS: list[type[BaseModel]] = [
+    AccountDocument,
+    FriendNegotiation,
+    UpsertTradeOfferRequest,
+    RemoveFriendsRequest,
+    DocumentAnswer,
+    SaveAnswer,
+    UpsertTradeOfferAnswer,
+    UpsertFriendAnswer,
+    DeleteFriendAnswer,
+    RemoveFriendsAnswer,
+    EventsAnswer,
+    AccountHealthAnswer,
+    SummaryAnswer,
+    HealthAnswer,
+    ReadyAnswer,
+    ErrorAnswer,
+]

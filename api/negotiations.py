@@ -1,0 +1,202 @@
+"""The legacy negotiation routes, on the log: reads from the phase's projection,
+writes as events, each write answering after its event is projected (bounded).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from eventlog._exceptions import InvalidInput
+from eventlog.commands import AppendResult
+from eventlog.events import check_steam_id
+from eventlog.records import (
+    FRIEND_NEGOTIATION_UPSERTED,
+    FRIENDS_REMOVED,
+    NEGOTIATIONS_SAVED,
+    TRADE_OFFER_UPSERTED,
+    utc_ts,
+)
+from projections.fold import default_document
+
+from . import metrics
+from .http import JSON, etag, guarded, if_match, read_json
+from .state import app_state
+
+__all__ = [
+    "delete_friend",
+    "get_document",
+    "remove_friends",
+    "save_document",
+    "upsert_friend",
+    "upsert_trade_offer",
+]
+
+
+def _account(request: Request) -> str:
+    return check_steam_id(request.path_params["steam_id"], "steamId")
+
+
+async def _append(
+    request: Request, account: str, kind: str, data: Any, expected: int | None
+) -> tuple[AppendResult, dict[str, Any]]:
+    st = app_state(request)
+    started = time.perf_counter()
+    result = await st.writer.append_async(
+        account,
+        kind,
+        data,
+        expected,
+        request.headers.get("idempotency-key"),
+        request_id=request.headers.get("x-request-id"),
+        source="api",
+    )
+    metrics.observe_append(
+        kind, result, time.perf_counter() - started, st.writer.stream is not None
+    )
+    projected = True
+    if result.offset is not None and st.settings.phase >= 2 and not result.redis_written:
+        # The Redis projection reads the stream, which lacks this event until the
+        # relay copies it: waiting could only time out.
+        projected = False
+    elif result.offset is not None:
+        projected = await st.waiter.wait(
+            result.partition, result.offset, st.settings.projection_wait_ms / 1000
+        )
+    fields = {
+        "version": result.version,
+        "position": result.position,
+        "event_id": result.event_id,
+        "redis_written": result.redis_written,
+        "projected": projected,
+        "appended": result.appended,
+    }
+    return result, fields
+
+
+@guarded()
+async def get_document(request: Request) -> Response:
+    account = _account(request)
+    st = app_state(request)
+    raw, version = await st.reads.document_json(account)
+    created_new = raw is None
+    data: Any = default_document(account, utc_ts()) if raw is None else orjson.Fragment(raw)
+    body = {
+        "success": True,
+        "data": data,
+        "created_new": created_new,
+        "source": st.reads.source,
+        "version": version,
+    }
+    return JSON(body, headers=etag(version))
+
+
+@guarded()
+async def save_document(request: Request) -> Response:
+    account = _account(request)
+    doc = _object_body(await read_json(request), "the whole account document")
+    result, fields = await _append(request, account, NEGOTIATIONS_SAVED, doc, if_match(request))
+    negotiations = doc.get("negotiations") or {}
+    body = {
+        "success": True,
+        "message": "negotiations saved",
+        "steam_id": account,
+        "negotiations_count": len(negotiations),
+        "trade_offers_count": len(doc.get("trade_offers") or ()),
+        "updated_at": result.ts,
+        **fields,
+    }
+    return JSON(body, headers=etag(result.version))
+
+
+def _object_body(body: Any, what: str) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise InvalidInput(f"request body must be a JSON object with {what}", code="invalid_body")
+    return body
+
+
+@guarded()
+async def upsert_trade_offer(request: Request) -> Response:
+    account = _account(request)
+    body = _object_body(await read_json(request), '"trade_offer_data"')
+    expected = if_match(request, body.get("expected_version"))
+    offer = body.get("trade_offer_data")
+    result, fields = await _append(
+        request, account, TRADE_OFFER_UPSERTED, {"offer": offer}, expected
+    )
+    f = result.findings
+    body = {
+        "success": True,
+        "operation": f.operation,
+        "trade_offer_id": offer["trade_offer_id"] if isinstance(offer, dict) else None,
+        "state": f.state,
+        "previous_state": f.previous_state,
+        "updated_at": result.ts,
+        "redis_operation": ("written" if result.redis_written else "deferred"),
+        **fields,
+    }
+    return JSON(body, headers=etag(result.version))
+
+
+@guarded()
+async def upsert_friend(request: Request) -> Response:
+    account = _account(request)
+    friend = check_steam_id(request.path_params["friend_id"], "friendSteamId")
+    record = _object_body(await read_json(request), "the friend's negotiation record")
+    data = {"friend_steam_id": friend, "negotiation": record}
+    result, fields = await _append(
+        request, account, FRIEND_NEGOTIATION_UPSERTED, data, if_match(request)
+    )
+    f = result.findings
+    body = {
+        "success": True,
+        "operation": f.operation,
+        "friend_steam_id": friend,
+        "state": f.state,
+        "previous_state": f.previous_state,
+        "updated_at": result.ts,
+        **fields,
+    }
+    return JSON(body, headers=etag(result.version))
+
+
+@guarded()
+async def delete_friend(request: Request) -> Response:
+    account = _account(request)
+    friend = check_steam_id(request.path_params["friend_id"], "friendSteamId")
+    data = {"friend_steam_ids": [friend]}
+    result, fields = await _append(request, account, FRIENDS_REMOVED, data, if_match(request))
+    f = result.findings
+    removed = friend in f.removed
+    body = {
+        "success": True,
+        "removed": removed,
+        "friend_steam_id": friend,
+        "previous_state": f.previous_state if removed else None,
+        "message": "friend removed" if removed else "friend not found; nothing changed",
+        **fields,
+    }
+    return JSON(body, headers=etag(result.version))
+
+
+@guarded()
+async def remove_friends(request: Request) -> Response:
+    account = _account(request)
+    body = _object_body(await read_json(request), '"friend_steam_ids"')
+    expected = if_match(request, body.get("expected_version"))
+    data = {"friend_steam_ids": body.get("friend_steam_ids")}
+    result, fields = await _append(request, account, FRIENDS_REMOVED, data, expected)
+    removed = list(result.findings.removed)
+    asked = data["friend_steam_ids"] or []
+    body = {
+        "success": True,
+        "removed_count": len(removed),
+        "removed_friends": removed,
+        "not_found": [f for f in dict.fromkeys(asked) if f not in removed],
+        **fields,
+    }
+    return JSON(body, headers=etag(result.version))

@@ -1,0 +1,142 @@
+"""The OpenAPI document, generated from the models in `models.py`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic.json_schema import models_json_schema
+
+from .models import MODELS, STEAM_ID_PATTERN
+
+__all__ = ["openapi"]
+
+_REF = "#/components/schemas/{model}"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": _REF.format(model=name)}
+
+
+def _json(name: str) -> dict[str, Any]:
+    return {"application/json": {"schema": _ref(name)}}
+
+
+_STEAM = {"type": "string", "pattern": STEAM_ID_PATTERN}
+_ERRORS = {
+    code: {"description": text, "content": _json("ErrorAnswer")}
+    for code, text in {
+        "400": "bad input (nothing appended)",
+        "401": "missing or wrong X-API-Key",
+        "409": "If-Match / expected_version does not match (nothing appended)",
+        "413": "body larger than the limit",
+        "503": "the log cannot be written (nothing appended)",
+    }.items()
+}
+_WRITE_HEADERS = [
+    {"name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"}},
+    {"name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string"}},
+]
+
+
+def _op(summary: str, answer: str, body: str | None = None, **extra: Any) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "summary": summary,
+        "responses": {"200": {"description": "OK", "content": _json(answer)}, **_ERRORS},
+        "security": [{"ApiKey": []}],
+    }
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": _json(body)}
+        op["parameters"] = list(_WRITE_HEADERS)
+    op.update(extra)
+    return op
+
+
+def _param(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": _STEAM}
+
+
+def openapi() -> dict[str, Any]:
+    _, schemas = models_json_schema([(m, "validation") for m in MODELS], ref_template=_REF)
+    account = _param("steamId")
+    friend = _param("friendSteamId")
+    events_query = [
+        {"name": "from_version", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+        {
+            "name": "limit",
+            "in": "query",
+            "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+        },
+    ]
+    paths: dict[str, Any] = {
+        "/negotiations/{steamId}": {
+            "parameters": [account],
+            "get": _op("The account's document", "DocumentAnswer"),
+            "post": _op("Save the whole document", "SaveAnswer", "AccountDocument"),
+        },
+        "/negotiations/{steamId}/atomic-upsert-trade-offer": {
+            "parameters": [account],
+            "post": _op(
+                "Add or merge one trade offer", "UpsertTradeOfferAnswer", "UpsertTradeOfferRequest"
+            ),
+        },
+        "/negotiations/{steamId}/friend/{friendSteamId}": {
+            "parameters": [account, friend],
+            "put": _op(
+                "Replace one friend's negotiation", "UpsertFriendAnswer", "FriendNegotiation"
+            ),
+            "delete": _op(
+                "Remove one friend", "DeleteFriendAnswer", parameters=list(_WRITE_HEADERS)
+            ),
+        },
+        "/negotiations/{steamId}/remove-friends": {
+            "parameters": [account],
+            "post": _op("Remove friends", "RemoveFriendsAnswer", "RemoveFriendsRequest"),
+        },
+        "/negotiations/{steamId}/events": {
+            "parameters": [account],
+            "get": _op("The account's events", "EventsAnswer", parameters=events_query),
+        },
+        "/negotiations/{steamId}/health": {
+            "parameters": [account],
+            "get": _op("The account in log, file and Redis", "AccountHealthAnswer"),
+        },
+        "/negotiations": {"get": _op("Totals over the read projection", "SummaryAnswer")},
+        "/health": {
+            "get": {
+                "summary": "Liveness (no key needed)",
+                "responses": {"200": {"description": "OK", "content": _json("HealthAnswer")}},
+            }
+        },
+        "/ready": {
+            "get": {
+                **_op("Readiness: log, Redis, projectors", "ReadyAnswer"),
+                "responses": {
+                    "200": {"description": "ready", "content": _json("ReadyAnswer")},
+                    "503": {"description": "not ready", "content": _json("ReadyAnswer")},
+                    "401": _ERRORS["401"],
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics",
+                "security": [{"ApiKey": []}],
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    "401": _ERRORS["401"],
+                },
+            }
+        },
+    }
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "tradelog", "version": "1"},
+        "paths": paths,
+        "components": {
+            "schemas": schemas.get("$defs", {}),
+            "securitySchemes": {"ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}},
+        },
+    }

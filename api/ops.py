@@ -1,0 +1,123 @@
+"""Operational routes: liveness, readiness, metrics, per-account health, summary, history."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from eventlog._exceptions import InvalidInput
+from eventlog.events import check_steam_id
+from eventlog.history import account_events
+
+from . import metrics
+from .http import JSON, guarded
+from .state import app_state
+
+__all__ = ["account_health", "events", "health", "metrics_route", "ready", "summary"]
+
+
+@guarded(auth=False)
+async def health(request: Request) -> Response:
+    st = app_state(request)
+    return JSON(
+        {
+            "success": True,
+            "status": "ok",
+            "service": "tradelog",
+            "uptime": round(time.monotonic() - st.started, 3),
+            "phase": st.settings.phase,
+        }
+    )
+
+
+def _projectors(request: Request) -> dict[str, Any]:
+    from .status import projector_status
+
+    return projector_status(app_state(request).settings, app_state(request).reads)
+
+
+@guarded()
+async def ready(request: Request) -> Response:
+    st = app_state(request)
+    log_dir = st.settings.log_dir
+    writable = log_dir.is_dir() and os.access(log_dir, os.W_OK)
+    redis_state = await asyncio.to_thread(st.reads.redis_state)
+    projectors = await asyncio.to_thread(_projectors, request)
+    needs_redis = st.settings.phase >= 2
+    ok = writable and (redis_state["reachable"] or not needs_redis)
+    body = {
+        "success": ok,
+        "status": "ready" if ok else "not ready",
+        "phase": st.settings.phase,
+        "log_writable": writable,
+        "redis": redis_state,
+        "redis_written_failures": st.writer.redis_failures,
+        "projectors": projectors,
+    }
+    return JSON(body, status_code=200 if ok else 503)
+
+
+@guarded()
+async def metrics_route(request: Request) -> Response:
+    projectors = await asyncio.to_thread(_projectors, request)
+    now = time.time()
+    for name, info in projectors.items():
+        for p, lag in (info.get("lag") or {}).items():
+            metrics.PROJECTION_LAG.labels(name, str(p)).set(lag)
+        if info.get("heartbeat"):
+            metrics.PROJECTOR_HEARTBEAT_AGE.labels(name).set(now - info["heartbeat"] / 1000)
+    return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+@guarded()
+async def account_health(request: Request) -> Response:
+    from .status import account_status
+
+    account = check_steam_id(request.path_params["steam_id"], "steamId")
+    st = app_state(request)
+    body = await asyncio.to_thread(account_status, st.settings, st.reads, st.writer, account)
+    return JSON({"success": True, **body})
+
+
+@guarded()
+async def summary(request: Request) -> Response:
+    from .status import summarize
+
+    st = app_state(request)
+    body = await asyncio.to_thread(summarize, st.settings, st.reads)
+    return JSON({"success": True, **body})
+
+
+def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    # isascii: str.isdigit() is also true for "²", which int() refuses (a 500).
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
+        raise InvalidInput(f"{name} must be a whole number from {low} to {high}", code="bad_query")
+    return int(raw)
+
+
+@guarded()
+async def events(request: Request) -> Response:
+    account = check_steam_id(request.path_params["steam_id"], "steamId")
+    from_version = _int_param(request, "from_version", 1, 1, 2**53)
+    limit = _int_param(request, "limit", 100, 1, 1000)
+    st = app_state(request)
+    found = await asyncio.to_thread(account_events, st.settings, account, from_version, limit)
+    envelopes = [e.to_dict() for e in found]
+    next_from = found[-1].version + 1 if found else from_version
+    return JSON(
+        {
+            "success": True,
+            "steam_id": account,
+            "events": envelopes,
+            "count": len(envelopes),
+            "next_from_version": next_from,
+        }
+    )

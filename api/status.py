@@ -1,0 +1,129 @@
+"""Status reports shared by /ready, /metrics, per-account health and the summary."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import redis
+
+from eventlog._exceptions import RedisUnavailable
+from eventlog.history import account_events
+from eventlog.segments import log_end, partition_dir
+from eventlog.settings import Settings
+from eventlog.writer import Writer
+
+from .reads import Reads
+
+__all__ = ["account_status", "log_ends", "projector_status", "summarize"]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def log_ends(settings: Settings) -> dict[int, int]:
+    return {p: log_end(partition_dir(settings.log_dir, p)) for p in range(settings.partitions)}
+
+
+def _lag(ends: dict[int, int], positions: dict[int, int]) -> dict[int, int]:
+    return {p: max(0, end - positions.get(p, 0)) for p, end in ends.items()}
+
+
+def projector_status(settings: Settings, reads: Reads) -> dict[str, Any]:
+    """Each projector's positions, lag per partition, heartbeat (ms) and parked accounts."""
+    from projections.checkpoint import read_checkpoint
+    from projections.file_projector import parked as file_parked
+
+    ends = log_ends(settings)
+    out: dict[str, Any] = {}
+    cp = read_checkpoint(settings)
+    positions = dict(cp.positions)
+    out["file"] = {
+        "positions": positions,
+        "lag": _lag(ends, positions),
+        "heartbeat": cp.heartbeat or None,
+        "parked": file_parked(settings),
+    }
+    if reads.redis is not None:
+        try:
+            raw = reads.redis.hgetall(reads.keys.progress("redis"))
+            parked_raw = reads.redis.hgetall(reads.keys.parked())
+        except redis.RedisError as e:
+            out["redis"] = {"error": str(e)}
+        else:
+            positions = {int(k): int(v) for k, v in raw.items() if k.isdigit()}
+            out["redis"] = {
+                "positions": positions,
+                "lag": _lag(ends, positions),
+                "heartbeat": int(raw.get(b"heartbeat", 0)) or None,
+                "parked": [_text(k) for k in parked_raw],
+            }
+    return out
+
+
+def account_status(
+    settings: Settings, reads: Reads, writer: Writer, account: str
+) -> dict[str, Any]:
+    history = account_events(settings, account, 1, 10**9)
+    log_version = history[-1].version if history else 0
+    file_doc, file_version = reads.file_document(account)
+    redis_exists = False
+    redis_meta: dict[str, Any] | None = None
+    redis_version: int | None = None
+    redis_error: str | None = None
+    if reads.redis is not None:
+        try:
+            meta = reads.redis.hgetall(reads.keys.meta(account))
+        except redis.RedisError as e:
+            meta, redis_error = {}, f"Redis unreachable: {e}"
+        if meta:
+            redis_exists = True
+            redis_meta = {_text(k): _text(v) for k, v in meta.items()}
+            redis_version = int(redis_meta.get("version", 0))
+    return {
+        "steam_id": account,
+        "file_exists": file_doc is not None,
+        "file_stats": reads.file_stats(account),
+        "redis_exists": redis_exists,
+        "redis_metadata": redis_meta,
+        "redis_error": redis_error,
+        "versions": {"log": log_version, "file": file_version, "redis": redis_version},
+        "in_sync": file_version == log_version
+        and (redis_version is None or redis_version == log_version),
+    }
+
+
+def summarize(settings: Settings, reads: Reads) -> dict[str, Any]:
+    """Totals over the read projection: accounts, offers (by state), friends, events."""
+    if reads.source == "file":
+        accounts = sorted(p.stem for p in settings.snapshot_dir.glob("*.json") if p.stem.isdigit())
+        load = reads.file_document
+    else:
+        if reads.redis is None:
+            raise RedisUnavailable("Redis is disabled (TRADELOG_REDIS_URL is empty)")
+        try:
+            members = reads.redis.smembers(reads.keys.accounts())
+        except redis.RedisError as e:  # a 503 like every Redis read, not a 500
+            raise RedisUnavailable(f"cannot read the Redis projection: {e}") from e
+        accounts = sorted(_text(m) for m in members)
+        load = reads.redis_document
+    offers = 0
+    friends = 0
+    by_state: Counter[str] = Counter()
+    for account in accounts:
+        doc, _ = load(account)
+        if doc is None:
+            continue
+        for offer in doc.get("trade_offers") or ():
+            offers += 1
+            by_state[str(offer.get("state"))] += 1
+        friends += len(doc.get("negotiations") or {})
+    return {
+        "accounts": len(accounts),
+        "trade_offers": offers,
+        "trade_offers_by_state": dict(sorted(by_state.items())),
+        "friends": friends,
+        "events": sum(log_ends(settings).values()),
+        "source": reads.source,
+    }

@@ -1,0 +1,200 @@
+"""An account document <-> the DESIGN's Redis key schema, byte for byte.
+
+The meta hash holds every top-level field but `trade_offers` and `negotiations`;
+a friend hash holds one friend's record, a field per top-level key. In both,
+strings are stored as they are and every other value as orjson JSON, and two
+reserved fields make the round trip exact: `_order` (a JSON array of the keys in
+document order, the collections included) and `_json` (a JSON array of the keys
+whose value is JSON). A client key starting with "_" is stored with one more "_"
+in front, so it can never collide with a reserved field (`_order` -> `__order`).
+Offers are stored as the exact bytes of `orjson.dumps(offer)`.
+
+Nothing here talks to Redis: the reader and the scripts' callers use it.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Iterable
+from operator import itemgetter
+from typing import Any
+
+import orjson
+
+__all__ = [
+    "COLLECTIONS",
+    "JSON_FIELDS",
+    "ORDER",
+    "POSITION",
+    "VERSION",
+    "Pairs",
+    "decode_document",
+    "decode_record",
+    "document_json",
+    "find_offer",
+    "key_of",
+    "meta_changes",
+    "meta_pairs",
+    "offer_sort_key",
+    "record_pairs",
+]
+
+ORDER = "_order"
+JSON_FIELDS = "_json"
+POSITION = "_position"
+VERSION = "version"
+COLLECTIONS = ("trade_offers", "negotiations")
+# The scripts set `version` themselves, from the version they compare-and-set.
+_NOT_IN_META = frozenset((*COLLECTIONS, VERSION))
+_ORDER_B = ORDER.encode()
+_JSON_B = JSON_FIELDS.encode()
+_MISSING: Any = object()
+_ID = itemgetter("trade_offer_id")
+
+Pairs = list[str | bytes]  # field, value, field, value … as the scripts take them
+
+
+def _field(key: str) -> str:
+    return "_" + key if key[:1] == "_" else key
+
+
+def key_of(field: str) -> str | None:
+    """The document key a hash field stores; None for a reserved field."""
+    if field[:1] != "_":
+        return field
+    return field[1:] if field[:2] == "__" else None
+
+
+def record_pairs(record: dict[str, Any]) -> Pairs:
+    """A friend record as the whole content of its hash."""
+    pairs: Pairs = []
+    json_keys: list[str] = []
+    for key, value in record.items():
+        if type(value) is str:
+            pairs += (_field(key), value)
+        else:
+            pairs += (_field(key), orjson.dumps(value))
+            json_keys.append(key)
+    pairs += (ORDER, orjson.dumps(list(record)), JSON_FIELDS, orjson.dumps(json_keys))
+    return pairs
+
+
+def meta_pairs(doc: dict[str, Any]) -> Pairs:
+    """The meta hash of a whole document (without `version` and `_position`)."""
+    pairs: Pairs = []
+    json_keys: list[str] = []
+    for key, value in doc.items():
+        if key in _NOT_IN_META:
+            if key == VERSION:
+                json_keys.append(key)
+            continue
+        if type(value) is str:
+            pairs += (_field(key), value)
+        else:
+            pairs += (_field(key), orjson.dumps(value))
+            json_keys.append(key)
+    pairs += (ORDER, orjson.dumps(list(doc)), JSON_FIELDS, orjson.dumps(json_keys))
+    return pairs
+
+
+def meta_changes(old: dict[str, Any], new: dict[str, Any]) -> Pairs | None:
+    """The meta fields to set to turn `old`'s meta hash into `new`'s.
+
+    The fold shares unchanged values between states, so identity finds what an
+    event changed without encoding the rest (an inventory can be large). None
+    when a key went away: only a whole-document replace can express that.
+    """
+    pairs: Pairs = []
+    json_changed = False
+    for key, value in new.items():
+        if key in _NOT_IN_META:
+            continue
+        was = old.get(key, _MISSING)
+        if was is value:
+            continue
+        is_json = type(value) is not str
+        pairs += (_field(key), orjson.dumps(value) if is_json else value)
+        if was is _MISSING or (type(was) is not str) != is_json:
+            json_changed = True
+    if len(new) != len(old) or list(new) != list(old):
+        if not old.keys() <= new.keys():
+            return None
+        pairs += (ORDER, orjson.dumps(list(new)))
+        json_changed = True
+    if json_changed:
+        json_keys = [k for k, v in new.items() if type(v) is not str and k not in COLLECTIONS]
+        pairs += (JSON_FIELDS, orjson.dumps(json_keys))
+    return pairs
+
+
+def offer_sort_key(offer_id: str, score: int) -> tuple[int, int, str]:
+    """The fold's offer order: score, then the id as a number, then as a string."""
+    return score, int(offer_id), offer_id
+
+
+def find_offer(offers: list[dict[str, Any]], scores: dict[str, int], offer_id: str) -> Any:
+    """The offer with `offer_id` in a fold's sorted offer list."""
+    if len(offers) <= 48:  # a scan in C (map, index) beats a bisect calling Python keys
+        return offers[list(map(_ID, offers)).index(offer_id)]
+    target = offer_sort_key(offer_id, scores[offer_id])
+    at = bisect_left(offers, target, key=lambda o: offer_sort_key(_ID(o), scores[_ID(o)]))
+    offer = offers[at]
+    if offer["trade_offer_id"] != offer_id:  # the fold always keeps the list sorted
+        raise LookupError(f"offer {offer_id} is not where its score puts it")
+    return offer
+
+
+def _object(raw: dict[bytes, bytes], collections: dict[str, bytes] | None = None) -> bytes:
+    """A hash's JSON object, built from the stored bytes: strings are quoted, JSON
+    values are taken as they are, so nothing is parsed here and the result is the
+    bytes `orjson.dumps` gives for the original object."""
+    json_keys = frozenset(orjson.loads(raw[_JSON_B]))
+    parts: list[bytes] = []
+    for key in orjson.loads(raw[_ORDER_B]):
+        if collections is not None and key in collections:
+            value = collections[key]
+        else:
+            value = raw[_field(key).encode()]
+            if key not in json_keys:
+                value = orjson.dumps(value.decode())
+        parts.append(orjson.dumps(key) + b":" + value)
+    return b"{" + b",".join(parts) + b"}"
+
+
+def decode_record(raw: dict[bytes, bytes]) -> dict[str, Any]:
+    """A friend record from its hash."""
+    record: dict[str, Any] = orjson.loads(_object(raw))
+    return record
+
+
+def document_json(
+    meta: dict[bytes, bytes],
+    offers: dict[bytes, bytes],
+    scored: Iterable[tuple[bytes, float]],
+    friends: dict[str, dict[bytes, bytes]],
+) -> tuple[bytes, dict[str, int]]:
+    """The document's JSON (exactly `orjson.dumps(doc)`) and its offer scores, from an
+    account's hashes and index, without parsing what they hold.
+
+    Raises KeyError/ValueError when the hashes are not a complete account.
+    """
+    scores = {oid.decode(): int(score) for oid, score in scored}
+    ids = sorted(scores, key=lambda oid: offer_sort_key(oid, scores[oid]))
+    negotiations = (orjson.dumps(fid) + b":" + _object(friends[fid]) for fid in sorted(friends))
+    collections = {
+        "trade_offers": b"[" + b",".join([offers[oid.encode()] for oid in ids]) + b"]",
+        "negotiations": b"{" + b",".join(negotiations) + b"}",
+    }
+    return _object(meta, collections), scores
+
+
+def decode_document(
+    meta: dict[bytes, bytes],
+    offers: dict[bytes, bytes],
+    scored: Iterable[tuple[bytes, float]],
+    friends: dict[str, dict[bytes, bytes]],
+) -> tuple[dict[str, Any], dict[str, int]]:
+    """The document and its offer scores from an account's hashes and index."""
+    raw, scores = document_json(meta, offers, scored, friends)
+    doc: dict[str, Any] = orjson.loads(raw)
+    return doc, scores

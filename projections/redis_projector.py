@@ -1,0 +1,254 @@
+"""The Redis projector daemon: the partition streams, through a consumer group, applied.
+
+A step renews the consumer's partition leases, takes over entries a dead
+consumer left pending (redis_consumer), reads a batch (own pending entries
+first, then new ones) and sends its scripts in one write (redis_applier).
+While Redis runs them, the next batch is read and folded; then the first
+batch's replies are read, what it applied or parked is acknowledged, and the
+positions reached are published: `keys.progress("redis")` (partition -> next
+offset to apply, `heartbeat` -> ms) and a ring of the progress bell, so API
+workers answering read-your-writes wake at once. Any number of projectors may
+run, on any host; each partition is read by one at a time.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import socket
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+import orjson
+import redis
+
+from eventlog import notify
+from eventlog._exceptions import RedisUnavailable
+from eventlog.keys import Keys
+from eventlog.records import StoredEvent
+from eventlog.settings import Settings
+
+from .redis_applier import Batch, Outcome, RedisApplier
+from .redis_consumer import Consumer, entry_id
+
+__all__ = ["RedisProjector"]
+
+log = logging.getLogger("tradelog.projector.redis")
+
+T = TypeVar("T")
+
+_THAW_S = 600.0  # how often frozen objects are handed back to the cycle collector
+
+
+class RedisProjector:
+    """One consumer of the Redis projector's group, driven by projections.daemon.run."""
+
+    name = "redis"
+
+    def __init__(
+        self,
+        settings: Settings,
+        client: redis.Redis,
+        consumer: str | None = None,
+        *,
+        partitions: Iterable[int] | None = None,
+        lease_ms: int = 10_000,
+        claim_idle_ms: int = 30_000,
+        cache_size: int = 20_000,
+        freeze_gc: bool = True,
+    ) -> None:
+        """`consumer` names this reader in the group: a restart under the same name takes
+        its pending entries and leases back at once; under another name, after the old
+        leases expire (`lease_ms`) and its entries have idled `claim_idle_ms`.
+        `partitions` limits which partitions it may read (default: all), so several
+        processes can share the work; `lease_ms=0` reads them without leases.
+        `freeze_gc` keeps the cycle collector off the cached states (see `_freeze`)."""
+        self.settings = settings
+        self.client = client
+        self.keys = Keys(settings.key_prefix)
+        self.applier = RedisApplier(client, self.keys, cache_size)
+        chosen = range(settings.partitions) if partitions is None else partitions
+        self.consumer = self._guard(
+            Consumer,
+            client,
+            self.keys,
+            self.applier.scripts,
+            consumer or f"{socket.gethostname()}-{os.getpid()}",
+            chosen,
+            lease_ms,
+            claim_idle_ms,
+        )
+        self.positions: dict[int, int] = {}  # partition -> next offset to apply
+        self.waiting = 0  # entries read but not applied: behind a gap that may still close
+        self._lease_due = 0.0
+        self._parked_due = 0.0
+        self._freeze_gc = freeze_gc
+        self._inflight: deque[tuple[Batch, dict[int, int]]] = deque()
+        self._waits: dict[str, int] = {}  # account -> lowest offset of ours waiting
+        self._thaw_due = time.monotonic() + _THAW_S
+
+    def _guard(self, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            return fn(*args)
+        except redis.RedisError as e:
+            raise RedisUnavailable(f"redis projector: {e}") from e
+
+    def _maintain(self, now: float) -> None:
+        if now >= self._lease_due:
+            self.consumer.lease()
+            self._lease_due = now + self.consumer.lease_ms / 4000
+        if self.consumer.held:
+            self.consumer.claim(now)
+        if now >= self._parked_due:  # another consumer may have parked accounts
+            self.applier.parking.refresh()
+            self._parked_due = now + 1.0
+
+    def step(self, max_events: int) -> int:
+        """Apply a batch of up to `max_events` entries; return how many were handled.
+
+        Handled means applied, found already applied (a redelivery) or parked; 0 means
+        caught up, with nothing in flight. Entries left waiting behind a gap that may
+        still close are counted in `waiting`.
+        """
+        try:
+            return self._guard(self._step, max_events)
+        except RedisUnavailable:
+            self.consumer.dirty.update(self.consumer.partitions)  # read again what was read
+            self._inflight.clear()
+            self.applier.forget()
+            raise
+
+    def _step(self, max_events: int) -> int:
+        self._maintain(time.monotonic())
+        consumer = self.consumer
+        handled = 0
+        worked = bool(self._inflight)
+        if consumer.dirty & consumer.held:
+            # Our pending entries are read again next, and those in flight are among them;
+            # so are the waiting ones, in order before any later event of their accounts.
+            handled += self._finish(len(self._inflight))
+            self._waits.clear()
+        # Two batches in flight at most: Redis runs one while the next one is folded.
+        while consumer.held and len(self._inflight) < 2:
+            if self._inflight and consumer.dirty & consumer.held:
+                break
+            events, gone = consumer.read(max_events)
+            if gone:
+                handled += sum(len(ids) for ids in gone.values())
+                self._complete(Outcome(), gone)
+            if not events:
+                break
+            worked = True
+            batch = self.applier.submit(events, self._transient)
+            if batch is not None:
+                lowest: dict[int, int] = {}
+                for event in events:
+                    lowest.setdefault(event.partition, event.offset)
+                self._inflight.append((batch, lowest))
+        if self._inflight:
+            handled += self._finish(1)
+        if not handled:  # nothing came back handled: never report "caught up" with work in flight
+            handled += self._finish(len(self._inflight))
+        if not worked:
+            self.waiting = 0
+        return handled
+
+    def _transient(self, event: StoredEvent) -> bool:
+        """True if the event before `event` may still come: it waits in an earlier batch
+        of ours, or is pending with another consumer."""
+        lowest = self._waits.get(event.account)
+        if lowest is not None and lowest < event.offset:
+            return True
+        return self.consumer.pending_elsewhere(event)
+
+    def _finish(self, count: int) -> int:
+        """Finish the oldest `count` batches in flight; return how many entries they handled."""
+        handled = 0
+        for _ in range(min(count, len(self._inflight))):
+            batch, _ = self._inflight.popleft()
+            outcome = self.applier.finish(batch)
+            handled += len(outcome.handled)
+            self._complete(outcome, {})
+        return handled
+
+    def _complete(self, outcome: Outcome, gone: dict[int, list[bytes]]) -> None:
+        """Acknowledge what a batch handled and publish the positions reached."""
+        if outcome.parked:
+            log.error("parked accounts: %s", ", ".join(outcome.parked))
+        acks = {p: list(ids) for p, ids in gone.items()}
+        for event in outcome.handled:
+            acks.setdefault(event.partition, []).append(entry_id(event))
+        waiting: dict[int, int] = {}
+        for event in outcome.handled:
+            self._waits.pop(event.account, None)
+        for event in outcome.waiting:
+            waiting[event.partition] = min(event.offset, waiting.get(event.partition, event.offset))
+            self._waits[event.account] = min(
+                event.offset, self._waits.get(event.account, event.offset)
+            )
+        unapplied = dict(waiting)
+        for _, lowest in self._inflight:
+            for p, offset in lowest.items():
+                unapplied[p] = min(offset, unapplied.get(p, offset))
+        self.waiting = len(outcome.waiting)
+        self.positions.update(self.consumer.ack(acks, waiting, unapplied))
+        self._publish()
+        if self._freeze_gc:
+            self._freeze()
+
+    def _freeze(self) -> None:
+        # The cache holds millions of long-lived objects (documents, acyclic: reference
+        # counting frees them); rescanning them in every full collection halved the
+        # apply rate. Frozen objects are skipped; a periodic thaw collects any cycles.
+        now = time.monotonic()
+        if now >= self._thaw_due:
+            gc.unfreeze()
+            gc.collect()
+            self._thaw_due = now + _THAW_S
+        gc.freeze()
+
+    def _publish(self) -> None:
+        progress = {str(p): n for p, n in self.positions.items()}
+        fields: dict[Any, Any] = {"heartbeat": int(time.time() * 1000), **progress}
+        self.client.hset(self.keys.progress(self.name), mapping=fields)
+        message = orjson.dumps({"projector": self.name, "positions": progress})
+        notify.ring(self.settings.run_dir, notify.PROGRESS, message)
+
+    def idle(self, timeout: float) -> None:
+        """Block until new entries come (the next step reads them) or `timeout` passes."""
+        now = time.monotonic()
+        self._guard(self._maintain, now)
+        held = self.consumer.held
+        if not held:  # a standby: look for a free lease again soon
+            time.sleep(min(timeout, max(0.01, self._lease_due - now)))
+            return
+        limit = self.client.connection_pool.connection_kwargs.get("socket_timeout")
+        if limit:  # the blocking read must answer before the socket gives up
+            timeout = min(timeout, float(limit) * 0.8)
+        ids = {p: ">" for p in held}
+        got = self._guard(self.consumer.xread, ids, 1, max(1, int(timeout * 1000)))
+        self.consumer.dirty.update(got)  # delivered to us now: pending, read as our own
+
+    def heartbeat(self) -> None:
+        """Publish liveness (and the positions) even when there is nothing to apply."""
+        self._guard(self._publish)
+
+    def reapply_parked(self, account: str) -> int:
+        """Re-apply a parked account's waiting events and unpark it (the replay tool's call)."""
+        return self.applier.reapply_parked(account)
+
+    def parked(self) -> dict[str, dict[str, Any]]:
+        """Every parked account's dead-letter record (account, version, error, position)."""
+        return self.applier.parking.records()
+
+    def close(self) -> None:
+        """Finish the batches in flight, then give the leases back so another consumer
+        takes over at once."""
+        try:
+            self._guard(self._finish, len(self._inflight))
+            self._guard(self.consumer.lease, 0)
+        except RedisUnavailable as e:
+            log.warning("could not release the leases: %s", e)

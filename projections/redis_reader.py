@@ -1,0 +1,130 @@
+"""Reading accounts back from the Redis projection, in two pipelined round trips.
+
+The first trip takes an account's meta hash (first, so it fixes the version the
+rest must match), offers, offer index and friend ids; the second its friend
+hashes and the version again. A version that moved in between means a script
+ran mid-read: that account is read again, so every answer is one version's state.
+Nothing spans accounts atomically, so this works on Redis Cluster too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, cast
+
+import orjson
+import redis
+
+from eventlog._exceptions import CorruptProjection, RedisUnavailable
+from eventlog.keys import Keys
+
+from .fold import Fold
+from .redis_codec import VERSION, document_json
+
+__all__ = ["account_version", "read_document", "read_document_json", "read_fold", "read_folds"]
+
+_TRIES = 5
+_VERSION_B = VERSION.encode()
+
+_Raw = tuple[dict[bytes, bytes], dict[bytes, bytes], list[tuple[bytes, float]], set[bytes]]
+
+
+def _version_of(meta: dict[bytes, bytes]) -> int:
+    raw = meta.get(_VERSION_B)
+    return int(raw) if raw is not None else 0
+
+
+_Read = tuple[bytes, dict[str, int], int]  # the document's JSON, offer scores, version
+
+
+def _read_once(
+    client: redis.Redis, keys: Keys, accounts: list[str]
+) -> tuple[dict[str, _Read | None], list[str]]:
+    pipe = client.pipeline(transaction=False)
+    for account in accounts:
+        pipe.hgetall(keys.meta(account))
+        pipe.hgetall(keys.offers(account))
+        pipe.zrange(keys.offers_index(account), 0, -1, withscores=True)
+        pipe.smembers(keys.friends_index(account))
+    first = pipe.execute()
+    raws: dict[str, _Raw] = {}
+    friend_ids: dict[str, list[str]] = {}
+    for i, account in enumerate(accounts):
+        got = cast(_Raw, tuple(first[4 * i : 4 * i + 4]))
+        raws[account] = got
+        friend_ids[account] = [f.decode() for f in got[3]]
+        pipe.hget(keys.meta(account), VERSION)
+        for friend in friend_ids[account]:
+            pipe.hgetall(keys.friend(account, friend))
+    second = iter(pipe.execute())
+    out: dict[str, _Read | None] = {}
+    again: list[str] = []
+    for account in accounts:
+        meta, offers, scored, _ = raws[account]
+        now = next(second)
+        friends = {friend: next(second) for friend in friend_ids[account]}
+        if (int(now) if now is not None else 0) != _version_of(meta):
+            again.append(account)
+            continue
+        if not meta:
+            out[account] = None
+            continue
+        try:
+            doc, scores = document_json(meta, offers, scored, friends)
+        except (KeyError, ValueError, UnicodeDecodeError) as e:
+            raise CorruptProjection(
+                f"the Redis projection of {account} cannot be read back: {e!r}"
+            ) from e
+        out[account] = doc, scores, _version_of(meta)
+    return out, again
+
+
+def _read(client: redis.Redis, keys: Keys, accounts: Iterable[str]) -> dict[str, _Read | None]:
+    todo = list(dict.fromkeys(accounts))
+    out: dict[str, _Read | None] = {}
+    try:
+        for _ in range(_TRIES):
+            if not todo:
+                return out
+            done, todo = _read_once(client, keys, todo)
+            out.update(done)
+    except redis.RedisError as e:
+        raise RedisUnavailable(f"cannot read the Redis projection: {e}") from e
+    raise RedisUnavailable(f"accounts kept changing while read: {', '.join(todo[:5])}")
+
+
+def read_folds(client: redis.Redis, keys: Keys, accounts: Iterable[str]) -> dict[str, Fold | None]:
+    """Each account's Fold (doc and offer scores) as the projection holds it; None if unknown."""
+    return {
+        account: None if got is None else Fold(orjson.loads(got[0]), got[1])
+        for account, got in _read(client, keys, accounts).items()
+    }
+
+
+def read_fold(client: redis.Redis, keys: Keys, account: str) -> Fold | None:
+    """The account's Fold as the projection holds it; None if the account is unknown."""
+    return read_folds(client, keys, (account,))[account]
+
+
+def read_document_json(client: redis.Redis, keys: Keys, account: str) -> tuple[bytes | None, int]:
+    """The account's document as JSON (exactly `orjson.dumps(doc)`) and its version;
+    (None, 0) when unknown. Cheaper than read_document when the answer is JSON anyway."""
+    got = _read(client, keys, (account,))[account]
+    return (None, 0) if got is None else (got[0], got[2])
+
+
+def read_document(
+    client: redis.Redis, keys: Keys, account: str
+) -> tuple[dict[str, Any] | None, int]:
+    """The account's document and version; (None, 0) when the projection does not know it."""
+    raw, version = read_document_json(client, keys, account)
+    return (None, 0) if raw is None else (orjson.loads(raw), version)
+
+
+def account_version(client: redis.Redis, keys: Keys, account: str) -> int:
+    """The version the projection holds for the account (0 if unknown)."""
+    try:
+        raw = client.hget(keys.meta(account), VERSION)
+    except redis.RedisError as e:
+        raise RedisUnavailable(f"cannot read the Redis projection: {e}") from e
+    return int(cast(bytes, raw)) if raw is not None else 0

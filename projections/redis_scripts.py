@@ -1,0 +1,287 @@
+"""The Redis projection's Lua scripts: loading, pipelined calls, and their arguments.
+
+Each apply script compares-and-sets the account's version (see the headers in
+lua/); the builders here turn a change the Python fold computed (the Fold
+before and after a run of events) into a script's KEYS and ARGV, sending only
+what changed for the partial events. `run` sends a whole batch of calls in one
+round trip with EVALSHA, and maps every reply to a Status.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+import orjson
+import redis
+from hiredis import pack_command
+
+from eventlog._exceptions import RedisUnavailable, UnexpectedReply
+from eventlog.keys import Keys
+from lua import source
+
+from .fold import Fold
+from .redis_codec import Pairs, find_offer, meta_changes, meta_pairs, record_pairs
+
+__all__ = [
+    "Call",
+    "Scripts",
+    "Status",
+    "friends_removed_call",
+    "friends_upserted_call",
+    "offers_call",
+    "save_call",
+]
+
+UPSERT_OFFER = "atomic_upsert_trade_offer.lua"
+UPSERT_FRIEND = "upsert_friend.lua"
+REMOVE_FRIENDS = "bulk_remove_friends.lua"
+SAVE_DOCUMENT = "save_document.lua"
+PARK_EVENT = "park_event.lua"
+UNPARK = "unpark.lua"
+LEASE = "partition_lease.lua"
+_NAMES = (UPSERT_OFFER, UPSERT_FRIEND, REMOVE_FRIENDS, SAVE_DOCUMENT, PARK_EVENT, UNPARK, LEASE)
+
+
+class Status(IntEnum):
+    """What an apply script did (its first reply element)."""
+
+    APPLIED = 1
+    ALREADY = 0  # the account already holds this version or a later one: a redelivery
+    STALE = -1  # the account holds another version than the change was computed from
+
+
+@dataclass(slots=True)
+class Call:
+    """One script call (or, with no script, a plain command in `args`); for the apply
+    scripts, the versions it takes the account across."""
+
+    script: str
+    keys: list[str]
+    args: list[Any]
+    account: str = ""
+    base: int = 0
+    version: int = 0
+
+
+class Scripts:
+    """The scripts loaded into one Redis; calls go by SHA, reloaded when Redis lost them."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self.sha: dict[str, str] = {}
+        self._conn: Any = None
+        self._sent: deque[Sequence[Call]] = deque()
+        self.load()
+
+    def load(self) -> None:
+        try:
+            for name in _NAMES:
+                self.sha[name] = str(self.client.script_load(source(name)))
+        except redis.RedisError as e:
+            raise RedisUnavailable(f"cannot load the projection's scripts: {e}") from e
+
+    def run(self, calls: Sequence[Call]) -> list[Any]:
+        """Each call's raw reply, all in one round trip (on a connection of the pool)."""
+        pool = self.client.connection_pool
+        try:
+            conn: Any = pool.get_connection()  # redis-py's Connection is untyped
+        except redis.RedisError as e:
+            raise RedisUnavailable(f"cannot reach Redis: {e}") from e
+        try:
+            _write(conn, self._pack(calls))
+            return self._replies(conn, calls)
+        finally:
+            pool.release(conn)
+
+    def send(self, calls: Sequence[Call]) -> None:
+        """Send calls on this object's own connection without waiting for the replies;
+        `receive` collects them later, in the order sent, so Redis runs the scripts
+        while the caller computes the next batch."""
+        if self._conn is None:
+            try:
+                self._conn = self.client.connection_pool.get_connection()
+            except redis.RedisError as e:
+                raise RedisUnavailable(f"cannot reach Redis: {e}") from e
+        try:
+            _write(self._conn, self._pack(calls))
+        except RedisUnavailable:
+            self.drop()
+            raise
+        self._sent.append(calls)
+
+    def receive(self) -> list[Any]:
+        """The replies of the oldest `send` not yet received."""
+        if self._conn is None or not self._sent:
+            raise RedisUnavailable("the replies were lost with the connection to Redis")
+        calls = self._sent.popleft()
+        try:
+            return self._replies(self._conn, calls)
+        except RedisUnavailable:
+            self.drop()
+            raise
+
+    def drop(self) -> None:
+        """Forget the own connection and whatever is in flight on it."""
+        self._sent.clear()
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.disconnect()
+            self.client.connection_pool.release(conn)
+
+    def _pack(self, calls: Sequence[Call]) -> bytes:
+        # Packed by hiredis in one write: redis-py's pipeline encodes every argument in
+        # Python (an isinstance each), which cost more per call here than the script.
+        sha = self.sha
+        return b"".join(
+            [
+                pack_command(
+                    ("EVALSHA", sha[c.script], len(c.keys), *c.keys, *c.args)
+                    if c.script
+                    else tuple(c.args)  # a plain command riding in the same round trip
+                )
+                for c in calls
+            ]
+        )
+
+    def _replies(self, conn: Any, calls: Sequence[Call]) -> list[Any]:
+        """Read one reply per call. A call lost to NOSCRIPT (a restarted or flushed
+        Redis) is run again once the scripts are loaded: every script is safe to repeat."""
+        replies: list[Any] = []
+        try:
+            for _ in calls:
+                try:
+                    replies.append(conn.read_response())
+                except redis.ResponseError as e:  # that command's error; the rest follow
+                    replies.append(e)
+        except redis.RedisError as e:
+            conn.disconnect()  # replies may be left unread: never reuse the connection
+            raise RedisUnavailable(f"cannot apply to the Redis projection: {e}") from e
+        lost = [i for i, r in enumerate(replies) if _noscript(r)]
+        if lost:
+            self.load()
+            for i, reply in zip(lost, self.run([calls[i] for i in lost]), strict=True):
+                replies[i] = reply
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise RedisUnavailable(f"a Redis projection command failed: {reply}") from reply
+        return replies
+
+
+def _write(conn: Any, packed: bytes) -> None:
+    try:
+        conn.send_packed_command([packed], check_health=False)
+    except redis.RedisError as e:
+        conn.disconnect()
+        raise RedisUnavailable(f"cannot send to Redis: {e}") from e
+
+
+def _noscript(reply: Any) -> bool:
+    return isinstance(reply, redis.exceptions.NoScriptError)
+
+
+def status_of(reply: Any) -> tuple[Status, int]:
+    """An apply script's reply as (status, version held or reached)."""
+    try:
+        return Status(int(reply[0])), int(reply[1])
+    except (TypeError, ValueError, IndexError) as e:
+        raise UnexpectedReply(f"an apply script answered {reply!r}") from e
+
+
+def _head(base: int, version: int, position: str, meta: Pairs) -> list[Any]:
+    # Every apply script's ARGV starts so: versions, position, the meta fields to set.
+    return [base, version, position, len(meta), *meta]
+
+
+def _offers(args: list[Any], offers: Sequence[Any], scores: dict[str, int]) -> None:
+    # n, then (id, JSON) pairs for HSET, then (score, id) pairs for ZADD, as the scripts
+    # pass them to Redis without building tables.
+    ids = [o["trade_offer_id"] for o in offers]
+    args.append(len(ids))
+    for oid, offer in zip(ids, offers, strict=True):
+        args += (oid, orjson.dumps(offer))
+    for oid in ids:
+        args += (scores[oid], oid)
+
+
+def offers_call(
+    keys: Keys, account: str, before: Fold | None, after: Fold,
+    offer_ids: Sequence[str], base: int, position: str,
+) -> Call | None:  # fmt: skip
+    """atomic_upsert_trade_offer for offers changed between two Folds; None if inexpressible."""
+    meta = meta_changes(before.doc if before else {}, after.doc)
+    if meta is None:
+        return None
+    version = int(after.doc["version"])
+    offers, scores = after.doc["trade_offers"], after.scores
+    args = _head(base, version, position, meta)
+    _offers(args, [find_offer(offers, scores, oid) for oid in offer_ids], scores)
+    return Call(
+        UPSERT_OFFER,
+        [keys.meta(account), keys.offers(account), keys.offers_index(account)],
+        args, account, base, version,
+    )  # fmt: skip
+
+
+def friends_upserted_call(
+    keys: Keys, account: str, before: Fold | None, after: Fold,
+    friend_ids: Sequence[str], base: int, position: str,
+) -> Call | None:  # fmt: skip
+    """upsert_friend for friend records replaced between two Folds; None if inexpressible."""
+    meta = meta_changes(before.doc if before else {}, after.doc)
+    if meta is None:
+        return None
+    version = int(after.doc["version"])
+    records = after.doc["negotiations"]
+    args = _head(base, version, position, meta)
+    for fid in friend_ids:
+        pairs = record_pairs(records[fid])
+        args += (fid, len(pairs))
+        args += pairs
+    call_keys = [keys.meta(account), keys.friends_index(account)]
+    call_keys += [keys.friend(account, fid) for fid in friend_ids]
+    return Call(UPSERT_FRIEND, call_keys, args, account, base, version)
+
+
+def friends_removed_call(
+    keys: Keys, account: str, before: Fold | None, after: Fold,
+    friend_ids: Sequence[str], base: int, position: str,
+) -> Call | None:  # fmt: skip
+    """bulk_remove_friends for friends gone between two Folds; None if inexpressible."""
+    meta = meta_changes(before.doc if before else {}, after.doc)
+    if meta is None:
+        return None
+    version = int(after.doc["version"])
+    args = _head(base, version, position, meta)
+    args += friend_ids
+    call_keys = [keys.meta(account), keys.friends_index(account)]
+    call_keys += [keys.friend(account, fid) for fid in friend_ids]
+    return Call(REMOVE_FRIENDS, call_keys, args, account, base, version)
+
+
+def save_call(
+    keys: Keys, account: str, before: Fold | None, after: Fold, base: int, position: str
+) -> Call:
+    """save_document: replace the account's whole projection with `after`."""
+    doc = after.doc
+    version = int(doc["version"])
+    args = _head(base, version, position, meta_pairs(doc))
+    _offers(args, doc["trade_offers"], after.scores)
+    records: dict[str, Any] = doc["negotiations"]
+    args.append(len(records))
+    for fid, record in records.items():
+        pairs = record_pairs(record)
+        args += (fid, len(pairs))
+        args += pairs
+    gone = [f for f in (before.doc["negotiations"] if before else ()) if f not in records]
+    call_keys = [
+        keys.meta(account),
+        keys.offers(account),
+        keys.offers_index(account),
+        keys.friends_index(account),
+    ]
+    call_keys += [keys.friend(account, fid) for fid in (*records, *gone)]
+    return Call(SAVE_DOCUMENT, call_keys, args, account, base, version)

@@ -1,0 +1,296 @@
+"""Snapshot files: `negotiations/<steamId>.json`, the legacy format, written atomically.
+
+A snapshot is the account's document as orjson indents it (2 spaces, as the
+legacy service wrote it) with the applied `version` as the document's own
+`version` field. The fold's offer scores that the document cannot give back
+(offers without a readable `updated_at` are scored by their event's time) are
+kept under one reserved last top-level key, `_tradelog`, only when there are
+such offers; readers strip it. A client's own `_tradelog` key is moved into
+that block (`shadow`) and put back in place, so no client field is ever lost.
+
+Readers never parse more than they must: a top-level key is the only place a
+line starts with exactly two spaces and a quote (JSON strings escape newlines),
+so the version and the reserved block are found by searching from the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import Iterable
+from concurrent.futures import Executor
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from eventlog._exceptions import CorruptSnapshot, SnapshotUnavailable
+from eventlog.settings import Settings
+
+from .fold import Fold, offer_score
+
+__all__ = [
+    "RESERVED",
+    "ScoreMemo",
+    "decode",
+    "encode",
+    "fsync_dir",
+    "load_snapshot",
+    "make_dirs",
+    "read_document",
+    "read_document_bytes",
+    "read_snapshot",
+    "snapshot_path",
+    "write_atomic",
+    "write_snapshot",
+    "write_snapshots",
+]
+
+RESERVED = "_tradelog"
+_LAST_KEY = b'\n  "'
+_RESERVED_KEY = b'"_tradelog": '
+_VERSION = re.compile(rb'\n  "version": ([0-9]+)[,\n]')
+
+
+def snapshot_path(settings: Settings, account: str) -> Path:
+    return settings.snapshot_dir / f"{account}.json"
+
+
+# Per account: offer id -> (the offer object, its score, whether the score must be stored).
+ScoreMemo = dict[str, tuple[dict[str, Any], int, bool]]
+
+
+def _extra_scores(fold: Fold, memo: ScoreMemo | None) -> dict[str, int]:
+    """Scores `offer_score` cannot re-derive from the offer (it fell back to the event time).
+
+    The fold shares unchanged offer objects between versions, so with a memo only
+    offers that changed since the last write are examined again.
+    """
+    extra: dict[str, int] = {}
+    scores = fold.scores
+    offers = fold.doc.get("trade_offers") or ()
+    for offer in offers:
+        oid = offer["trade_offer_id"]
+        score = scores[oid]
+        seen = memo.get(oid) if memo is not None else None
+        if seen is not None and seen[0] is offer and seen[1] == score:
+            stored = seen[2]
+        else:
+            # A derivable score ignores the fallback; one that came from the fallback does not.
+            stored = offer_score(offer, score + 1) != score
+            if memo is not None:
+                memo[oid] = (offer, score, stored)
+        if stored:
+            extra[oid] = score
+    if memo is not None and len(memo) > 2 * len(offers) + 16:
+        keep = {o["trade_offer_id"] for o in offers}
+        for oid in [k for k in memo if k not in keep]:
+            del memo[oid]  # offers a whole-document save dropped
+    return extra
+
+
+def encode(fold: Fold, memo: ScoreMemo | None = None) -> bytes:
+    """The snapshot bytes of a Fold (`memo`: the account's, kept between writes)."""
+    doc = fold.doc
+    extra = _extra_scores(fold, memo)
+    if not extra and RESERVED not in doc:
+        return orjson.dumps(doc, option=orjson.OPT_INDENT_2)
+    meta: dict[str, Any] = {}
+    if extra:
+        meta["scores"] = extra
+    if RESERVED in doc:
+        meta["shadow"] = {"at": list(doc).index(RESERVED), "value": doc[RESERVED]}
+        body = {k: v for k, v in doc.items() if k != RESERVED}
+    else:
+        body = dict(doc)
+    body[RESERVED] = meta
+    return orjson.dumps(body, option=orjson.OPT_INDENT_2)
+
+
+def _split(raw: bytes) -> tuple[bytes, dict[str, Any] | None]:
+    """The document's bytes without the reserved block, and the block (None if absent)."""
+    at = raw.rfind(_LAST_KEY)
+    if at < 0 or not raw.startswith(_RESERVED_KEY, at + 3):
+        return raw, None
+    meta = orjson.loads(raw[at + 3 + len(_RESERVED_KEY) : raw.rindex(b"}") - 1])
+    # Drop the comma that ended the previous key's value, then close the object again.
+    return raw[: at - 1] + b"\n}", meta
+
+
+def _version(raw: bytes) -> int | None:
+    at = raw.rfind(b'\n  "version": ')
+    match = _VERSION.match(raw, at) if at >= 0 else None
+    return int(match.group(1)) if match else None
+
+
+def _restore(doc: dict[str, Any], meta: dict[str, Any] | None) -> dict[str, Any]:
+    shadow = (meta or {}).get("shadow")
+    if shadow is None:
+        return doc
+    items = list(doc.items())
+    items.insert(shadow["at"], (RESERVED, shadow["value"]))
+    return dict(items)
+
+
+def decode(raw: bytes, where: str) -> Fold:
+    """The Fold a snapshot holds; CorruptSnapshot if it is no snapshot tradelog wrote."""
+    try:
+        body, meta = _split(raw)
+        doc = orjson.loads(body)
+    except (orjson.JSONDecodeError, ValueError) as e:
+        raise CorruptSnapshot(where, f"not JSON: {e}") from e
+    version = doc.get("version") if isinstance(doc, dict) else None
+    if type(version) is not int or version < 1:
+        raise CorruptSnapshot(where, "no applied version: not written by a projector")
+    if meta is not None and not isinstance(meta, dict):
+        raise CorruptSnapshot(where, f"{RESERVED} is not an object")
+    doc = _restore(doc, meta)
+    extra: dict[str, int] = (meta or {}).get("scores") or {}
+    scores: dict[str, int] = {}
+    try:
+        for offer in doc.get("trade_offers") or ():
+            oid = offer["trade_offer_id"]
+            scores[oid] = extra[oid] if oid in extra else offer_score(offer, 0)
+    except (KeyError, TypeError) as e:
+        raise CorruptSnapshot(where, f"malformed trade_offers: {e!r}") from e
+    return Fold(doc, scores)
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise SnapshotUnavailable(f"cannot read {path}: {e}") from e
+
+
+def read_snapshot(settings: Settings, account: str) -> Fold | None:
+    """The account's projected Fold; None if it has no snapshot (nothing applied yet)."""
+    return load_snapshot(settings, account)[0]
+
+
+def load_snapshot(settings: Settings, account: str) -> tuple[Fold | None, int]:
+    """The account's projected Fold (None if it has none) and its snapshot's size."""
+    path = snapshot_path(settings, account)
+    raw = _read(path)
+    return (None, 0) if raw is None else (decode(raw, str(path)), len(raw))
+
+
+def read_document_bytes(settings: Settings, account: str) -> tuple[bytes | None, int]:
+    """The document as JSON bytes (indented) and its version; (None, 0) if not projected.
+
+    Made for the GET path: embed the bytes with `orjson.Fragment`, nothing is parsed
+    unless a client's own `_tradelog` key has to be put back.
+    """
+    raw = _read(snapshot_path(settings, account))
+    if raw is None:
+        return None, 0
+    version = _version(raw)
+    if version is None:
+        return None, 0  # not a projection (e.g. a legacy file nobody imported)
+    try:
+        body, meta = _split(raw)
+    except (orjson.JSONDecodeError, ValueError) as e:
+        raise CorruptSnapshot(str(snapshot_path(settings, account)), str(e)) from e
+    if meta is not None and "shadow" in meta:
+        doc = _restore(orjson.loads(body), meta)
+        return orjson.dumps(doc, option=orjson.OPT_INDENT_2), version
+    return body, version
+
+
+def read_document(settings: Settings, account: str) -> tuple[dict[str, Any] | None, int]:
+    """The document and its version; (None, 0) if the account is not projected."""
+    body, version = read_document_bytes(settings, account)
+    if body is None:
+        return None, 0
+    try:
+        doc: dict[str, Any] = orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        raise CorruptSnapshot(str(snapshot_path(settings, account)), f"not JSON: {e}") from e
+    return doc, version
+
+
+def fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise SnapshotUnavailable(f"cannot fsync directory {path}: {e}") from e
+
+
+def make_dirs(path: Path, *, sync: bool = True) -> None:
+    """Create `path` (and parents) if missing, its new entry durable in its parent."""
+    if path.is_dir():
+        return
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SnapshotUnavailable(f"cannot create {path}: {e}") from e
+    if sync:
+        fsync_dir(path.parent)
+
+
+def write_atomic(path: Path, data: bytes, *, sync: bool = True) -> None:
+    """Replace `path` with `data`: temp file in the same dir, fsync, rename.
+
+    The directory is not synced here: callers sync it once for a whole batch.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            if sync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise SnapshotUnavailable(f"cannot write {path}: {e}") from e
+
+
+def write_snapshots(
+    settings: Settings,
+    folds: Iterable[tuple[str, Fold]],
+    pool: Executor | None = None,
+    *,
+    sync: bool = True,
+) -> dict[str, int]:
+    """Write each account's snapshot, durably, then sync the directory once.
+
+    With a pool the writes run in parallel: fsync releases the GIL, and the disk
+    merges concurrent flushes. Returns each account's snapshot size in bytes.
+    """
+
+    def one(item: tuple[str, Fold]) -> tuple[str, int]:
+        return item[0], write_snapshot(settings, item[0], item[1], sync=sync)
+
+    make_dirs(settings.snapshot_dir, sync=sync)
+    sizes = dict(pool.map(one, folds) if pool is not None else map(one, folds))
+    if sync and sizes:
+        fsync_dir(settings.snapshot_dir)
+    return sizes
+
+
+def write_snapshot(
+    settings: Settings,
+    account: str,
+    fold: Fold,
+    memo: ScoreMemo | None = None,
+    *,
+    sync: bool = True,
+) -> int:
+    """Write one snapshot durably (not its directory entry); return its size in bytes."""
+    data = encode(fold, memo)
+    write_atomic(settings.snapshot_dir / f"{account}.json", data, sync=sync)
+    return len(data)

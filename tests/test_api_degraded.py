@@ -1,0 +1,133 @@
+"""The API when parts are missing: no projector running (a write still answers 2xx
+after the bounded wait, `projected: false`, and a burst of the projector makes it
+readable), and Redis unreachable (phase 1 writes and reads go on with
+`redis_written: false`; phase 2 reads are 503s that append nothing; /ready says so)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from eventlog.settings import Settings
+from projections.daemon import run
+from projections.file_projector import FileProjector
+from tests.procs.api_harness import (
+    ACCOUNT,
+    HEADERS,
+    KEY,
+    WAIT_MS,
+    assert_error,
+    free_port,
+    log_length,
+    serving,
+)
+
+BASE = f"/negotiations/{ACCOUNT}"
+UPSERT = f"{BASE}/atomic-upsert-trade-offer"
+
+
+def offer(oid: str) -> dict[str, Any]:
+    return {"trade_offer_data": {"trade_offer_id": oid}}
+
+
+@pytest.fixture
+def dead_redis_url() -> str:
+    """A Redis URL nobody listens on: connections are refused at once."""
+    return f"redis://127.0.0.1:{free_port()}/0"
+
+
+def test_write_without_a_projector_times_out_to_projected_false(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings(api_keys=KEY, projection_wait_ms=300)
+    with serving(settings, projectors=()) as client:
+        started = time.monotonic()
+        resp = client.post(UPSERT, json=offer("1"), headers=HEADERS)
+        took = time.monotonic() - started
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        assert body["projected"] is False
+        assert body["version"] == 1 and body["event_id"]
+        assert took >= 0.3  # it waited for the projection, bounded
+        assert log_length(settings) == 1
+        assert client.get(BASE, headers=HEADERS).json()["created_new"] is True  # not yet
+
+        # The projector in burst mode applies what the log holds, then returns.
+        run(FileProjector(settings), threading.Event(), until_caught_up=True)
+        got = client.get(BASE, headers=HEADERS).json()
+        assert got["version"] == 1
+        assert [o["trade_offer_id"] for o in got["data"]["trade_offers"]] == ["1"]
+        lag = client.get("/ready", headers=HEADERS).json()["projectors"]["file"]["lag"]
+        assert set(lag.values()) == {0}
+
+
+def test_zero_wait_answers_at_once(make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings(api_keys=KEY, projection_wait_ms=0)
+    with serving(settings, projectors=()) as client:
+        for i in range(3):
+            body = client.post(UPSERT, json=offer(str(i)), headers=HEADERS).json()
+            assert body["projected"] is False and body["version"] == i + 1
+        run(FileProjector(settings), threading.Event(), until_caught_up=True)
+        assert client.get(BASE, headers=HEADERS).json()["version"] == 3
+
+
+def test_phase_1_with_redis_unreachable(
+    make_settings: Callable[..., Settings], dead_redis_url: str
+) -> None:
+    settings = make_settings(
+        api_keys=KEY, redis_url=dead_redis_url, phase=1, projection_wait_ms=WAIT_MS
+    )
+    with serving(settings) as client:
+        resp = client.post(UPSERT, json=offer("1"), headers=HEADERS)
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        assert body["redis_written"] is False
+        assert body["redis_operation"] == "deferred"
+        assert body["projected"] is True  # phase 1 reads the files
+        got = client.get(BASE, headers=HEADERS).json()
+        assert got["source"] == "file" and got["version"] == 1
+
+        ready = client.get("/ready", headers=HEADERS)
+        assert ready.status_code == 200  # phase 1 does not need Redis to serve
+        state = ready.json()
+        assert state["redis"]["enabled"] is True and state["redis"]["reachable"] is False
+        assert state["redis_written_failures"] >= 1
+        metrics = client.get("/metrics", headers=HEADERS).text.splitlines()
+        name = "tradelog_redis_written_failures_total"
+        [line] = [x for x in metrics if x.startswith(name)]
+        assert float(line.split()[-1]) >= 1
+        health = client.get(f"{BASE}/health", headers=HEADERS).json()
+        assert health["versions"]["log"] == health["versions"]["file"] == 1
+        summary = client.get("/negotiations", headers=HEADERS)
+        assert summary.status_code == 200 and summary.json()["trade_offers"] == 1
+
+
+def test_phase_2_with_redis_unreachable(
+    make_settings: Callable[..., Settings], dead_redis_url: str
+) -> None:
+    settings = make_settings(
+        api_keys=KEY, redis_url=dead_redis_url, phase=2, projection_wait_ms=100
+    )
+    with serving(settings, projectors=()) as client:
+        # Writes go on: the file log is primary in phase 2.
+        resp = client.post(UPSERT, json=offer("1"), headers=HEADERS)
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        assert body["redis_written"] is False and body["projected"] is False
+        assert log_length(settings) == 1
+
+        # Reads from Redis cannot be answered: 503, the error shape, nothing appended.
+        for path in (BASE, "/negotiations", "/negotiations/"):
+            assert_error(client.get(path, headers=HEADERS), 503, "unavailable")
+        ready = client.get("/ready", headers=HEADERS)
+        assert ready.status_code == 503
+        assert ready.json()["status"] == "not ready"
+        assert ready.json()["redis"]["reachable"] is False
+        # The log itself is still readable.
+        events = client.get(f"{BASE}/events", headers=HEADERS).json()["events"]
+        assert [e["version"] for e in events] == [1]
+        assert log_length(settings) == 1

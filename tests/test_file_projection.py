@@ -1,0 +1,402 @@
+"""The file projection: snapshots equal the fold of the log, byte for byte, however
+the log is cut into batches, whatever the cache holds, across restarts and
+redeliveries; legacy documents round-trip exactly; each account is written once
+per batch, before the checkpoint; progress and wake-ups work without polling."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import shutil
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from eventlog import Writer
+from eventlog._exceptions import CheckpointAhead, CorruptSnapshot, ProjectorBusy
+from eventlog.notify import PROGRESS, Bell
+from eventlog.records import StoredEvent
+from eventlog.segments import Cursor, partition_dir
+from eventlog.settings import Settings, load_settings
+from projections.checkpoint import Checkpoint, progress, read_checkpoint, write_checkpoint
+from projections.daemon import run
+from projections.file_projector import FileProjector, parked
+from projections.fold import Fold, dumps, fold_all
+from projections.snapshots import (
+    decode,
+    encode,
+    read_document,
+    read_document_bytes,
+    read_snapshot,
+    snapshot_path,
+)
+from tests.strategies import event_sequences, steam_ids
+
+SAMPLES = sorted(Path("/work/shared/samples/legacy-negotiations").glob("*.json"))
+ACCOUNTS = [str(76561199027634480 + 7919 * i) for i in range(6)]
+FRIEND = "76561198123456789"
+
+
+def log_events(s: Settings) -> list[StoredEvent]:
+    events: list[StoredEvent] = []
+    for p in range(s.partitions):
+        cursor = Cursor(partition_dir(s.log_dir, p), p)
+        try:
+            events += cursor.read()[0]
+        finally:
+            cursor.close()
+    return events
+
+
+def catch_up(s: Settings, batch: int = 5000, **kw: Any) -> FileProjector:
+    """Run a projector in burst mode until it has applied everything; return it (closed)."""
+    projector = FileProjector(s, **kw)
+    run(projector, threading.Event(), until_caught_up=True, batch=batch)
+    return projector
+
+
+def assert_matches_fold(s: Settings, skip: frozenset[str] = frozenset()) -> dict[str, Fold]:
+    """Every account's snapshot (and both read paths) equals the fold of the whole log."""
+    folds = fold_all(e for e in log_events(s) if e.account not in skip)
+    for account, fold in folds.items():
+        snap = read_snapshot(s, account)
+        assert snap is not None, account
+        assert dumps(snap.doc) == dumps(fold.doc), account
+        assert snap.scores == fold.scores, account
+        doc, version = read_document(s, account)
+        assert doc is not None and dumps(doc) == dumps(fold.doc)
+        assert version == fold.doc["version"]
+        raw, version = read_document_bytes(s, account)
+        assert raw is not None and orjson.loads(raw) == fold.doc
+    on_disk = {p.stem for p in s.snapshot_dir.glob("*.json")}
+    assert on_disk - skip == set(folds)
+    return folds
+
+
+def upsert(offer_id: str, **fields: Any) -> dict[str, Any]:
+    return {"offer": {"trade_offer_id": offer_id, **fields}}
+
+
+# --- the fold and the files agree -----------------------------------------------------------
+
+
+@st.composite
+def logs(draw: st.DrawFn) -> list[tuple[str, str, dict[str, Any]]]:
+    """Several accounts' event sequences, interleaved in a random order."""
+    accounts = draw(st.lists(steam_ids(), min_size=1, max_size=3, unique=True))
+    queues = [[(a, k, d) for k, d in draw(event_sequences(a, max_size=10))] for a in accounts]
+    order = draw(st.permutations([i for i, q in enumerate(queues) for _ in q]))
+    return [queues[i].pop(0) for i in order]
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(
+    log=logs(),
+    batch=st.integers(1, 8),
+    cache_bytes=st.sampled_from([1, 1 << 30]),
+    restarts=st.booleans(),
+)
+def test_snapshots_equal_the_fold_of_the_log(
+    log: list[tuple[str, str, dict[str, Any]]], batch: int, cache_bytes: int, restarts: bool
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        s = load_settings(data_dir=tmp, redis_url="", partitions=2, fsync="off")
+        with Writer(s) as writer:
+            for account, kind, data in log:
+                writer.append(account, kind, data)
+        if restarts:
+            # Small steps with a projector restarted after each: every Fold comes back
+            # from its snapshot, extra scores included.
+            while True:
+                projector = FileProjector(s, cache_bytes=cache_bytes, writers=1)
+                n = projector.step(batch)
+                projector.close()
+                if n == 0:
+                    break
+        else:
+            catch_up(s, batch=batch, cache_bytes=cache_bytes)
+        assert_matches_fold(s)
+
+
+@pytest.mark.parametrize("path", SAMPLES, ids=lambda p: p.stem)
+def test_legacy_sample_round_trips_exactly(
+    path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    s = make_settings()
+    raw = path.read_bytes()
+    sample = orjson.loads(raw)
+    source = {"file": path.name, "sha256": hashlib.sha256(raw).hexdigest()}
+    with Writer(s) as writer:
+        writer.append(path.stem, "LegacyImported", {"document": sample, "source": source})
+    catch_up(s)
+    written = snapshot_path(s, path.stem).read_bytes()
+    expected = {**sample, "version": 1}
+    assert orjson.loads(written) == expected
+    # The legacy service's own format: 2-space indent, key order kept, nothing added.
+    assert written == orjson.dumps(expected, option=orjson.OPT_INDENT_2)
+    assert read_document(s, path.stem) == (expected, 1)
+
+
+def test_scores_the_document_cannot_give_survive_a_restart(
+    make_settings: Callable[..., Settings],
+) -> None:
+    s = make_settings()
+    account = ACCOUNTS[0]
+    with Writer(s) as writer:
+        writer.append(account, "TradeOfferUpserted", upsert("5", updated_at="soon"))
+        writer.append(account, "TradeOfferUpserted", upsert("7"))
+        writer.append(account, "TradeOfferUpserted", upsert("6", updated_at="2020-01-01T00:00:00Z"))
+        writer.append(account, "TradeOfferUpserted", upsert("5", state="Accepted"))
+    catch_up(s)
+    raw = orjson.loads(snapshot_path(s, account).read_bytes())
+    assert set(raw["_tradelog"]["scores"]) == {"5", "7"}  # "6" is derived from its updated_at
+    doc, _ = read_document(s, account)
+    assert doc is not None and "_tradelog" not in doc
+    assert_matches_fold(s)
+
+
+def test_a_clients_own_reserved_key_is_kept_in_place(
+    make_settings: Callable[..., Settings],
+) -> None:
+    s = make_settings()
+    account = ACCOUNTS[1]
+    with Writer(s) as writer:
+        doc = {
+            "zeta": 1,
+            "_tradelog": {"scores": "mine"},
+            "trade_offers": [{"trade_offer_id": "1"}],
+        }
+        writer.append(account, "NegotiationsSaved", doc)
+        writer.append(account, "TradeOfferUpserted", upsert("2", updated_at=17))
+    catch_up(s)
+    folds = assert_matches_fold(s)
+    got, _ = read_document(s, account)
+    assert got is not None and list(got)[:2] == ["zeta", "_tradelog"]
+    assert got["_tradelog"] == {"scores": "mine"}
+    fold = folds[account]
+    assert decode(encode(fold), "x").scores == fold.scores
+
+
+def test_unknown_and_foreign_files() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        s = load_settings(data_dir=tmp, redis_url="", partitions=2)
+        assert read_snapshot(s, ACCOUNTS[0]) is None
+        assert read_document(s, ACCOUNTS[0]) == (None, 0)
+        assert read_checkpoint(s) == Checkpoint()
+        s.snapshot_dir.mkdir(parents=True)
+        # A legacy file nobody imported is not a projection: unknown to readers.
+        shutil.copy(SAMPLES[0], snapshot_path(s, ACCOUNTS[0]))
+        assert read_document(s, ACCOUNTS[0]) == (None, 0)
+        with pytest.raises(CorruptSnapshot, match="not written by a projector"):
+            read_snapshot(s, ACCOUNTS[0])
+        snapshot_path(s, ACCOUNTS[1]).write_bytes(b'{"version": 3,')
+        with pytest.raises(CorruptSnapshot, match="not JSON"):
+            read_snapshot(s, ACCOUNTS[1])
+
+
+# --- batches, restarts and redelivery --------------------------------------------------------
+
+
+def append_mixed(s: Settings, count: int, seed: int) -> None:
+    rng = random.Random(seed)
+    with Writer(s) as writer:
+        for i in range(count):
+            account = rng.choice(ACCOUNTS)
+            roll = rng.random()
+            if roll < 0.6:
+                extra = (
+                    {"updated_at": f"2025-01-01T00:00:{i % 60:02d}Z"} if rng.random() < 0.5 else {}
+                )
+                state = rng.choice(["Active", "Accepted", "Declined"])
+                writer.append(
+                    account,
+                    "TradeOfferUpserted",
+                    upsert(str(rng.randrange(9)), state=state, **extra),
+                )
+            elif roll < 0.9:
+                record = {"state": "awaiting_reply", "followUpCount": i}
+                writer.append(
+                    account,
+                    "FriendNegotiationUpserted",
+                    {"friend_steam_id": FRIEND, "negotiation": record},
+                )
+            else:
+                writer.append(account, "FriendsRemoved", {"friend_steam_ids": [FRIEND]})
+
+
+def test_restart_from_an_old_checkpoint_applies_nothing_twice(
+    make_settings: Callable[..., Settings],
+) -> None:
+    s = make_settings()
+    append_mixed(s, 120, seed=1)
+    n1 = len(log_events(s))  # a removal of an absent friend appends nothing
+    first = catch_up(s, batch=7)
+    assert (first.applied, first.skipped) == (n1, 0)
+    old = (s.data_dir / "checkpoints" / "file.json").read_bytes()
+    append_mixed(s, 80, seed=2)
+    total = len(log_events(s))
+    second = catch_up(s, batch=7)
+    assert (second.applied, second.skipped) == (total - n1, 0)
+    before = {a: snapshot_path(s, a).read_bytes() for a in ACCOUNTS}
+
+    (s.data_dir / "checkpoints" / "file.json").write_bytes(old)
+    again = catch_up(s, batch=7)
+    assert (again.applied, again.skipped) == (0, total - n1)
+    (s.data_dir / "checkpoints" / "file.json").unlink()
+    scratch = catch_up(s, batch=11, cache_bytes=1)
+    assert (scratch.applied, scratch.skipped) == (0, total)
+    assert {a: snapshot_path(s, a).read_bytes() for a in ACCOUNTS} == before
+
+    # One lost snapshot is rebuilt from the log; the others are skipped.
+    snapshot_path(s, ACCOUNTS[0]).unlink()
+    (s.data_dir / "checkpoints" / "file.json").unlink()
+    rebuilt = catch_up(s)
+    own = sum(1 for e in log_events(s) if e.account == ACCOUNTS[0])
+    assert (rebuilt.applied, rebuilt.skipped) == (own, total - own)
+    assert {a: snapshot_path(s, a).read_bytes() for a in ACCOUNTS} == before
+    assert_matches_fold(s)
+
+
+def test_each_touched_account_is_written_once_per_batch_then_the_checkpoint(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = make_settings()
+    append_mixed(s, 300, seed=3)
+    projector = FileProjector(s)
+    replaced: list[str] = []
+    real = os.replace
+
+    def counting(src: Any, dst: Any) -> None:
+        replaced.append(Path(dst).name)
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", counting)
+    try:
+        assert projector.step(10_000) == len(log_events(s))
+        assert projector.step(10_000) == 0  # finishes the batch in flight
+    finally:
+        projector.close()
+    counts = Counter(replaced)
+    assert {f"{a}.json": 1 for a in ACCOUNTS} | {"file.json": 1} == dict(counts)
+    assert replaced[-1] == "file.json"  # the checkpoint comes after every snapshot
+    assert read_checkpoint(s).positions == {p: o for p, o in progress(s)["ends"].items()}
+    assert_matches_fold(s)
+
+
+def test_small_batches_write_an_account_at_most_once_each(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = make_settings()
+    append_mixed(s, 200, seed=4)
+    projector = FileProjector(s)
+    steps = 0
+    replaced: list[str] = []
+    real = os.replace
+
+    def counting(src: Any, dst: Any) -> None:
+        replaced.append(Path(dst).name)
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", counting)
+    try:
+        while projector.step(16):
+            steps += 1
+    finally:
+        projector.close()
+    counts = Counter(replaced)
+    assert counts["file.json"] == steps
+    assert all(counts[f"{a}.json"] <= steps for a in ACCOUNTS)
+    assert sum(counts[f"{a}.json"] for a in ACCOUNTS) < len(log_events(s)) // 2  # batching
+    assert_matches_fold(s)
+
+
+# --- progress, wake-ups, ownership -----------------------------------------------------------
+
+
+def test_progress_is_rung_and_lag_is_reported(make_settings: Callable[..., Settings]) -> None:
+    s = make_settings()
+    append_mixed(s, 40, seed=5)
+    bell = Bell(s.run_dir, PROGRESS)
+    try:
+        catch_up(s)
+        rung = [orjson.loads(m) for m in bell.drain()]
+    finally:
+        bell.close()
+    ends = progress(s)["ends"]
+    assert rung and rung[-1] == {
+        "projector": "file",
+        "positions": {str(p): e for p, e in ends.items()},
+    }
+    state = progress(s)
+    assert state["lag_total"] == 0 and state["heartbeat"] and state["pid"] == os.getpid()
+    assert parked(s) == []
+    with Writer(s) as writer:
+        for account in ACCOUNTS[:5]:
+            writer.append(account, "TradeOfferUpserted", upsert("99"))
+    assert progress(s)["lag_total"] == 5
+
+
+def test_idle_wakes_when_a_writer_appends(make_settings: Callable[..., Settings]) -> None:
+    s = make_settings()
+    projector = FileProjector(s)
+    try:
+        assert projector.step(100) == 0
+        with Writer(s) as writer:
+            writer.append(ACCOUNTS[0], "TradeOfferUpserted", upsert("1"))
+        started = time.monotonic()
+        projector.idle(30)  # the writer's ring is waiting: returns at once
+        assert time.monotonic() - started < 10
+        assert projector.step(100) == 1
+    finally:
+        projector.close()
+    assert_matches_fold(s)
+
+
+def test_one_projector_per_data_dir_and_a_checkpoint_past_the_log_stops(
+    make_settings: Callable[..., Settings],
+) -> None:
+    s = make_settings()
+    projector = FileProjector(s)
+    try:
+        with pytest.raises(ProjectorBusy):
+            FileProjector(s)
+    finally:
+        projector.close()
+    write_checkpoint(s, Checkpoint({0: 5}))
+    with pytest.raises(CheckpointAhead, match="partition 0"):
+        FileProjector(s)
+    FileProjector(make_settings(data_dir=s.data_dir / "other")).close()
+
+
+def test_a_step_reads_a_bounded_number_of_bytes(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = make_settings(partitions=1, fsync="off")
+    big = {"our_inventory": ["x" * 1000] * 100}  # ~100 KB per whole-document event
+    with Writer(s) as writer:
+        for i in range(60):
+            writer.append(ACCOUNTS[i % 3], "NegotiationsSaved", {**big, "n": i})
+    monkeypatch.setattr("projections.file_projector.STEP_BYTES", 1 << 20)
+    projector = FileProjector(s)
+    try:
+        sizes = []
+        while n := projector.step(10_000):
+            sizes.append(n)
+    finally:
+        projector.close()
+    assert sum(sizes) == 60 and len(sizes) >= 2 and max(sizes) < 60
+    assert_matches_fold(s)

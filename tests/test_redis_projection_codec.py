@@ -1,0 +1,125 @@
+"""The Redis key schema's encoding, without Redis: documents reassemble byte for byte,
+reserved field names never collide with the client's, and the partial updates the
+scripts get turn one state's meta hash into the next one's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from eventlog.records import StoredEvent, utc_ts
+from projections.fold import Fold, apply, dumps
+from projections.redis_codec import (
+    JSON_FIELDS,
+    ORDER,
+    POSITION,
+    Pairs,
+    decode_document,
+    decode_record,
+    document_json,
+    find_offer,
+    key_of,
+    meta_changes,
+    meta_pairs,
+    record_pairs,
+)
+from tests.strategies import documents, event_sequences
+
+ACCOUNT = "76561199027634480"
+
+
+def _b(value: str | bytes | int) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    return str(value).encode()
+
+
+def as_hash(pairs: Pairs) -> dict[bytes, bytes]:
+    """What HSET of these pairs leaves in Redis (later fields win, as in HSET)."""
+    return {_b(f): _b(v) for f, v in zip(pairs[::2], pairs[1::2], strict=True)}
+
+
+Hash = dict[bytes, bytes]
+
+
+def stored(fold: Fold) -> tuple[Hash, Hash, list[tuple[bytes, float]], dict[str, Hash]]:
+    """The account's hashes and index as the scripts would leave them."""
+    doc = fold.doc
+    meta = as_hash([*meta_pairs(doc), "version", str(doc["version"]), POSITION, "0:0"])
+    offers = {_b(o["trade_offer_id"]): orjson.dumps(o) for o in doc["trade_offers"]}
+    scored = [(_b(oid), float(score)) for oid, score in fold.scores.items()]
+    friends = {fid: as_hash(record_pairs(r)) for fid, r in doc["negotiations"].items()}
+    return meta, offers, scored, friends
+
+
+def event(kind: str, data: dict[str, Any], version: int) -> StoredEvent:
+    return StoredEvent(
+        id=f"e{version}", account=ACCOUNT, version=version, partition=0,
+        offset=version - 1, type=kind, ts=utc_ts(), data=data,
+    )  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None)
+@given(documents(ACCOUNT))
+def test_whole_documents_reassemble_byte_for_byte(doc: dict[str, Any]) -> None:
+    fold = apply(None, event("NegotiationsSaved", doc, 1))
+    raw, scores = document_json(*stored(fold))
+    assert raw == dumps(fold.doc)
+    assert scores == fold.scores
+    assert decode_document(*stored(fold)) == (fold.doc, fold.scores)
+
+
+@settings(max_examples=150, deadline=None)
+@given(event_sequences(ACCOUNT, max_size=10))
+def test_partial_changes_turn_one_meta_hash_into_the_next(
+    commands: list[tuple[str, dict[str, Any]]],
+) -> None:
+    state: Fold | None = None
+    for version, (kind, data) in enumerate(commands, start=1):
+        new = apply(state, event(kind, data, version))
+        before = as_hash(meta_pairs(state.doc)) if state else {}
+        changes = meta_changes(state.doc if state else {}, new.doc)
+        if kind in ("NegotiationsSaved", "LegacyImported"):
+            state = new
+            continue  # replaced whole by save_document
+        assert changes is not None
+        assert {**before, **as_hash(changes)} == as_hash(meta_pairs(new.doc))
+        state = new
+
+
+@given(st.text(max_size=12))
+def test_client_keys_never_collide_with_reserved_fields(key: str) -> None:
+    record = {key: [], ORDER: "o", JSON_FIELDS: {}, POSITION: 1, "_": None, "__": ""}
+    stored_hash = as_hash(record_pairs(record))
+    assert decode_record(stored_hash) == record
+    assert orjson.dumps(decode_record(stored_hash)) == orjson.dumps(record)
+    for field in stored_hash:
+        name = key_of(field.decode())
+        assert name is None or name in record
+
+
+def test_reserved_fields_are_only_the_bookkeeping_ones() -> None:
+    assert key_of(ORDER) is None and key_of(JSON_FIELDS) is None and key_of(POSITION) is None
+    assert key_of("__order") == "_order" and key_of("___") == "__" and key_of("x_") == "x_"
+    assert key_of("version") == "version"
+
+
+def test_empty_collections_stay_what_they_were() -> None:
+    record = {"a": [], "b": {}, "c": "", "d": None, "e": [[]], "f": {"g": []}}
+    assert orjson.dumps(decode_record(as_hash(record_pairs(record)))) == orjson.dumps(record)
+
+
+def test_find_offer_finds_every_offer_of_a_long_list() -> None:
+    # Equal scores, and ids equal as numbers ("7", "07"): the fold's total order decides.
+    offers = [{"trade_offer_id": oid, "updated_at": "2025-01-01T00:00:00Z"} for oid in ("7", "07")]
+    offers += [
+        {"trade_offer_id": str(i), "updated_at": str(1735689600 + i % 5)} for i in range(10, 110)
+    ]
+    fold = apply(None, event("NegotiationsSaved", {"trade_offers": offers}, 1))
+    for short in (False, True):
+        listed = fold.doc["trade_offers"][:40] if short else fold.doc["trade_offers"]
+        for offer in listed:
+            assert find_offer(listed, fold.scores, offer["trade_offer_id"]) is offer

@@ -1,0 +1,70 @@
+"""`tradelog serve`: the HTTP API under uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from eventlog.settings import Settings
+
+from .cli import Subparsers, settings_from
+
+__all__ = ["add_server_flags", "register", "settings_env"]
+
+
+def add_server_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default=None, help="TRADELOG_HOST (127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="TRADELOG_PORT (3001)")
+    p.add_argument("--workers", type=int, default=None, help="TRADELOG_WORKERS (1)")
+
+
+def register(sub: Subparsers[argparse.ArgumentParser], parent: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "serve",
+        parents=[parent],
+        help="serve the HTTP API",
+        description="Serves the legacy-compatible HTTP API (uvicorn).",
+    )
+    add_server_flags(p)
+    p.set_defaults(func=run)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The settings as TRADELOG_* variables, so child processes build the same object."""
+    env: dict[str, str] = {}
+    for name, value in settings.model_dump().items():
+        if isinstance(value, tuple):
+            value = ",".join(value)
+        env[f"TRADELOG_{name.upper()}"] = str(value)
+    return env
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from api.keys import load_keys
+
+    settings = settings_from(args, host=args.host, port=args.port, workers=args.workers)
+    keys, created = load_keys(settings, create=True)
+    if created:
+        print(f"tradelog: no API key configured; generated one in {settings.data_dir}/api_key")
+        print(f"tradelog: X-API-Key: {keys[0]}")
+    # Workers are separate processes that build their settings from the environment.
+    os.environ.update(settings_env(settings))
+    os.environ.pop("TRADELOG_CONFIG", None)
+    print(
+        f"tradelog: serving on http://{settings.host}:{settings.port} "
+        f"(phase {settings.phase}, {settings.workers} worker(s), reads from "
+        f"{'files' if settings.phase == 1 else 'Redis'})",
+        flush=True,
+    )
+    uvicorn.run(
+        "api.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level="warning",
+        access_log=False,
+    )
+    return 0

@@ -1,0 +1,148 @@
+"""`tradelog up`: the API, both projectors and the relay under one supervisor.
+
+Each part runs as its own `tradelog` child process with the same settings
+(passed as TRADELOG_* variables). A child that dies is restarted with a
+back-off; Ctrl-C or SIGTERM stops every child (each finishes its batch) and
+then the supervisor. With no Redis reachable the supervisor runs file-only,
+says so, and starts the relay and the Redis projector once Redis answers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+import redis
+
+from eventlog.filelog import check_partitions
+from eventlog.redisconn import connect
+from eventlog.settings import Settings
+
+from .cli import Subparsers, settings_from
+from .cmd_serve import add_server_flags, settings_env
+
+__all__ = ["register"]
+
+_STOP_GRACE_S = 10.0
+
+
+def register(sub: Subparsers[argparse.ArgumentParser], parent: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "up",
+        parents=[parent],
+        help="run everything: API, projectors, relay (one command)",
+        description="Starts the API, the file and Redis projectors and the relay, "
+        "supervised; Ctrl-C stops them all cleanly.",
+    )
+    add_server_flags(p)
+    p.set_defaults(func=run)
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    needs_redis: bool = False
+    proc: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    next_start: float = 0.0
+    started: float = field(default=0.0)
+
+
+def _redis_up(settings: Settings) -> bool:
+    client = connect(settings, timeout_ms=500)
+    if client is None:
+        return False
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    from api.keys import load_keys
+
+    settings = settings_from(args, host=args.host, port=args.port, workers=args.workers)
+    check_partitions(settings.log_dir, settings.partitions)
+    keys, created = load_keys(settings, create=True)
+    if created:
+        print(f"tradelog: generated an API key in {settings.data_dir}/api_key (mode 0600)")
+        print(f"tradelog: X-API-Key: {keys[0]}", flush=True)
+    env = {**os.environ, **settings_env(settings)}
+    env.pop("TRADELOG_CONFIG", None)
+    exe = [sys.executable, "-m", "tools.cli"]
+    children = [
+        Child("api", [*exe, "serve"]),
+        Child("project-file", [*exe, "project", "file"]),
+    ]
+    if settings.redis_enabled:
+        children += [
+            Child("relay", [*exe, "relay"], needs_redis=True),
+            Child("project-redis", [*exe, "project", "redis"], needs_redis=True),
+        ]
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    redis_ok = settings.redis_enabled and _redis_up(settings)
+    if not settings.redis_enabled:
+        print("tradelog: Redis disabled (TRADELOG_REDIS_URL is empty): running file-only")
+    elif not redis_ok:
+        print(
+            f"tradelog: Redis at {settings.redis_url} is not reachable: running FILE-ONLY "
+            "(writes go to the file log; the relay fills the streams once Redis answers)"
+        )
+    print(
+        f"tradelog: up on http://{settings.host}:{settings.port}, phase {settings.phase}, "
+        f"data in {settings.data_dir}; Ctrl-C stops everything",
+        flush=True,
+    )
+    last_redis_check = time.monotonic()
+    while not stop.is_set():
+        now = time.monotonic()
+        if settings.redis_enabled and not redis_ok and now - last_redis_check > 5:
+            last_redis_check = now
+            redis_ok = _redis_up(settings)
+            if redis_ok:
+                print("tradelog: Redis answers now: starting the relay and the Redis projector")
+        for child in children:
+            if child.needs_redis and not redis_ok:
+                continue
+            if child.proc is not None and child.proc.poll() is not None:
+                code = child.proc.returncode
+                child.restarts += 1
+                delay = min(30.0, 0.5 * 2 ** min(child.restarts, 6))
+                if now - child.started > 60:
+                    child.restarts, delay = 0, 0.5
+                print(f"tradelog: {child.name} exited ({code}); restarting in {delay:.1f} s")
+                child.proc, child.next_start = None, now + delay
+            if child.proc is None and now >= child.next_start:
+                child.proc = subprocess.Popen(child.argv, env=env)
+                child.started = now
+        stop.wait(0.5)
+    print("tradelog: stopping…", flush=True)
+    running = [c for c in children if c.proc is not None and c.proc.poll() is None]
+    for child in running:
+        assert child.proc is not None
+        child.proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + _STOP_GRACE_S
+    for child in running:
+        assert child.proc is not None
+        try:
+            child.proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.proc.kill()
+            child.proc.wait()
+    print("tradelog: stopped", flush=True)
+    return 0
