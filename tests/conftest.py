@@ -17,6 +17,18 @@ from eventlog.settings import Settings, load_settings
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
 
+def _samples_dir() -> Path:
+    # shared/ lies beside the checkout, for a developer and for CI alike.
+    for root in (Path(__file__).resolve().parents[2], Path("/work")):
+        folder = root / "shared" / "samples" / "legacy-negotiations"
+        if folder.is_dir():
+            return folder
+    raise RuntimeError("the legacy samples (shared/samples/legacy-negotiations) are missing")
+
+
+SAMPLES_DIR = _samples_dir()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -40,9 +40,10 @@ from projections.snapshots import (
     read_snapshot,
     snapshot_path,
 )
+from tests.conftest import SAMPLES_DIR
 from tests.strategies import event_sequences, steam_ids
 
-SAMPLES = sorted(Path("/work/shared/samples/legacy-negotiations").glob("*.json"))
+SAMPLES = sorted(SAMPLES_DIR.glob("*.json"))
 ACCOUNTS = [str(76561199027634480 + 7919 * i) for i in range(6)]
 FRIEND = "76561198123456789"
 

@@ -25,9 +25,10 @@ from projections.fold import (
     offer_score,
     should_apply,
 )
+from tests.conftest import SAMPLES_DIR
 from tests.strategies import event_sequences, steam_ids
 
-SAMPLES = sorted(Path("/work/shared/samples/legacy-negotiations").glob("*.json"))
+SAMPLES = sorted(SAMPLES_DIR.glob("*.json"))
 ACCOUNT = "76561199027634480"
 FRIEND_A = "76561198123456789"
 FRIEND_B = "76561198123561518"

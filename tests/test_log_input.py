@@ -21,8 +21,9 @@ from eventlog.records import StoredEvent, partition_of
 from eventlog.segments import Cursor, partition_dir
 from eventlog.settings import Settings
 from eventlog.writer import Writer
+from tests.conftest import SAMPLES_DIR
 
-SAMPLES = sorted(Path("/work/shared/samples/legacy-negotiations").glob("*.json"))
+SAMPLES = sorted(SAMPLES_DIR.glob("*.json"))
 ACCOUNT = "76561199027634480"
 OTHER = "76561199027642399"
 FRIEND_A = "76561198123456789"

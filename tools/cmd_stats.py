@@ -57,7 +57,11 @@ def run(args: argparse.Namespace) -> int:
         "events_by_type": dict(sorted(per_type.items())),
         **{k: v for k, v in totals.items() if k != "events"},
         "projectors": {
-            name: {"lag": sum((info.get("lag") or {}).values()), **info}
+            name: {
+                **info,
+                "lag": sum((info.get("lag") or {}).values()),
+                "lag_by_partition": info.get("lag"),
+            }
             for name, info in projectors.items()
         },
     }

@@ -31,6 +31,7 @@ from api.status import log_ends
 from eventlog.notify import APPENDED, ring
 from eventlog.settings import Settings
 from projections.daemon import Projector, run
+from tests.conftest import SAMPLES_DIR
 
 __all__ = [
     "ACCOUNT",
@@ -61,7 +62,7 @@ HEADERS = {"X-API-Key": KEY}
 ACCOUNT = "76561199027634480"
 FRIEND = "76561198123456789"
 FRIEND2 = "76561198123456790"
-SAMPLES = sorted(Path("/work/shared/samples/legacy-negotiations").glob("*.json"))
+SAMPLES = sorted(SAMPLES_DIR.glob("*.json"))
 TRADELOG = Path(sys.executable).parent / "tradelog"
 REPO = Path(__file__).resolve().parents[2]
 

@@ -1,0 +1,136 @@
+"""import-legacy, tail and stats through the console script, on a file-only data dir."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from eventlog.segments import Cursor, log_end, partition_dir
+from tests.conftest import SAMPLES_DIR
+
+SAMPLES = SAMPLES_DIR
+
+
+def _tradelog(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TRADELOG_DATA_DIR": str(data), "TRADELOG_REDIS_URL": ""}
+    env["TRADELOG_PARTITIONS"] = "4"
+    return subprocess.run(
+        [sys.executable, "-m", "tools.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+
+
+def _events(data: Path) -> list[dict[str, object]]:
+    out = []
+    for p in range(4):
+        cursor = Cursor(partition_dir(data / "log", p), p)
+        events, _ = cursor.read()
+        cursor.close()
+        out.extend(e.to_dict() for e in events)
+    return out
+
+
+@pytest.fixture
+def legacy(tmp_path: Path) -> Path:
+    folder = tmp_path / "legacy"
+    shutil.copytree(SAMPLES, folder)
+    (folder / "76561199027699991.json").write_text("{not json")
+    (folder / "76561199027699992.json").write_text('{"account_steam_id": "76561199027634480"}')
+    (folder / "76561199027699993.json").write_text('{"trade_offers": {"a": 1}}')
+    (folder / "12345.json").write_text("{}")
+    return folder
+
+
+def test_import_reports_bad_files_imports_the_rest_and_twice_adds_nothing(
+    tmp_path: Path, legacy: Path
+) -> None:
+    data = tmp_path / "data"
+    first = _tradelog(data, "import-legacy", str(legacy), "--json")
+    assert first.returncode == 1, first.stderr
+    report = json.loads(first.stdout)
+    assert report["files_total"] == 10
+    assert report["files_ok"] == 6
+    assert report["files_failed"] == 4
+    assert set(report["errors"]) == {
+        "76561199027699991.json",
+        "76561199027699992.json",
+        "76561199027699993.json",
+        "12345.json",
+    }
+    assert "does not match" in report["errors"]["76561199027699992.json"]
+    events = _events(data)
+    assert len(events) == 6
+    assert {e["type"] for e in events} == {"LegacyImported"}
+    for e in events:
+        sample = SAMPLES / f"{e['account']}.json"
+        data_ = e["data"]
+        assert isinstance(data_, dict)
+        assert data_["document"] == json.loads(sample.read_text())
+        assert len(data_["source"]["sha256"]) == 64
+
+    again = _tradelog(data, "import-legacy", str(legacy), "--json")
+    assert json.loads(again.stdout)["files_skipped"] == 6
+    assert len(_events(data)) == 6
+
+    changed = legacy / "76561199027674075.json"
+    doc = json.loads(changed.read_text())
+    doc["account_username"] = "renamed"
+    changed.write_text(json.dumps(doc, indent=2))
+    third = _tradelog(data, "import-legacy", str(legacy), "--json")
+    assert json.loads(third.stdout)["files_ok"] == 1
+    events = _events(data)
+    assert len(events) == 7
+    last = [e for e in events if e["account"] == "76561199027674075"][-1]
+    assert last["version"] == 2
+
+
+def test_dry_run_appends_nothing_and_prints_the_summary(tmp_path: Path, legacy: Path) -> None:
+    data = tmp_path / "data"
+    out = _tradelog(data, "import-legacy", str(legacy), "--dry-run")
+    assert out.returncode == 1
+    assert "files:   10 total, 6 ok, 4 failed" in out.stdout
+    assert "FAILED 76561199027699991.json" in out.stdout
+    assert sum(log_end(partition_dir(data / "log", p)) for p in range(4)) == 0
+
+
+def test_tail_filters_by_account_and_type(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    assert _tradelog(data, "import-legacy", str(SAMPLES)).returncode == 0
+    out = _tradelog(data, "tail", "--no-follow", "--json", "--from-start")
+    lines = [orjson.loads(line) for line in out.stdout.splitlines()]
+    assert len(lines) == 6
+    one = _tradelog(
+        data, "tail", "--no-follow", "--json", "--from-start", "--account", "76561199027634480"
+    )
+    assert [orjson.loads(x)["account"] for x in one.stdout.splitlines()] == ["76561199027634480"]
+    none = _tradelog(data, "tail", "--no-follow", "--from-start", "--type", "FriendsRemoved")
+    assert none.stdout.strip() == ""
+    pretty = _tradelog(data, "tail", "--no-follow", "--from-start")
+    assert "LegacyImported" in pretty.stdout
+
+
+def test_stats_counts_events_accounts_offers_friends(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    assert _tradelog(data, "import-legacy", str(SAMPLES)).returncode == 0
+    assert _tradelog(data, "project", "file", "--until-caught-up").returncode == 0
+    out = _tradelog(data, "stats", "--json")
+    assert out.returncode == 0, out.stderr
+    stats = json.loads(out.stdout)
+    docs = [json.loads(p.read_text()) for p in SAMPLES.glob("*.json")]
+    assert stats["events"] == 6
+    assert stats["events_by_type"] == {"LegacyImported": 6}
+    assert stats["accounts"] == 6
+    assert stats["trade_offers"] == sum(len(d.get("trade_offers") or []) for d in docs)
+    assert stats["friends"] == sum(len(d.get("negotiations") or {}) for d in docs)
+    assert stats["projectors"]["file"]["lag"] == 0
