@@ -156,6 +156,8 @@ class PartitionFile:
     def sync(self) -> None:
         if self._wfd is not None:
             try:
-                os.fsync(self._wfd)
+                # fdatasync: an append changes data and size, both of which it flushes,
+                # without the mtime update that costs fsync a second journal write.
+                os.fdatasync(self._wfd)
             except OSError as e:
                 raise LogUnavailable(f"cannot fsync {self._cursor.path}: {e}") from e

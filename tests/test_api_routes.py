@@ -5,6 +5,7 @@ append nothing."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -398,9 +399,23 @@ def test_summary_answers_with_and_without_slash(client: TestClient, path: str) -
     assert body["source"] == "file"
 
 
+def _ready_when_checkpointed(client: TestClient) -> Any:
+    """/ready once the file projector's durable checkpoint shows no lag (bounded).
+
+    The projector answers waiting writers before it writes its checkpoint, and
+    /ready and /metrics report the durable checkpoint.
+    """
+    deadline = time.monotonic() + 10
+    while True:
+        resp = client.get("/ready", headers=HEADERS)
+        lag = resp.json()["projectors"]["file"]["lag"]
+        if set(lag.values()) == {0} or time.monotonic() > deadline:
+            return resp
+
+
 def test_ready(client: TestClient) -> None:
     client.post(f"{BASE}/atomic-upsert-trade-offer", json=offer("1"), headers=HEADERS)
-    resp = client.get("/ready", headers=HEADERS)
+    resp = _ready_when_checkpointed(client)
     assert resp.status_code == 200, resp.text
     body = resp.json()
     assert body["success"] is True
@@ -414,6 +429,7 @@ def test_ready(client: TestClient) -> None:
 
 def test_metrics(client: TestClient) -> None:
     client.post(f"{BASE}/atomic-upsert-trade-offer", json=offer("1"), headers=HEADERS)
+    _ready_when_checkpointed(client)
     resp = client.get("/metrics", headers=HEADERS)
     assert resp.status_code == 200
     assert resp.headers["content-type"].startswith("text/plain")

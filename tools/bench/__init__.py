@@ -41,6 +41,7 @@ SCENARIOS: dict[str, str] = {
     "append": "tools.bench.append",
     "http": "tools.bench.http",
     "project": "tools.bench.project",
+    "replay": "tools.bench.replay",
 }
 
 

@@ -23,11 +23,23 @@ from pathlib import Path
 from typing import Any
 
 from .common import BenchContext, status
+from .http_cpu import fsync_probe
 from .legacy import steam_ids
 
 __all__ = ["add_arguments", "run"]
 
 PARTS = ("upsert80", "latency", "read", "sustained")
+FIGURES = (
+    "upsert80_ms",
+    "legacy_upsert80_ms",
+    "p50_ms",
+    "p99_ms",
+    "sustained_events_per_s",
+    "bare_endpoint_per_s",
+    "get_p50_ms_phase1",
+    "get_p50_ms_phase2",
+    "legacy_get_p50_ms",
+)
 _UPSERT80_ACCOUNT, _READ_ACCOUNT = steam_ids(2, start=76561199200000000)
 _LATENCY_ACCOUNTS = steam_ids(8, start=76561199300000000)
 
@@ -39,6 +51,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--http-requests", type=int, default=2000, help="latency/read requests")
     g.add_argument("--http-clients", type=int, default=2, help="sustained client processes")
     g.add_argument("--http-connections", type=int, default=64, help="sustained connections")
+    g.add_argument(
+        "--http-sustained-phase",
+        type=int,
+        choices=(1, 2),
+        default=1,
+        help="sustained: the read model writes wait for (1: file snapshots, the default)",
+    )
     g.add_argument(
         "--http-profile",
         metavar="DIR",
@@ -116,26 +135,20 @@ def _phase2(ctx: BenchContext, args: argparse.Namespace, out: dict[str, Any]) ->
 
 
 def _sustained(ctx: BenchContext, args: argparse.Namespace, out: dict[str, Any]) -> None:
-    from . import http_sustained as hs
-    from .http_stack import Stack
+    from . import http_sustained
 
-    seconds, warmup = ctx.duration(30.0), 2.0
-    procs, conns = args.http_clients, args.http_connections
-    workers = 1 if args.http_profile else 2
-    with Stack(ctx.settings, workers=workers, profile_dir=_profile(args, "sustained")) as stack:
-        status(f"sustained: {conns} connections from {procs} processes, {seconds:g} s ({_load()})")
-        mine = hs.summarize(hs.run_tradelog(stack, seconds, warmup, procs, conns), seconds)
-    status(f"bare Starlette+XADD endpoint, 2 workers, same load ({_load()})")
-    bare = hs.run_bare(ctx.settings.redis_url, ctx.key("bare-xadd"), seconds, warmup, procs, conns)
-    base = hs.summarize(bare, seconds)
-    out["figures"]["sustained_events_per_s"] = round(mine["per_s"])
-    out["figures"]["bare_endpoint_per_s"] = round(base["per_s"])
-    for name, s in (("sustained", mine), ("bare", base)):
-        out["notes"].append(
-            f"{name}: {s['ok']} ok, {s['failed']} failed, {s['not_projected']} not projected, "
-            f"p50 {s['p50_ms']:.2f} ms, p99 {s['p99_ms']:.2f} ms, client CPU "
-            f"{s['client_cpu_us']:.0f} µs per answer {s['errors'] or ''}"
-        )
+    seconds = ctx.duration(30.0)
+    status(f"sustained: {args.http_connections} connections, {seconds:g} s ({_load()})")
+    figures, notes = http_sustained.compare(
+        ctx,
+        seconds,
+        args.http_clients,
+        args.http_connections,
+        _profile(args, "sustained"),
+        args.http_sustained_phase,
+    )
+    out["figures"].update(figures)
+    out["notes"] += notes
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -145,6 +158,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     ctx = BenchContext.from_args(args)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per health probe
     out: dict[str, Any] = {"figures": {}, "ratios": {}, "notes": []}
+    fsync_p50, fsync_p99 = fsync_probe(ctx.settings.data_dir)
+    out["notes"].append(
+        f"at the start: {_load()}; 1 KB append + fsync p50 {fsync_p50:.2f} ms, "
+        f"p99 {fsync_p99:.2f} ms in the data dir"
+    )
     if parts & {"upsert80", "latency", "read"}:
         _phase1(ctx, args, parts, out)
     if "read" in parts:
@@ -158,4 +176,5 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ratio = f["sustained_events_per_s"] / f["bare_endpoint_per_s"]
         out["ratios"]["sustained_vs_bare_endpoint"] = round(ratio, 3)
     out["notes"].append(f"at the end: {_load()}")
+    out["figures"] = {k: f[k] for k in FIGURES if k in f}
     return out

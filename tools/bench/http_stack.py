@@ -26,6 +26,7 @@ from eventlog.keys import Keys
 from eventlog.settings import Settings
 
 from ..cmd_serve import settings_env
+from .http_cpu import tree_cpu_seconds
 from .redis_server import free_port
 
 __all__ = ["Stack", "bench_env", "wait_redis_projector"]
@@ -130,6 +131,10 @@ class Stack:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"tradelog serve: no /health within {_HEALTH_DEADLINE_S:g}s")
             time.sleep(0.05)
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds each child (with uvicorn's workers) has used so far."""
+        return tree_cpu_seconds({name: proc.pid for name, (proc, _) in self.children.items()})
 
     def stop(self) -> None:
         """SIGTERM every child's group, wait, then SIGKILL what is left.

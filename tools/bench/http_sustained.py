@@ -12,20 +12,25 @@ from __future__ import annotations
 
 import itertools
 import random
+import time
+from pathlib import Path
 from typing import Any
 
 import orjson
 
 from . import baselines
+from .common import BenchContext, status
+from .http_cpu import find_pids, redis_cpu_seconds, tree_cpu_seconds
 from .http_stack import Stack
 from .legacy import make_offer, steam_ids
 from .loadgen import LoadResult, RequestFactory, request_bytes, run_load
 from .workload import OfferStream, percentile
 
-__all__ = ["bare_requests", "run_bare", "run_tradelog", "summarize", "tradelog_requests"]
+__all__ = ["bare_requests", "compare", "run_bare", "run_tradelog", "tradelog_requests"]
 
 _FRIENDS = steam_ids(64, start=76561198123456789)
 _POOL = 32_768  # requests built per client process
+_WARMUP_S = 2.0
 
 
 def _friend_record(rng: random.Random, friend: str, n: int) -> dict[str, Any]:
@@ -105,37 +110,92 @@ def bare_requests(params: dict[str, Any]) -> RequestFactory:
     return _cycle([request_bytes("POST", "/xadd", "-", body) for _, _, body in bodies])
 
 
-def _params(host: str, port: int, seconds: float, warmup: float) -> dict[str, Any]:
-    return {"host": host, "port": port, "seconds": seconds, "warmup": warmup}
+def _params(host: str, port: int, seconds: float) -> dict[str, Any]:
+    return {"host": host, "port": port, "seconds": seconds, "warmup": _WARMUP_S}
 
 
-def run_tradelog(
-    stack: Stack, seconds: float, warmup: float, processes: int, connections: int
-) -> LoadResult:
-    params = _params(stack.host, stack.port, seconds, warmup)
+def run_tradelog(stack: Stack, seconds: float, processes: int, connections: int) -> LoadResult:
+    params = _params(stack.host, stack.port, seconds)
     params.update(factory=f"{__name__}:tradelog_requests", key=stack.key, check_projected=True)
     return run_load(params, processes, connections)
 
 
 def run_bare(
-    redis_url: str, key: str, seconds: float, warmup: float, processes: int, connections: int
-) -> LoadResult:
+    redis_url: str, key: str, seconds: float, processes: int, connections: int
+) -> tuple[LoadResult, float]:
+    """The load on the bare endpoint; and the cores its uvicorn (all workers) used."""
     with baselines.bare_xadd_server(redis_url, key, workers=2) as base:
         host, port = base.removeprefix("http://").split(":")
-        params = _params(host, int(port), seconds, warmup)
+        params = _params(host, int(port), seconds)
         params["factory"] = f"{__name__}:bare_requests"
-        return run_load(params, processes, connections)
+        roots = {str(pid): pid for pid in find_pids(f"--port\0{port}\0")}
+        cpu0, t0 = sum(tree_cpu_seconds(roots).values()), time.perf_counter()
+        result = run_load(params, processes, connections)
+        cores = (sum(tree_cpu_seconds(roots).values()) - cpu0) / (time.perf_counter() - t0)
+        return result, cores
 
 
-def summarize(result: LoadResult, seconds: float) -> dict[str, Any]:
+def _measured(
+    stack: Stack, seconds: float, processes: int, connections: int
+) -> tuple[LoadResult, dict[str, float]]:
+    """The load on `stack`, and the CPU cores each part of it used meanwhile."""
+    url = stack.settings.redis_url
+    cpu0, redis0, t0 = stack.cpu_seconds(), redis_cpu_seconds(url), time.perf_counter()
+    result = run_tradelog(stack, seconds, processes, connections)
+    wall = time.perf_counter() - t0
+    cpu = {k: v - cpu0.get(k, 0.0) for k, v in stack.cpu_seconds().items()}
+    cpu["redis"] = redis_cpu_seconds(url) - redis0
+    cpu["clients"] = result["cpu_s"]
+    return result, {k: v / wall for k, v in cpu.items()}
+
+
+def _note(name: str, result: LoadResult, seconds: float) -> tuple[float, str]:
     lat = result["latencies"]
-    return {
-        "per_s": result["ok"] / seconds,
-        "ok": result["ok"],
-        "failed": result["failed"],
-        "not_projected": result["not_projected"],
-        "p50_ms": percentile(lat, 50) * 1000,
-        "p99_ms": percentile(lat, 99) * 1000,
-        "client_cpu_us": result["cpu_s"] / max(1, result["ok"]) * 1e6,
-        "errors": result["errors"][:3],
-    }
+    per_s = result["ok"] / seconds
+    return per_s, (
+        f"{name}: {result['ok']} ok, {result['failed']} failed, "
+        f"{result['not_projected']} not projected, p50 {percentile(lat, 50) * 1000:.2f} ms, "
+        f"p99 {percentile(lat, 99) * 1000:.2f} ms, client CPU "
+        f"{result['cpu_s'] / max(1, result['ok']) * 1e6:.0f} µs per answer "
+        f"{result['errors'][:2] or ''}"
+    )
+
+
+def compare(
+    ctx: BenchContext,
+    seconds: float,
+    processes: int,
+    connections: int,
+    profile: Path | None,
+    phase: int = 1,
+) -> tuple[dict[str, Any], list[str]]:
+    """tradelog (2 workers; 1 under cProfile) beside the bare endpoint, same load.
+
+    Phase 2 (a diagnostic: the default is 1) runs the Redis projector and the relay too,
+    and writes wait for the Redis projection instead of the file snapshots."""
+    workers = 1 if profile else 2
+    stack = Stack(ctx.settings, phase=phase, workers=workers, redis_projector=phase > 1)
+    stack.profile_dir = profile
+    with stack:
+        mine, cores = _measured(stack, seconds, processes, connections)
+    status(f"bare Starlette+XADD endpoint, 2 workers, same load, {seconds:g} s")
+    bare, bare_cores = run_bare(
+        ctx.settings.redis_url, ctx.key("bare-xadd"), seconds, processes, connections
+    )
+    per_s, note = _note("sustained", mine, seconds)
+    bare_per_s, bare_note = _note("bare", bare, seconds)
+    rate = max(1.0, per_s)
+    used = ", ".join(
+        f"{k} {v:.2f} ({v / rate * 1e6:.0f} µs/event)"
+        for k, v in sorted(cores.items(), key=lambda kv: -kv[1])
+    )
+    cpu_us = sum(cores.values()) / rate * 1e6
+    notes = [
+        note,
+        bare_note,
+        f"sustained: CPU cores used: {used}; {cpu_us:.0f} µs per event in all",
+        f"bare: its uvicorn used {bare_cores:.2f} cores, "
+        f"{bare_cores / max(1.0, bare_per_s) * 1e6:.0f} µs per request",
+    ]
+    figures = {"sustained_events_per_s": round(per_s), "bare_endpoint_per_s": round(bare_per_s)}
+    return figures, notes

@@ -1,13 +1,15 @@
 """A lean HTTP/1.1 load generator: raw asyncio protocols, keep-alive, one request in flight.
 
-httpx spends ~100 µs of CPU per request; on a 2-core machine that would be taken
-from the server it drives. Here a connection is an `asyncio.Protocol` that
-writes pre-built request bytes and finds the answer's end by `Content-Length`
-(uvicorn always sends one for these JSON answers), so a request costs the
-client a few µs. `run_load` drives a closed loop of connections from several
+On a 2-core machine every µs of client CPU is taken from the server it drives,
+and httpx costs many times what the request does. Here a connection is an
+`asyncio.Protocol` that writes pre-built request bytes and finds the answer's
+end by `Content-Length` (uvicorn always sends one for these JSON answers); the
+closed loop runs inside `data_received`, with no task or future per request.
+Measured against a trivial server: ~12 µs of client CPU per request, 20,000+
+requests/s from one process. `run_load` spreads the connections over several
 spawned processes (uvloop where installed), each building its requests with a
 factory named by "module:function", and counts the answers inside the timed
-window.
+window (warm-up excluded).
 """
 
 from __future__ import annotations

@@ -15,10 +15,12 @@ per-event script).
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import threading
 import time
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -28,12 +30,18 @@ from eventlog.settings import Settings
 
 from . import baselines
 from .common import BenchContext, status
+from .http_cpu import redis_cpu_seconds
 from .workload import OfferStream
 
 __all__ = ["add_arguments", "run"]
 
 _WINDOW = 8192
 _EVALSHA_SECONDS = 3.0
+
+
+def _load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} cpus"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -67,15 +75,31 @@ def build_log(settings: Settings, events: int, accounts: int) -> float:
     return time.perf_counter() - start
 
 
-def _drive(projector: Any, batch: int) -> tuple[int, float]:
+class Applied(NamedTuple):
+    events: int
+    seconds: float  # wall
+    cpu: float  # this process's CPU seconds meanwhile (the fold, encoding, I/O calls)
+    redis_cpu: float  # Redis's CPU seconds meanwhile (scripts, stream reads)
+
+    def note(self, name: str) -> str:
+        per = 1e6 / max(1, self.events)
+        return (
+            f"{name}: {self.events} events in {self.seconds:.2f} s; per event "
+            f"{self.seconds * per:.1f} µs wall, {self.cpu * per:.1f} µs of its own CPU, "
+            f"{self.redis_cpu * per:.1f} µs of Redis CPU"
+        )
+
+
+def _drive(projector: Any, batch: int, redis_url: str) -> Applied:
     from projections.daemon import run as run_daemon
 
-    start = time.perf_counter()
+    redis0, cpu0, start = redis_cpu_seconds(redis_url), time.process_time(), time.perf_counter()
     count = run_daemon(projector, threading.Event(), until_caught_up=True, batch=batch)
-    return count, time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu0
+    return Applied(count, wall, cpu, redis_cpu_seconds(redis_url) - redis0)
 
 
-def _redis(settings: Settings) -> tuple[int, float]:
+def _redis(settings: Settings) -> Applied:
     from eventlog.redisconn import connect
     from projections.redis_projector import RedisProjector
 
@@ -84,17 +108,18 @@ def _redis(settings: Settings) -> tuple[int, float]:
     client = connect(settings, timeout_ms=30_000)
     assert client is not None
     try:
-        return _drive(RedisProjector(settings, client), DEFAULT_BATCH["redis"])
+        projector = RedisProjector(settings, client)
+        return _drive(projector, DEFAULT_BATCH["redis"], settings.redis_url)
     finally:
         client.close()
 
 
-def _file(settings: Settings) -> tuple[int, float]:
+def _file(settings: Settings) -> Applied:
     from projections.file_projector import FileProjector
 
     from ..cmd_project import DEFAULT_BATCH
 
-    return _drive(FileProjector(settings), DEFAULT_BATCH["file"])
+    return _drive(FileProjector(settings), DEFAULT_BATCH["file"], settings.redis_url)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -103,6 +128,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     events = args.project_events
     notes: list[str] = []
 
+    notes.append(f"at the start: {_load()}")
     status(f"building a log of {events:,} events over {args.project_accounts:,} accounts")
     took = build_log(settings.model_copy(update={"fsync": "off"}), events, args.project_accounts)
     notes.append(f"log built in {took:.1f} s ({events / took:,.0f}/s, fsync off)")
@@ -113,15 +139,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     raw = baselines.raw_evalsha_per_s(client, ctx.key("raw-evalsha"), value, _EVALSHA_SECONDS)
     client.close()
 
-    status(f"Redis projector from empty (fsync {settings.fsync})")
-    redis_n, redis_s = _redis(settings)
-    status(f"file projector from empty (fsync {settings.fsync})")
-    file_n, file_s = _file(settings)
-    for name, n in (("redis", redis_n), ("file", file_n)):
-        if n != events:
-            notes.append(f"the {name} projector applied {n} events, not {events}: check it")
-    notes.append(f"redis: {redis_n} events in {redis_s:.2f} s; file: {file_n} in {file_s:.2f} s")
-    redis_rate, file_rate = redis_n / redis_s, file_n / file_s
+    # The projectors log each partition they take and their totals: keep stderr readable.
+    logging.getLogger("tradelog").setLevel(logging.WARNING)
+    status(f"Redis projector from empty ({_load()})")
+    on_redis = _redis(settings)
+    status(f"file projector from empty, fsync {settings.fsync} ({_load()})")
+    on_file = _file(settings)
+    for name, got in (("redis", on_redis), ("file", on_file)):
+        if got.events != events:
+            notes.append(f"the {name} projector applied {got.events} events, not {events}")
+    notes += [on_redis.note("redis"), on_file.note("file"), f"at the end: {_load()}"]
+    redis_rate = on_redis.events / on_redis.seconds
+    file_rate = on_file.events / on_file.seconds
     return {
         "figures": {
             "redis_events_per_s": round(redis_rate),

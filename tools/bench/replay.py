@@ -7,15 +7,17 @@ The mix is what the bots write: mostly TradeOfferUpserted over `--replay-account
 (10,000) accounts (new offers with items, and state changes of earlier ones),
 with friend upserts, removals and whole-document saves between them.
 
-Then `projections.replay.rebuild` runs once, as `tradelog replay` does for both
-projections from one pass over the log: fold every account in memory, write each
-file snapshot once (thread pool, under the run's fsync policy), save each account
-into the private redis-server once (pipelined whole-account scripts), set both
-projectors' positions to the log end. Reported: the fold pass, each projection's
-write time, and events_per_s = events / (fold + file + redis seconds), the whole
-rebuild's rate. file_seconds and redis_seconds are each projection's write time
-plus its share of the fold (half each), so file_seconds + redis_seconds is the
-whole wall time of the combined rebuild.
+Then `projections.replay.rebuild` runs once for both projections, as `tradelog
+replay all` does: one pass folds every account in memory (partitions split over
+worker processes), then each worker writes each of its accounts once: its snapshot
+file (thread pool, under the run's fsync policy, `always` unless `--fsync`) and its
+Redis keys (pipelined whole-account scripts into the private redis-server); last,
+both projectors' positions are set to the log end.
+
+Figures: `file_seconds` and `redis_seconds` are each projection's write time in
+that combined rebuild (the slowest worker's), `fold_seconds` the shared fold pass,
+`total_seconds` the whole rebuild's wall time (the target: under 60 s), and
+`events_per_s` = events / total_seconds.
 """
 
 from __future__ import annotations
@@ -200,23 +202,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     notes.append(f"log generated in {took:.1f} s ({size / 2**20:,.0f} MiB)")
     status(f"rebuilding the file and Redis projections (fsync {settings.fsync})")
     report = rebuild(settings, ("file", "redis"))
-    if report.events != events:
-        notes.append(f"the replay folded {report.events} events, not {events}: check it")
-    fold_s = report.fold_seconds
-    file_s = report.write_seconds["file"] + fold_s / 2
-    redis_s = report.write_seconds["redis"] + fold_s / 2
+    if report.events != events or report.parked:
+        notes.append(f"the replay folded {report.events} events, not {events}, and parked "
+                     f"{len(report.parked)} accounts: check the generator")  # fmt: skip
     notes.append(
-        f"fold {fold_s:.2f} s, file writes {report.write_seconds['file']:.2f} s, "
-        f"redis writes {report.write_seconds['redis']:.2f} s, {report.accounts:,} accounts"
+        f"{report.accounts:,} accounts; file_seconds and redis_seconds are each projection's "
+        "write time after one shared fold pass (fold_seconds); events_per_s = events / "
+        "total_seconds (the whole rebuild, wall)"
     )
     total = report.seconds
     return {
         "figures": {
             "events": report.events,
-            "file_seconds": round(file_s, 2),
-            "redis_seconds": round(redis_s, 2),
+            "file_seconds": round(report.write_seconds["file"], 2),
+            "redis_seconds": round(report.write_seconds["redis"], 2),
+            "fold_seconds": round(report.fold_seconds, 2),
+            "total_seconds": round(total, 2),
             "events_per_s": round(report.events / total) if total else 0,
         },
-        "ratios": {"seconds_vs_60s_target": round(total / 60, 3)},
+        "ratios": {"total_vs_60s_target": round(total / 60, 3)},
         "notes": notes,
     }
