@@ -1,10 +1,11 @@
-"""The Redis projection's Lua scripts: loading, pipelined calls, and their arguments.
+"""The Redis projection's Lua scripts: their calls, built and sent in batches.
 
 Each apply script compares-and-sets the account's version (see the headers in
-lua/); the builders here turn a change the Python fold computed (the Fold
-before and after a run of events) into a script's KEYS and ARGV, sending only
-what changed for the partial events. `run` sends a whole batch of calls in one
-round trip with EVALSHA, and maps every reply to a Status.
+lua/) and answers {status, version}: `status_of` maps that to a Status. The
+builders at the end turn a change the fold computed into a script's KEYS and
+ARGV. `run` sends a batch of calls by EVALSHA in one write and waits for the
+replies; `send` and `receive` split that in two on a connection of their own,
+so Redis runs one batch while the caller folds the next.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ __all__ = [
     "friends_upserted_call",
     "offers_call",
     "save_call",
+    "status_of",
 ]
 
 UPSERT_OFFER = "atomic_upsert_trade_offer.lua"
@@ -191,14 +193,19 @@ def status_of(reply: Any) -> tuple[Status, int]:
         raise UnexpectedReply(f"an apply script answered {reply!r}") from e
 
 
+# --- the calls: a change the fold computed, as a script's KEYS and ARGV -------------------
+# Each builder takes the account's Fold before and after a run of events and sends only
+# what the run changed, laid out as the script's header in lua/ describes, so the scripts
+# pass arguments straight on to Redis commands.
+
+
 def _head(base: int, version: int, position: str, meta: Pairs) -> list[Any]:
     # Every apply script's ARGV starts so: versions, position, the meta fields to set.
     return [base, version, position, len(meta), *meta]
 
 
 def _offers(args: list[Any], offers: Sequence[Any], scores: dict[str, int]) -> None:
-    # n, then (id, JSON) pairs for HSET, then (score, id) pairs for ZADD, as the scripts
-    # pass them to Redis without building tables.
+    # n, then (id, JSON) pairs for HSET, then (score, id) pairs for ZADD.
     ids = [o["trade_offer_id"] for o in offers]
     args.append(len(ids))
     for oid, offer in zip(ids, offers, strict=True):

@@ -35,9 +35,10 @@ from projections.redis_reader import (
     read_fold,
 )
 from projections.redis_scripts import Status, offers_call, save_call, status_of
+from tests.conftest import SAMPLES_DIR
 from tests.strategies import event_sequences
 
-SAMPLES = sorted(Path("/work/shared/samples/legacy-negotiations").glob("*.json"))
+SAMPLES = sorted(SAMPLES_DIR.glob("*.json"))
 ACCOUNT = "76561199027634480"
 OTHER = "76561199027642399"
 FRIEND = "76561198123456789"
@@ -470,6 +471,40 @@ def test_two_consumers_without_leases_interleave_safely(
     print("entries that waited for the other consumer:", waited)
     for c in clients:
         c.close()
+
+
+def test_projectors_can_split_the_partitions(
+    rsettings: Settings, writer: Writer, redis_url: str
+) -> None:
+    clients = [redis.Redis.from_url(redis_url) for _ in range(3)]
+    accounts = [str(76561199027634480 + 7919 * i) for i in range(8)]
+    for i in range(60):
+        offer = {"trade_offer_id": str(i % 6), "state": ["Active", "Accepted"][i % 2]}
+        writer.append(accounts[i % 8], "TradeOfferUpserted", {"offer": offer})
+    level(clients[2], rsettings)
+    halves = [
+        make_projector(rsettings, clients[0], "low", partitions=[0, 1]),
+        make_projector(rsettings, clients[1], "high", partitions=[2, 3]),
+    ]
+    catch_up(*halves, batch=7)
+    assert [h.consumer.held for h in halves] == [{0, 1}, {2, 3}]
+    assert_matches_fold(clients[2], rsettings, stream_events(clients[2], rsettings))
+    for c in clients:
+        c.close()
+
+
+def test_scripts_lost_by_redis_are_loaded_again(
+    rsettings: Settings, writer: Writer, redis_client: redis.Redis
+) -> None:
+    projector = make_projector(rsettings, redis_client)
+    for round_no in range(3):
+        for i in range(10):
+            offer = {"trade_offer_id": str(i % 3), "n": round_no}
+            writer.append([ACCOUNT, OTHER][i % 2], "TradeOfferUpserted", {"offer": offer})
+        level(redis_client, rsettings)
+        catch_up(projector, batch=4)
+        redis_client.script_flush()  # as a restarted Redis with its data kept would be
+    assert_matches_fold(redis_client, rsettings, stream_events(redis_client, rsettings))
 
 
 def test_lease_hands_partitions_over(rsettings: Settings, writer: Writer, redis_url: str) -> None:

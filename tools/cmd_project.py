@@ -19,7 +19,7 @@ __all__ = ["register"]
 # catching up mean fewer snapshot writes per event (measured on 200k events over 2,000
 # accounts: 50k per step ~1.3x the rate of 20k). Live, steps stay small: each takes only
 # what has arrived. A step also stops at 64 MiB of log, so big events stay bounded.
-DEFAULT_BATCH = {"file": 50_000, "redis": 5_000}
+DEFAULT_BATCH = {"file": 50_000, "redis": 20_000}
 
 
 def register(
@@ -45,7 +45,7 @@ def register(
         type=int,
         default=None,
         metavar="N",
-        help="most events per step (default: file 50000, redis 5000)",
+        help="most events per step (default: file 50000, redis 20000)",
     )
     p.set_defaults(func=run)
 
