@@ -9,7 +9,7 @@ Every timestamp comes from the event, never from a clock, so replays reproduce i
 from __future__ import annotations
 
 import re
-from bisect import insort
+from bisect import bisect_left, insort
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -160,11 +160,22 @@ def _whole(state: Fold | None, event: StoredEvent, given: dict[str, Any], legacy
     return Fold(doc, scores)
 
 
+def _find(offers: list[dict[str, Any]], scores: dict[str, int], oid: str) -> int | None:
+    """The offer's index: a bisection, the list being in (score, id) order."""
+    if oid not in scores:
+        return None
+    at = bisect_left(offers, (scores[oid], int(oid), oid), key=lambda o: _order(o, scores))
+    if at < len(offers) and offers[at]["trade_offer_id"] == oid:
+        return at
+    # Only a Fold built outside apply could be out of order: look the slow way.
+    return next((i for i, o in enumerate(offers) if o["trade_offer_id"] == oid), None)
+
+
 def _upsert_offer(base: Fold, event: StoredEvent) -> Fold:
     ts, new = event.ts, event.data["offer"]
     oid: str = new["trade_offer_id"]
     offers = list(base.doc["trade_offers"])
-    at = next((i for i, o in enumerate(offers) if o["trade_offer_id"] == oid), None)
+    at = _find(offers, base.scores, oid)
     if at is not None:
         old = offers.pop(at)
         merged = {**old, **new}
