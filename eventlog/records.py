@@ -67,7 +67,8 @@ class StoredEvent:
     meta: dict[str, Any] = field(default_factory=dict)
     schema: int = SCHEMA_VERSION
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, data: Any = None, meta: Any = None) -> dict[str, Any]:
+        """The envelope as a dict (data and meta may be given pre-encoded, as Fragments)."""
         return {
             "id": self.id,
             "account": self.account,
@@ -76,8 +77,8 @@ class StoredEvent:
             "offset": self.offset,
             "type": self.type,
             "ts": self.ts,
-            "data": self.data,
-            "meta": self.meta,
+            "data": self.data if data is None else data,
+            "meta": self.meta if meta is None else meta,
             "schema": self.schema,
         }
 
@@ -91,18 +92,7 @@ class StoredEvent:
         data = orjson.dumps(self.data)
         meta = orjson.dumps(self.meta)
         line = orjson.dumps(
-            {
-                "id": self.id,
-                "account": self.account,
-                "version": self.version,
-                "partition": self.partition,
-                "offset": self.offset,
-                "type": self.type,
-                "ts": self.ts,
-                "data": orjson.Fragment(data),
-                "meta": orjson.Fragment(meta),
-                "schema": self.schema,
-            },
+            self.to_dict(orjson.Fragment(data), orjson.Fragment(meta)),
             option=orjson.OPT_APPEND_NEWLINE,
         )
         values: list[bytes | str] = [
