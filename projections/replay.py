@@ -15,23 +15,28 @@ every later one wait in its dead-letter record. Everything parked before is
 cleared: it is rebuilt from the log.
 
 `replay_accounts` rebuilds chosen accounts only (`--account`, and verify's
-repair); `projections.replay_live` builds a fresh copy beside the live one.
+repair); `replay_file_live` builds a fresh copy of the file projection beside the
+live one and switches reads to it atomically.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import gc
 import multiprocessing as mp
 import os
+import shutil
+import signal
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
+import orjson
 import redis
 
 from eventlog import _exceptions as errors
@@ -45,6 +50,7 @@ from eventlog._exceptions import (
 )
 from eventlog.events import check_steam_id
 from eventlog.keys import Keys
+from eventlog.notify import PROGRESS, Bell
 from eventlog.records import StoredEvent, partition_of
 from eventlog.redisconn import connect
 from eventlog.segments import Cursor, log_end, partition_dir
@@ -54,6 +60,7 @@ from .checkpoint import (
     Checkpoint,
     ParkRecord,
     check_partitions,
+    checkpoint_dir,
     lock_projection,
     now_ms,
     read_checkpoint,
@@ -68,6 +75,7 @@ from .redis_applier import RedisApplier
 from .redis_parking import Parking
 from .redis_scripts import SAVE_DOCUMENT, Call, Scripts, Status, save_call, status_of
 from .snapshots import (
+    decode,
     encode,
     fsync_dir,
     make_dirs,
@@ -78,17 +86,21 @@ from .snapshots import (
 
 __all__ = [
     "TARGETS",
+    "AccountResult",
     "Folded",
+    "Meter",
     "Poisoned",
     "ReplayReport",
     "Tick",
     "fold_log",
     "log_ends",
+    "read_log",
+    "rebuild",
     "redis_client",
+    "replay_accounts",
+    "replay_file_live",
     "run_jobs",
-    "save_redis",
     "split_partitions",
-    "write_files",
 ]
 
 TARGETS = ("file", "redis")
@@ -118,14 +130,11 @@ class Folded:
     poisoned: dict[str, Poisoned] = field(default_factory=dict)
     events: int = 0
     wanted: frozenset[str] | None = None  # fold only these accounts (None: all)
-    offsets: dict[str, list[int]] | None = None  # per account, each version's offset
 
     def add(self, event: StoredEvent) -> None:
         account = event.account
         if self.wanted is not None and account not in self.wanted:
             return
-        if self.offsets is not None:
-            self.offsets.setdefault(account, []).append(event.offset)
         bad = self.poisoned.get(account)
         if bad is not None:
             bad.events.append(event)  # order within the account is never broken
@@ -141,7 +150,7 @@ class Folded:
 
     def add_all(self, events: list[StoredEvent]) -> None:
         """`add` for each event; the common case (every account folds) inlined for speed."""
-        if self.wanted is not None or self.offsets is not None or self.poisoned:
+        if self.wanted is not None or self.poisoned:
             for event in events:
                 self.add(event)
             return
@@ -178,6 +187,32 @@ def _quiet_gc() -> Iterator[None]:
             gc.enable()
 
 
+def read_log(
+    settings: Settings, ends: dict[int, int], start: dict[int, int] | None = None
+) -> Iterator[tuple[int, list[StoredEvent]]]:
+    """(partition, events) in log order, partition by partition, for offsets [start, end)."""
+    for p in sorted(ends):
+        end, first = ends[p], (start or {}).get(p, 0)
+        if first >= end:
+            continue
+        cursor = Cursor(partition_dir(settings.log_dir, p), p, first)
+        try:
+            while cursor.next_offset < end:
+                events, _ = cursor.read(limit=_READ)
+                if not events:
+                    break
+                if cursor.next_offset > end:  # appended after the end was measured
+                    del events[len(events) - (cursor.next_offset - end) :]
+                yield p, events
+            if cursor.next_offset < end:
+                raise LogUnavailable(
+                    f"partition {p} of {settings.log_dir} ends at offset "
+                    f"{cursor.next_offset}, before {end}: was the log cut?"
+                )
+        finally:
+            cursor.close()
+
+
 def fold_log(
     settings: Settings,
     ends: dict[int, int],
@@ -189,31 +224,13 @@ def fold_log(
 ) -> Folded:
     """Fold partitions' events [start, end) into `into`, partition by partition."""
     with _quiet_gc():
-        for p in sorted(ends):
-            end, first = ends[p], (start or {}).get(p, 0)
-            if first >= end:
-                continue
-            cursor = Cursor(partition_dir(settings.log_dir, p), p, first)
-            try:
-                while cursor.next_offset < end:
-                    events, _ = cursor.read(limit=_READ)
-                    if not events:
-                        break
-                    if cursor.next_offset > end:  # appended after the end was measured
-                        del events[len(events) - (cursor.next_offset - end) :]
-                    if observe is not None:
-                        observe(p, events)
-                    into.add_all(events)
-                    into.events += len(events)
-                    if tick is not None:
-                        tick(len(events))
-                if cursor.next_offset < end:
-                    raise LogUnavailable(
-                        f"partition {p} of {settings.log_dir} ends at offset "
-                        f"{cursor.next_offset}, before {end}: was the log cut?"
-                    )
-            finally:
-                cursor.close()
+        for p, events in read_log(settings, ends, start):
+            if observe is not None:
+                observe(p, events)
+            into.add_all(events)
+            into.events += len(events)
+            if tick is not None:
+                tick(len(events))
     return into
 
 
@@ -255,13 +272,16 @@ def redis_client(settings: Settings) -> redis.Redis:
     return client
 
 
-def save_redis(client: redis.Redis, keys: Keys, folded: Folded, partitions: int) -> None:
+def save_redis(client: redis.Redis, keys: Keys, folded: Folded, partitions: int) -> list[str]:
     """Save every folded account whole into an emptied Redis projection, and park the poisoned.
 
-    The accounts' keys were deleted first, so each save finds version 0 and applies.
+    The accounts' keys were deleted first, so each save finds version 0 and applies;
+    the accounts a running projector wrote meanwhile (a replay with --force) are
+    returned, to be replaced whole in a transaction instead.
     """
     scripts = Scripts(client)
     accounts = sorted(folded.folds)
+    raced: list[str] = []
     try:
         for i in range(0, len(accounts), _SAVE_BATCH):
             chunk = accounts[i : i + _SAVE_BATCH]
@@ -271,19 +291,15 @@ def save_redis(client: redis.Redis, keys: Keys, folded: Folded, partitions: int)
                 for a in chunk
             ]
             replies = scripts.run(calls)[1:]
-            for account, reply in zip(chunk, replies, strict=True):
-                status, held = status_of(reply)
-                if status is not Status.APPLIED:
-                    raise RedisUnavailable(
-                        f"the Redis projection of {account} changed during the replay "
-                        f"(it holds version {held}): is a Redis projector running?"
-                    )
+            raced += [a for a, r in zip(chunk, replies, strict=True)
+                      if status_of(r)[0] is not Status.APPLIED]  # fmt: skip
         parking = Parking(client, keys, scripts)
         for account, bad in sorted(folded.poisoned.items()):
             scripts.run([Call("", [], ["SADD", keys.accounts(), account])])
             scripts.run(parking.park(account, bad.events, bad.error))
     except redis.RedisError as e:
         raise RedisUnavailable(f"cannot write the Redis projection: {e}") from e
+    return raced
 
 
 # --- running jobs over partitions, in worker processes ----------------------------------------
@@ -325,10 +341,9 @@ class _Failed:
 
 def split_partitions(ends: dict[int, int], workers: int | None) -> list[dict[int, int]]:
     """Partitions spread over at most `workers` groups of about equal event counts."""
-    # Twice the cores: while one worker waits on fsync or Redis, another folds.
-    count = workers or min(2 * (os.cpu_count() or 1), 8)
-    if sum(ends.values()) < 50_000:
-        count = 1  # starting worker processes costs more than folding a small log
+    # Twice the cores: while one worker waits on fsync or Redis, another folds. A small
+    # log is folded here: starting worker processes would cost more than folding it.
+    count = workers or (min(2 * (os.cpu_count() or 1), 8) if sum(ends.values()) >= 50_000 else 1)
     groups: list[dict[int, int]] = [{} for _ in range(max(1, min(count, len(ends))))]
     loads = [0] * len(groups)
     for p, end in sorted(ends.items(), key=lambda item: -item[1]):
@@ -434,36 +449,55 @@ class _Job:
 @dataclass(slots=True)
 class _Done:
     events: int
-    accounts: int
+    accounts: list[str]  # every account the log holds in the job's partitions
     fold_seconds: float
     write_seconds: dict[str, float]
     parked: dict[str, str]
 
 
 def _rebuild_job(job: _Job, tick: Tick | None) -> _Done:
-    """Fold the job's partitions, then write each of their accounts once per target."""
+    """Fold the job's partitions, then write each of their accounts once per target.
+
+    The two projections are written side by side (one thread each): both mostly wait,
+    on fsync and on Redis, so together they take about as long as the slower one.
+    """
     settings = job.settings
-    sync = settings.fsync != "off"
     start = time.perf_counter()
     folded = fold_log(settings, job.ends, Folded(), tick=tick)
-    fold_seconds, writes = timed(start), {}
-    if "file" in job.targets:
-        start = time.perf_counter()
-        write_files(job.directory, folded.folds.items(), sync=sync)
-        if job.park:
-            park_files(settings, folded.poisoned, sync=sync)
-        writes["file"] = timed(start)
-    if "redis" in job.targets:
-        start = time.perf_counter()
-        client = redis_client(settings)
-        try:
-            save_redis(client, Keys(settings.key_prefix), folded, settings.partitions)
-        finally:
-            client.close()
-        writes["redis"] = timed(start)
-    accounts = len(folded.folds.keys() | folded.poisoned.keys())
+    fold_seconds = timed(start)
+    writers = {"file": _write_file_job, "redis": _write_redis_job}
+    with ThreadPoolExecutor(2, "tradelog-replay-target") as pool:
+        futures = {t: pool.submit(writers[t], job, folded) for t in job.targets}
+        writes = {t: f.result() for t, f in futures.items()}
+    accounts = sorted(folded.folds.keys() | folded.poisoned.keys())
     parked = {a: bad.error for a, bad in folded.poisoned.items()}
     return _Done(folded.events, accounts, fold_seconds, writes, parked)
+
+
+def _write_file_job(job: _Job, folded: Folded) -> float:
+    start = time.perf_counter()
+    sync = job.settings.fsync != "off"
+    write_files(job.directory, folded.folds.items(), sync=sync)
+    if job.park:
+        park_files(job.settings, folded.poisoned, sync=sync)
+    return timed(start)
+
+
+def _write_redis_job(job: _Job, folded: Folded) -> float:
+    start = time.perf_counter()
+    settings = job.settings
+    client, keys = redis_client(settings), Keys(settings.key_prefix)
+    try:
+        raced = save_redis(client, keys, folded, settings.partitions)
+        if raced:
+            scripts, ends = Scripts(client), dict(job.ends)
+            for account in raced:
+                _replace(settings, client, keys, scripts, folded, account, ends)
+    except redis.RedisError as e:
+        raise RedisUnavailable(f"cannot write the Redis projection: {e}") from e
+    finally:
+        client.close()
+    return timed(start)
 
 
 FRESH_MS = 3000  # a heartbeat younger than this means a Redis projector is running
@@ -535,15 +569,52 @@ def set_redis_positions(client: redis.Redis, keys: Keys, ends: dict[int, int]) -
         raise RedisUnavailable(f"cannot set the Redis projector's position: {e}") from e
 
 
-def _merge(report: ReplayReport, done: Sequence[_Done]) -> None:
+def _merge(report: ReplayReport, done: Sequence[_Done]) -> set[str]:
+    """Fold the workers' outcomes into the report; return every account of the log."""
     report.events = sum(d.events for d in done)
-    report.accounts = sum(d.accounts for d in done)
+    report.accounts = sum(len(d.accounts) for d in done)
     # Workers run side by side: each phase took as long as its slowest worker.
     report.fold_seconds = max(d.fold_seconds for d in done)
     for target in report.targets:
         report.write_seconds[target] = max(d.write_seconds.get(target, 0.0) for d in done)
     for d in done:
         report.parked.update(d.parked)
+    return {a for d in done for a in d.accounts}
+
+
+def _snapshot_names(directory: Path) -> Iterator[tuple[str, Path]]:
+    """(account, path) for each `<steamId>.json` in `directory`."""
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise SnapshotUnavailable(f"cannot list {directory}: {e}") from e
+    for name in names:
+        if name.endswith(".json") and name[:-5].isdigit():
+            yield name[:-5], directory / name
+
+
+def _written_by_projector(path: Path) -> bool:
+    """False for a file with no applied version: someone else's (legacy, never imported)."""
+    held = _held(path)
+    return held is not None and held > 0
+
+
+def _drop_extra(settings: Settings, accounts: set[str], report: ReplayReport) -> None:
+    """Remove snapshots of accounts the log does not hold (a projection of nothing)."""
+    kept = 0
+    for account, path in _snapshot_names(settings.snapshot_dir):
+        if account in accounts:
+            continue
+        if _written_by_projector(path):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            report.notes.append(f"removed the snapshot of {account}: the log has no events of it")
+        else:
+            kept += 1
+    if kept:
+        report.notes.append(f"left {kept} files that no projector wrote (legacy, not imported)")
 
 
 def rebuild(
@@ -557,7 +628,9 @@ def rebuild(
     """Rebuild whole projections in place, offline (their daemons stopped).
 
     The file projection's lock is held throughout (ProjectorBusy while its daemon
-    runs); a running Redis projector is refused (TradelogError) unless `force`.
+    runs); a running Redis projector is refused (ProjectorBusy) unless `force`. The
+    Redis projection's old keys are deleted first: until the accounts are written
+    again, Redis reads find them missing (offline means phase 2 reads wait too).
     """
     started = time.perf_counter()
     report = ReplayReport("offline", tuple(targets))
@@ -582,8 +655,9 @@ def rebuild(
             clear_redis(client, keys)
         jobs = [_Job(settings, g, tuple(targets), settings.snapshot_dir) for g in
                 split_partitions(ends, workers)]  # fmt: skip
-        _merge(report, run_jobs(_rebuild_job, jobs, meter.advance if meter else None))
+        accounts = _merge(report, run_jobs(_rebuild_job, jobs, meter.advance if meter else None))
         if "file" in targets:
+            _drop_extra(settings, accounts, report)
             for account in read_parks(settings):
                 if account not in report.parked:
                     remove_park(settings, account)
@@ -671,9 +745,10 @@ def _accounts_file(
         for account in accounts:
             if account in folded.folds:
                 results[account].done["file"] = "written"
-            else:  # no events: the projection must not have it either
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(snapshot_path(settings, account))
+            else:  # no events: the projection must not have it either (a foreign file stays)
+                path = snapshot_path(settings, account)
+                if _written_by_projector(path):
+                    os.unlink(path)
                 results[account].done["file"] = "removed"
             record = read_park(settings, account)
             if record is not None:
@@ -770,3 +845,307 @@ def _account_keys(keys: Keys, account: str) -> list[str]:
         keys.offers_index(account),
         keys.friends_index(account),
     ]
+
+
+# --- live: a fresh copy beside the live one, then an atomic switch (files) --------------------
+
+_PAUSE_WAIT_S = 5.0  # for a paused process to be seen stopped
+_PAUSED_EVENTS = 2000  # at most this many events are caught up with the projector paused
+_CATCH_UP_ROUNDS = 10
+
+
+def replay_file_live(
+    settings: Settings,
+    *,
+    workers: int | None = None,
+    meter: Meter | None = None,
+    catch_up_timeout: float = 60.0,
+) -> ReplayReport:
+    """Rebuild the file projection into `negotiations.replay-<n>` while reads go on, then
+    switch `negotiations` (a symlink) to it atomically and drop the old copy.
+
+    The long part (fold and write every account) runs beside a running file projector.
+    For the switch the projector is stopped for a moment: if it does not run, its lock is
+    taken; if it runs, it is paused (SIGSTOP/SIGCONT), every account it wrote since the
+    copy began is brought to exactly the version it holds, files it is writing are moved
+    along, and `negotiations` is switched while it cannot write. So it never writes a
+    version older than the copy holds, and the copy misses nothing it wrote.
+    """
+    started = time.perf_counter()
+    report = ReplayReport("live", ("file",))
+    check_partitions(settings)
+    link = settings.snapshot_dir
+    if link.is_dir() and not link.is_symlink():
+        _renameat2()  # fail now, not after the rebuild, if the first switch cannot be atomic
+    fresh = _fresh_dir(link)
+    ends = report.ends = log_ends(settings)
+    if meter is not None:
+        meter.start(sum(ends.values()), f"replaying file into {fresh.name}")
+    try:
+        jobs = [_Job(settings, g, ("file",), fresh, park=False) for g in
+                split_partitions(ends, workers)]  # fmt: skip
+        _merge(report, run_jobs(_rebuild_job, jobs, meter.advance if meter else None))
+        try:
+            lock = lock_projection(settings)
+        except ProjectorBusy:
+            old = _switch_paused(settings, fresh, ends, catch_up_timeout, report)
+        else:
+            try:
+                old = _switch_locked(settings, fresh, ends, report)
+            finally:
+                os.close(lock)
+    except BaseException:
+        if not (link.is_symlink() and os.readlink(link) == fresh.name):  # not switched yet
+            shutil.rmtree(fresh, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    report.seconds = timed(started)
+    return report
+
+
+def _fresh_dir(link: Path) -> Path:
+    taken = [int(p.name.rsplit("-", 1)[1]) for p in link.parent.glob(f"{link.name}.replay-*")
+             if p.name.rsplit("-", 1)[1].isdigit()]  # fmt: skip
+    return link.with_name(f"{link.name}.replay-{max(taken, default=0) + 1}")
+
+
+def _catch_up(
+    settings: Settings,
+    directory: Path,
+    start: dict[int, int],
+    ends: dict[int, int],
+    ceiling: Callable[[str], int | None] | None = None,
+) -> Folded:
+    """Apply the events in [start, ends) to the snapshots in `directory`, each account
+    up to `ceiling(account)` (None: all of them); write what changed."""
+    by_account: dict[str, list[StoredEvent]] = {}
+    for _, events in read_log(settings, ends, start):
+        for event in events:
+            by_account.setdefault(event.account, []).append(event)
+    folded = Folded()
+    for account, events in by_account.items():
+        top = ceiling(account) if ceiling is not None else None
+        fold = _load(directory / f"{account}.json")
+        if fold is not None:
+            folded.folds[account] = fold
+        for event in events:
+            if top is None or event.version <= top:
+                folded.add(event)
+    changed = [(a, f) for a, f in folded.folds.items() if a in folded.last]
+    write_files(directory, changed, sync=settings.fsync != "off")
+    return folded
+
+
+def _load(path: Path) -> Fold | None:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise SnapshotUnavailable(f"cannot read {path}: {e}") from e
+    return decode(raw, str(path))
+
+
+def _held(path: Path) -> int | None:
+    """The version a snapshot holds (0: none); None when it cannot be read (damaged)."""
+    try:
+        doc = orjson.loads(path.read_bytes())
+    except FileNotFoundError:
+        return 0
+    except (OSError, orjson.JSONDecodeError):
+        return None
+    version = doc.get("version") if isinstance(doc, dict) else None
+    return version if type(version) is int else None
+
+
+def _switch_locked(
+    settings: Settings, fresh: Path, ends: dict[int, int], report: ReplayReport
+) -> Path | None:
+    """No projector runs (we hold its lock): finish the copy to the log end, park what does
+    not fold, switch, and set the checkpoint there."""
+    sync = settings.fsync != "off"
+    now = log_ends(settings)
+    caught = _catch_up(settings, fresh, ends, now)
+    report.ends = now
+    # The accounts that do not fold, with every event from the failing one: a second,
+    # narrow pass over their partitions (they are few).
+    sick = Folded(wanted=frozenset(report.parked.keys() | caught.poisoned.keys()))
+    parts = {partition_of(a, settings.partitions) for a in sick.wanted or ()}
+    fold_log(settings, {p: now[p] for p in parts}, sick)
+    report.parked = {a: bad.error for a, bad in sick.poisoned.items()}
+    _carry_foreign(settings.snapshot_dir, fresh)
+    old = _switch(settings.snapshot_dir, fresh)
+    park_files(settings, sick.poisoned, sync=sync)
+    for account in read_parks(settings):
+        if account not in sick.poisoned:
+            remove_park(settings, account)
+            report.cleared += 1
+    cp = read_checkpoint(settings)
+    write_checkpoint(settings, Checkpoint(dict(now), cp.heartbeat, cp.pid), sync=sync)
+    return old
+
+
+def _carry_foreign(old_dir: Path, fresh: Path) -> None:
+    """Keep files no projector wrote (legacy files never imported) across the switch."""
+    for account, path in _snapshot_names(old_dir):
+        target = fresh / f"{account}.json"
+        if not target.exists() and not _written_by_projector(path):
+            try:
+                os.link(path, target)
+            except OSError as e:
+                raise SnapshotUnavailable(f"cannot keep {path} in {fresh}: {e}") from e
+
+
+def _switch_paused(
+    settings: Settings, fresh: Path, ends: dict[int, int], timeout: float, report: ReplayReport
+) -> Path | None:
+    """A file projector runs: bring the copy near the log end beside it, let it pass the
+    copy, pause it, bring every account it wrote since to exactly its version, adopt its
+    half-written files, switch, resume it. The pause lasts one short catch-up."""
+    pid = _lock_holder(settings)
+    start = ends
+    for _ in range(_CATCH_UP_ROUNDS):  # while it runs: whatever arrived during the rebuild
+        now = log_ends(settings)
+        if sum(now.values()) - sum(start.values()) <= _PAUSED_EVENTS:
+            break
+        _catch_up(settings, fresh, start, now)
+        start = now
+    # Once it passed `start`, each account it holds is at or past the copy, and it only
+    # ever writes later versions: the copy can be brought to exactly what it holds.
+    _wait_for_projector(settings, start, timeout)
+    old_dir = settings.snapshot_dir.resolve()
+    with _paused(pid):
+        now = log_ends(settings)
+        _catch_up(settings, fresh, start, now, lambda a: _held(old_dir / f"{a}.json"))
+        for name in os.listdir(old_dir):
+            if name.startswith(".") and name.endswith(f".{pid}.tmp"):
+                # Written but not yet renamed: its rename must land in the new copy.
+                with contextlib.suppress(FileExistsError, FileNotFoundError):
+                    os.link(old_dir / name, fresh / name)
+        _carry_foreign(old_dir, fresh)
+        old = _switch(settings.snapshot_dir, fresh)
+    report.ends = now
+    report.notes.append(
+        f"the file projector (pid {pid}) was paused for the switch; its parked "
+        "accounts stay parked (tradelog replay file --account ID)"
+    )
+    return old
+
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def _renameat2() -> Callable[..., int]:
+    """libc's renameat2, which swaps two paths atomically (RENAME_EXCHANGE)."""
+    try:
+        fn: Any = ctypes.CDLL(None, use_errno=True).renameat2
+    except AttributeError:
+        raise SnapshotUnavailable(
+            "this system has no renameat2: the first live switch of a real snapshot "
+            "directory cannot be atomic; replay offline once (or make it a symlink)"
+        ) from None
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    return cast(Callable[..., int], fn)
+
+
+def _switch(link: Path, fresh: Path) -> Path | None:
+    """Point `link` at `fresh` atomically; return the directory it showed before.
+
+    A symlink is replaced by a new one (rename(2) is atomic). A real directory (the
+    first switch) is exchanged with the new symlink in one renameat2 call, and then
+    sits under the temp name; readers never find `link` missing.
+    """
+    tmp = link.with_name(f".{link.name}.switch-{os.getpid()}")
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        os.symlink(fresh.name, tmp)  # relative: the data dir may move
+        if link.is_symlink():
+            old: Path | None = link.parent / os.readlink(link)
+            os.replace(tmp, link)
+        elif link.is_dir():
+            if _renameat2()(_AT_FDCWD, bytes(tmp), _AT_FDCWD, bytes(link), _RENAME_EXCHANGE):
+                err = ctypes.get_errno()
+                raise OSError(err, os.strerror(err), str(link))
+            old = tmp
+        else:
+            os.replace(tmp, link)
+            old = None
+    except OSError as e:
+        raise SnapshotUnavailable(f"cannot switch {link} to {fresh.name}: {e}") from e
+    fsync_dir(link.parent)
+    return old
+
+
+def _lock_holder(settings: Settings) -> int:
+    """The pid holding the file projection's lock, from /proc/locks (never a guess)."""
+    path = checkpoint_dir(settings) / "file.lock"
+    try:
+        st = os.stat(path)
+        with open("/proc/locks") as f:
+            lines = f.read().splitlines()
+    except OSError as e:
+        raise SnapshotUnavailable(f"cannot find the file projector's process: {e}") from e
+    for line in lines:
+        parts = line.split()
+        if len(parts) >= 6 and parts[1] == "FLOCK" and parts[3] == "WRITE":
+            major, minor, inode = parts[5].split(":")
+            same = (int(major, 16), int(minor, 16), int(inode)) == (
+                os.major(st.st_dev),
+                os.minor(st.st_dev),
+                st.st_ino,
+            )
+            if same and int(parts[4]) != os.getpid():
+                return int(parts[4])
+    raise ProjectorBusy(
+        "the file projection is locked by this process or one that cannot be paused: "
+        "stop the file projector, or replay offline"
+    )
+
+
+def _wait_for_projector(settings: Settings, ends: dict[int, int], timeout: float) -> None:
+    """Until the running file projector's checkpoint reaches `ends` (woken by its bell)."""
+    bell = Bell(settings.run_dir, PROGRESS)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            cp = read_checkpoint(settings)
+            if all(cp.positions.get(p, 0) >= end for p, end in ends.items()):
+                return
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ProjectorBusy(
+                    f"the file projector did not reach the copy's end within {timeout:.0f} s"
+                )
+            bell.wait(min(left, 1.0))  # a missed ring costs a second, never correctness
+    finally:
+        bell.close()
+
+
+@contextlib.contextmanager
+def _paused(pid: int) -> Iterator[None]:
+    """SIGSTOP `pid` (it cannot write while stopped), SIGCONT it afterwards, always."""
+    try:
+        os.kill(pid, signal.SIGSTOP)
+    except OSError as e:
+        raise ProjectorBusy(f"cannot pause the file projector (pid {pid}): {e}") from e
+    try:
+        deadline = time.monotonic() + _PAUSE_WAIT_S
+        while _state(pid) not in ("T", "t", "X", "Z", None):
+            if time.monotonic() > deadline:
+                raise ProjectorBusy(f"the file projector (pid {pid}) did not stop")
+            time.sleep(0.001)  # the kernel tells only a parent when a process stopped
+        yield
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+
+
+def _state(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None

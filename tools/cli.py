@@ -27,6 +27,8 @@ COMMANDS = [
     "tools.cmd_serve",
     "tools.cmd_project",
     "tools.cmd_relay",
+    "tools.cmd_replay",
+    "tools.cmd_verify",
     "tools.cmd_import",
     "tools.cmd_tail",
     "tools.cmd_stats",
