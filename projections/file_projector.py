@@ -329,13 +329,10 @@ class FileProjector:
             self._cache.resize(account, size)
         write_park(self.settings, [self.parks[a] for a in sorted(batch.parks)], sync=self.sync)
         self.positions = batch.positions
-        # The snapshots are durable and carry their versions: waiting writers may be
-        # answered before the checkpoint's own fsync (a crash in between only means a
-        # redelivery that the versions skip).
+        self._write_checkpoint()
         positions = {str(p): o for p, o in self.positions.items()}
         payload = orjson.dumps({"projector": self.name, "positions": positions})
         ring(self.settings.run_dir, PROGRESS, payload)
-        self._write_checkpoint()
 
     def _write_checkpoint(self) -> None:
         cp = Checkpoint(dict(self.positions), now_ms(), os.getpid())
