@@ -400,11 +400,8 @@ def test_summary_answers_with_and_without_slash(client: TestClient, path: str) -
 
 
 def _ready_when_checkpointed(client: TestClient) -> Any:
-    """/ready once the file projector's durable checkpoint shows no lag (bounded).
-
-    The projector answers waiting writers before it writes its checkpoint, and
-    /ready and /metrics report the durable checkpoint.
-    """
+    """/ready once the file projector's durable checkpoint shows no lag (bounded):
+    /ready and /metrics report the checkpoint, not what a waiting writer was told."""
     deadline = time.monotonic() + 10
     while True:
         resp = client.get("/ready", headers=HEADERS)
