@@ -21,20 +21,7 @@
 --         {0, held}     already applied (held >= ARGV[2]): nothing changed (a redelivery);
 --         {-1, held}    stale: the account holds another version than ARGV[1]; the caller
 --                       reloads it and computes again (or parks it on a real gap).
-local held = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
-if held >= tonumber(ARGV[2]) then
-  return {0, held}
-end
-if held ~= tonumber(ARGV[1]) then
-  return {-1, held}
-end
--- unpack is bounded by the Lua C stack: long argument runs go in chunks.
-local CHUNK = 2000
-local function each(command, key, from, to)
-  for i = from, to, CHUNK do
-    redis.call(command, key, unpack(ARGV, i, math.min(to, i + CHUNK - 1)))
-  end
-end
+-- #include _cas.lua
 local m = tonumber(ARGV[4])
 if m <= CHUNK then
   redis.call('HSET', KEYS[1], 'version', ARGV[2], '_position', ARGV[3], unpack(ARGV, 5, 4 + m))

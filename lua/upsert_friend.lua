@@ -19,20 +19,7 @@
 -- Returns {1, version}  applied;
 --         {0, held}     already applied (held >= ARGV[2]): nothing changed (a redelivery);
 --         {-1, held}    stale: the account holds another version than ARGV[1].
-local held = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
-if held >= tonumber(ARGV[2]) then
-  return {0, held}
-end
-if held ~= tonumber(ARGV[1]) then
-  return {-1, held}
-end
--- unpack is bounded by the Lua C stack: long argument runs go in chunks.
-local CHUNK = 2000
-local function each(command, key, from, to)
-  for i = from, to, CHUNK do
-    redis.call(command, key, unpack(ARGV, i, math.min(to, i + CHUNK - 1)))
-  end
-end
+-- #include _cas.lua
 local m = tonumber(ARGV[4])
 redis.call('HSET', KEYS[1], 'version', ARGV[2], '_position', ARGV[3])
 each('HSET', KEYS[1], 5, 4 + m)
