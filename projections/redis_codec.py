@@ -146,19 +146,18 @@ def find_offer(offers: list[dict[str, Any]], scores: dict[str, int], offer_id: s
 
 def _object(raw: dict[bytes, bytes], collections: dict[str, bytes] | None = None) -> bytes:
     """A hash's JSON object, built from the stored bytes: strings are quoted, JSON
-    values are taken as they are, so nothing is parsed here and the result is the
-    bytes `orjson.dumps` gives for the original object."""
+    values are taken as they are (orjson Fragments), so nothing is parsed here and the
+    result is the bytes `orjson.dumps` gives for the original object."""
     json_keys = frozenset(orjson.loads(raw[_JSON_B]))
-    parts: list[bytes] = []
+    obj: dict[str, Any] = {}
     for key in orjson.loads(raw[_ORDER_B]):
         if collections is not None and key in collections:
-            value = collections[key]
+            obj[key] = orjson.Fragment(collections[key])
         else:
             value = raw[_field(key).encode()]
-            if key not in json_keys:
-                value = orjson.dumps(value.decode())
-        parts.append(orjson.dumps(key) + b":" + value)
-    return b"{" + b",".join(parts) + b"}"
+            obj[key] = orjson.Fragment(value) if key in json_keys else value.decode()
+    # One dumps call: quoting every key and string in C, not a join per field here.
+    return orjson.dumps(obj)
 
 
 def decode_record(raw: dict[bytes, bytes]) -> dict[str, Any]:
