@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from typing import Any
 
 import redis
@@ -22,6 +23,7 @@ class Reads:
         self.keys = Keys(settings.key_prefix)
         self.source = "file" if settings.phase == 1 else "redis"
         self.redis = connect(settings)
+        self._redis_down_until = 0.0
 
     def close(self) -> None:
         if self.redis is not None:
@@ -38,7 +40,17 @@ class Reads:
             from projections.snapshots import read_document_bytes
 
             return read_document_bytes(self.settings, account)
-        return await asyncio.to_thread(self._redis_json, account)
+        # Called inline: a read is two pipelined round trips (~2 ms), and a thread hop
+        # costs more than it frees the loop for. A Redis that just failed is not asked
+        # again for a second, so a dead one blocks the loop for one time-out a second
+        # at most (the answer meanwhile is 503 at once).
+        if time.monotonic() < self._redis_down_until:
+            raise RedisUnavailable("Redis did not answer a moment ago; retrying shortly")
+        try:
+            return self._redis_json(account)
+        except RedisUnavailable:
+            self._redis_down_until = time.monotonic() + 1.0
+            raise
 
     def _redis_json(self, account: str) -> tuple[bytes | None, int]:
         from projections.redis_reader import read_document_json
