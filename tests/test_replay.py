@@ -4,6 +4,7 @@ accounts are rebuilt and unparked; a running projector is never raced."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -229,10 +230,55 @@ def test_replay_refuses_while_a_projector_runs(rs: Settings, redis_client: redis
         daemon.close()
 
 
-def test_replay_redis_live_says_it_is_not_supported(rs: Settings) -> None:
-    done = cli(rs, "replay", "redis", "--live")
-    assert done.returncode == 2
-    assert "replay redis --live is not supported yet" in done.stderr
+def test_live_redis_replay_swaps_in_an_equal_copy_and_leaves_no_fresh_keys(
+    rs: Settings, redis_client: redis.Redis
+) -> None:
+    fill(rs)
+    project_redis(rs, redis_client)
+    live = redis_contents(redis_client, rs.key_prefix)
+    # A hand-made difference: the rebuilt copy must replace it, not keep it.
+    redis_client.hset(Keys(rs.key_prefix).meta(ACCOUNTS[0]), "junk", "left from before")
+    done = cli(rs, "replay", "redis", "--live", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["mode"] == "live"
+    assert redis_contents(redis_client, rs.key_prefix) == live
+    leftovers = [k for k in redis_client.scan_iter(match=f"{rs.key_prefix}-replay-*")]
+    assert leftovers == []
+
+
+def test_live_redis_replay_beside_a_running_projector_and_writers(
+    rs: Settings, redis_client: redis.Redis
+) -> None:
+    from projections.daemon import run
+    from projections.fold import dumps, fold_all
+    from projections.redis_reader import read_document_json
+    from projections.replay_live_redis import replay_redis_live
+    from tests.test_file_projection import log_events
+
+    fill(rs)
+    project_redis(rs, redis_client)
+    stop = threading.Event()
+    projector = make_projector(rs, redis.Redis.from_url(rs.redis_url))
+    daemon_thread = threading.Thread(target=run, args=(projector, stop), daemon=True)
+    daemon_thread.start()
+    writer = threading.Thread(target=fill, args=(rs, 40, 7), daemon=True)
+    writer.start()
+    try:
+        report = replay_redis_live(rs)
+    finally:
+        writer.join(timeout=60)
+        stop.set()
+        daemon_thread.join(timeout=60)
+    assert not writer.is_alive() and not daemon_thread.is_alive()
+    assert report.accounts == len(ACCOUNTS)
+    project_redis(rs, redis_client)  # whatever came after the swap
+    folds = fold_all(log_events(rs))
+    keys = Keys(rs.key_prefix)
+    for account, fold in folds.items():
+        raw, version = read_document_json(redis_client, keys, account)
+        assert version == fold.doc["version"], account
+        assert raw == dumps(fold.doc), account
+    assert [k for k in redis_client.scan_iter(match=f"{rs.key_prefix}-replay-*")] == []
 
 
 # --- parked accounts --------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from eventlog._exceptions import InvalidInput, TradelogError
+from eventlog._exceptions import InvalidInput
 from projections.replay import (
     TARGETS,
     AccountResult,
@@ -29,6 +29,7 @@ from projections.replay import (
     replay_accounts,
     replay_file_live,
 )
+from projections.replay_live_redis import replay_redis_live
 
 from .cli import Subparsers, settings_from
 
@@ -54,8 +55,9 @@ def register(sub: Subparsers[argparse.ArgumentParser], parent: argparse.Argument
     p.add_argument(
         "--live",
         action="store_true",
-        help="files only: build a fresh copy beside the live one while the daemons run, "
-        "then switch reads to it atomically (data/negotiations becomes a symlink)",
+        help="build a fresh copy beside the live one while the daemons run, catch up, "
+        "switch reads to it atomically and drop the old copy (files: data/negotiations "
+        "becomes a symlink; Redis: a fresh key prefix, swapped in account by account)",
     )
     p.add_argument(
         "--account",
@@ -118,15 +120,14 @@ def run(args: argparse.Namespace) -> int:
         results = replay_accounts(settings, args.account, targets)
         _print_accounts(results, args.json)
         return 1 if any(r.error for r in results) else 0
-    if args.live and "redis" in targets:
-        raise TradelogError(
-            "replay redis --live is not supported yet: switching API reads to a fresh key "
-            "prefix atomically needs the API to follow a prefix pointer. Replay Redis "
-            "offline (tradelog replay redis), or rebuild one account with --account"
-        )
     with progress_meter() as meter:
-        if args.live:
+        if args.live and targets == ("redis",):
+            report = replay_redis_live(settings)
+        elif args.live:
             report = replay_file_live(settings, workers=args.workers, meter=meter)
+            if "redis" in targets:
+                _print_report(report, args.json)
+                report = replay_redis_live(settings)
         else:
             report = rebuild(settings, targets, force=args.force, workers=args.workers, meter=meter)
     _print_report(report, args.json)
