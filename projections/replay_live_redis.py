@@ -24,7 +24,7 @@ from lua import source
 
 from .fold import Fold
 from .redis_scripts import Call, Scripts, Status, save_call, status_of
-from .replay import Folded, ReplayReport, clear_redis, fold_log, log_ends, redis_client
+from .replay import Folded, Meter, ReplayReport, clear_redis, fold_log, log_ends, redis_client
 
 __all__ = ["replay_redis_live"]
 
@@ -72,7 +72,7 @@ def _swap(client: redis.Redis, live: Keys, fresh: Keys, account: str, fold: Fold
     return int(cast(list[int], reply)[0]) == 1
 
 
-def replay_redis_live(settings: Settings) -> ReplayReport:
+def replay_redis_live(settings: Settings, meter: Meter | None = None) -> ReplayReport:
     """Rebuild under a fresh prefix, catch up, swap every account in; see the module doc."""
     started = time.perf_counter()
     client = redis_client(settings)
@@ -81,7 +81,9 @@ def replay_redis_live(settings: Settings) -> ReplayReport:
     report = ReplayReport("live", ("redis",))
     try:
         ends = log_ends(settings)
-        folded = fold_log(settings, ends, Folded())
+        if meter is not None:
+            meter.start(sum(ends.values()), f"replaying redis into {fresh.prefix}")
+        folded = fold_log(settings, ends, Folded(), tick=meter.advance if meter else None)
         report.fold_seconds = time.perf_counter() - started
         saved: dict[str, Fold] = {}
         _save(client, fresh, folded, sorted(folded.folds), saved, settings.partitions)

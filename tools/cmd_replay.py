@@ -122,12 +122,12 @@ def run(args: argparse.Namespace) -> int:
         return 1 if any(r.error for r in results) else 0
     with progress_meter() as meter:
         if args.live and targets == ("redis",):
-            report = replay_redis_live(settings)
+            report = replay_redis_live(settings, meter)
         elif args.live:
             report = replay_file_live(settings, workers=args.workers, meter=meter)
             if "redis" in targets:
                 _print_report(report, args.json)
-                report = replay_redis_live(settings)
+                report = replay_redis_live(settings, meter)
         else:
             report = rebuild(settings, targets, force=args.force, workers=args.workers, meter=meter)
     _print_report(report, args.json)
