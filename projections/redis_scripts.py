@@ -214,17 +214,28 @@ def _offers(args: list[Any], offers: Sequence[Any], scores: dict[str, int]) -> N
         args += (scores[oid], oid)
 
 
+def _opening(
+    before: Fold | None, after: Fold, base: int, position: str
+) -> tuple[list[Any], int] | None:
+    """The arguments a partial call opens with and the version it brings the account
+    to; None when the meta change cannot be expressed as field updates."""
+    meta = meta_changes(before.doc if before else {}, after.doc)
+    if meta is None:
+        return None
+    version = int(after.doc["version"])
+    return _head(base, version, position, meta), version
+
+
 def offers_call(
     keys: Keys, account: str, before: Fold | None, after: Fold,
     offer_ids: Sequence[str], base: int, position: str,
 ) -> Call | None:  # fmt: skip
     """atomic_upsert_trade_offer for offers changed between two Folds; None if inexpressible."""
-    meta = meta_changes(before.doc if before else {}, after.doc)
-    if meta is None:
+    opening = _opening(before, after, base, position)
+    if opening is None:
         return None
-    version = int(after.doc["version"])
+    args, version = opening
     offers, scores = after.doc["trade_offers"], after.scores
-    args = _head(base, version, position, meta)
     _offers(args, [find_offer(offers, scores, oid) for oid in offer_ids], scores)
     return Call(
         UPSERT_OFFER,
@@ -238,12 +249,11 @@ def friends_upserted_call(
     friend_ids: Sequence[str], base: int, position: str,
 ) -> Call | None:  # fmt: skip
     """upsert_friend for friend records replaced between two Folds; None if inexpressible."""
-    meta = meta_changes(before.doc if before else {}, after.doc)
-    if meta is None:
+    opening = _opening(before, after, base, position)
+    if opening is None:
         return None
-    version = int(after.doc["version"])
+    args, version = opening
     records = after.doc["negotiations"]
-    args = _head(base, version, position, meta)
     for fid in friend_ids:
         pairs = record_pairs(records[fid])
         args += (fid, len(pairs))
@@ -258,11 +268,10 @@ def friends_removed_call(
     friend_ids: Sequence[str], base: int, position: str,
 ) -> Call | None:  # fmt: skip
     """bulk_remove_friends for friends gone between two Folds; None if inexpressible."""
-    meta = meta_changes(before.doc if before else {}, after.doc)
-    if meta is None:
+    opening = _opening(before, after, base, position)
+    if opening is None:
         return None
-    version = int(after.doc["version"])
-    args = _head(base, version, position, meta)
+    args, version = opening
     args += friend_ids
     call_keys = [keys.meta(account), keys.friends_index(account)]
     call_keys += [keys.friend(account, fid) for fid in friend_ids]
