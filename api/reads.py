@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from typing import Any
@@ -58,14 +57,6 @@ class Reads:
         if self.redis is None:
             raise RedisUnavailable("Redis is disabled (TRADELOG_REDIS_URL is empty)")
         return read_document_json(self.redis, self.keys, account)
-
-    async def document(self, account: str) -> tuple[dict[str, Any] | None, int, str]:
-        """The account's document and version from the phase's projection."""
-        if self.source == "file":
-            doc, version = self.file_document(account)
-        else:
-            doc, version = await asyncio.to_thread(self.redis_document, account)
-        return doc, version, self.source
 
     def file_document(self, account: str) -> tuple[dict[str, Any] | None, int]:
         from projections.snapshots import read_document

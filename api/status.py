@@ -9,7 +9,7 @@ import redis
 
 from eventlog._exceptions import RedisUnavailable
 from eventlog.history import account_events
-from eventlog.segments import log_end, partition_dir
+from eventlog.segments import log_ends
 from eventlog.settings import Settings
 from eventlog.writer import Writer
 
@@ -20,10 +20,6 @@ __all__ = ["account_status", "log_ends", "projector_status", "summarize"]
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
-
-
-def log_ends(settings: Settings) -> dict[int, int]:
-    return {p: log_end(partition_dir(settings.log_dir, p)) for p in range(settings.partitions)}
 
 
 def _lag(ends: dict[int, int], positions: dict[int, int]) -> dict[int, int]:

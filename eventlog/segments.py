@@ -15,8 +15,9 @@ import orjson
 
 from ._exceptions import CorruptLog, LogUnavailable
 from .records import StoredEvent
+from .settings import Settings
 
-__all__ = ["Cursor", "log_end", "partition_dir", "segment_bases", "segment_path"]
+__all__ = ["Cursor", "log_end", "log_ends", "partition_dir", "segment_bases", "segment_path"]
 
 _CHUNK = 4 << 20
 
@@ -186,3 +187,8 @@ def log_end(pdir: Path) -> int:
         raise LogUnavailable(f"cannot read the end of {path}: {e}") from e
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as e:
         raise CorruptLog(str(path), 0, f"last line is not an event: {e}") from e
+
+
+def log_ends(settings: Settings) -> dict[int, int]:
+    """Each partition's next offset now."""
+    return {p: log_end(partition_dir(settings.log_dir, p)) for p in range(settings.partitions)}

@@ -97,7 +97,3 @@ class StreamLog:
             raise RedisUnavailable(f"cannot read the stream of partition {partition}: {e}") from e
         rows = cast(list[tuple[bytes, dict[bytes, bytes]]], entries or [])
         return [StoredEvent.from_stream_fields(fields) for _, fields in rows]
-
-    def ids(self, partition: int, from_offset: int, count: int = 10000) -> list[tuple[int, str]]:
-        """(offset, event id) pairs from `from_offset` on, for verifying against the file."""
-        return [(e.offset, e.id) for e in self.read(partition, from_offset, count)]

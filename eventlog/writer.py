@@ -348,14 +348,6 @@ class Writer:
         cmd = self.command(account, type, data, expected_version, idempotency_key, **meta)
         return await self.submit_async(cmd)
 
-    def version_of(self, account: str) -> int:
-        """The account's version as this writer last saw it (not a fresh read)."""
-        from .records import partition_of
-
-        part = self._parts.get(partition_of(account, self.settings.partitions))
-        acct = part.state.accounts.get(account) if part else None
-        return acct.version if acct else 0
-
     def close(self) -> None:
         with self._lock:
             self._closed = True

@@ -31,7 +31,7 @@ from eventlog._exceptions import (
     SnapshotUnavailable,
 )
 from eventlog.records import StoredEvent
-from eventlog.segments import log_end, partition_dir
+from eventlog.segments import log_end, log_ends
 from eventlog.settings import Settings
 
 from .snapshots import fsync_dir, make_dirs, write_atomic
@@ -261,7 +261,7 @@ def parked(settings: Settings) -> list[dict[str, Any]]:
 def progress(settings: Settings) -> dict[str, Any]:
     """The file projector's positions, lag per partition against the log's end, heartbeat."""
     cp = read_checkpoint(settings)
-    ends = {p: log_end(partition_dir(settings.log_dir, p)) for p in range(settings.partitions)}
+    ends = log_ends(settings)
     lag = {p: max(0, end - cp.positions.get(p, 0)) for p, end in ends.items()}
     now = now_ms()
     return {

@@ -214,6 +214,13 @@ def _offers(args: list[Any], offers: Sequence[Any], scores: dict[str, int]) -> N
         args += (scores[oid], oid)
 
 
+def _friend_keys(keys: Keys, account: str, friend_ids: Sequence[str]) -> list[str]:
+    """KEYS of the friend scripts: meta, the friends index, then each friend's hash."""
+    return [keys.meta(account), keys.friends_index(account)] + [
+        keys.friend(account, fid) for fid in friend_ids
+    ]
+
+
 def _opening(
     before: Fold | None, after: Fold, base: int, position: str
 ) -> tuple[list[Any], int] | None:
@@ -258,8 +265,7 @@ def friends_upserted_call(
         pairs = record_pairs(records[fid])
         args += (fid, len(pairs))
         args += pairs
-    call_keys = [keys.meta(account), keys.friends_index(account)]
-    call_keys += [keys.friend(account, fid) for fid in friend_ids]
+    call_keys = _friend_keys(keys, account, friend_ids)
     return Call(UPSERT_FRIEND, call_keys, args, account, base, version)
 
 
@@ -273,8 +279,7 @@ def friends_removed_call(
         return None
     args, version = opening
     args += friend_ids
-    call_keys = [keys.meta(account), keys.friends_index(account)]
-    call_keys += [keys.friend(account, fid) for fid in friend_ids]
+    call_keys = _friend_keys(keys, account, friend_ids)
     return Call(REMOVE_FRIENDS, call_keys, args, account, base, version)
 
 

@@ -53,7 +53,7 @@ from eventlog.keys import Keys
 from eventlog.notify import PROGRESS, Bell
 from eventlog.records import StoredEvent, partition_of
 from eventlog.redisconn import connect
-from eventlog.segments import Cursor, log_end, partition_dir
+from eventlog.segments import Cursor, log_end, log_ends, partition_dir
 from eventlog.settings import Settings
 
 from .checkpoint import (
@@ -167,11 +167,6 @@ class Folded:
 
     def position(self, account: str, partitions: int) -> str:
         return f"{partition_of(account, partitions)}:{self.last[account]}"
-
-
-def log_ends(settings: Settings) -> dict[int, int]:
-    """Each partition's next offset now: the end a replay folds to."""
-    return {p: log_end(partition_dir(settings.log_dir, p)) for p in range(settings.partitions)}
 
 
 @contextlib.contextmanager
