@@ -19,12 +19,16 @@ import redis
 from eventlog._exceptions import RedisUnavailable, TradelogError
 from eventlog.keys import Keys
 from eventlog.records import StoredEvent
+from eventlog.segments import log_ends
 from eventlog.settings import Settings
 from lua import source
 
 from .fold import Fold
 from .redis_scripts import Call, Scripts, Status, save_call, status_of
-from .replay import Folded, Meter, ReplayReport, clear_redis, fold_log, log_ends, redis_client
+from .replay_fold import Folded, fold_log
+from .replay_jobs import Meter
+from .replay_pass import ReplayReport
+from .replay_redis import clear_redis, redis_client
 
 __all__ = ["replay_redis_live"]
 

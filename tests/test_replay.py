@@ -317,7 +317,7 @@ def test_account_replay_reapplies_a_poisoned_account_once_the_fold_is_fixed(
     make_settings: MakeSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import projections.file_projector as file_projector
-    import projections.replay as replay_module
+    import projections.replay_fold as replay_module  # where Folded looks `apply` up
     from projections.fold import apply
 
     s = make_settings(fsync="off")
@@ -462,7 +462,7 @@ def test_live_file_replay_beside_a_running_projector_and_writers(
 ) -> None:
     """0: what arrives during the rebuild is caught up beside the running projector
     first; 2000: all of it with the projector paused."""
-    import projections.replay as replay_module
+    import projections.replay_live_file as replay_module
     from projections.replay import replay_file_live
     from projections.verify import verify
 
@@ -559,7 +559,7 @@ def test_api_reads_through_the_switched_symlink(make_settings: MakeSettings) -> 
 def test_forced_replay_replaces_accounts_a_projector_wrote_meanwhile(
     rs: Settings, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import projections.replay as replay_module
+    import projections.replay_offline as replay_module
     from projections.verify import verify
 
     fill(rs, rounds=30)

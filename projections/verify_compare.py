@@ -1,0 +1,168 @@
+"""Comparing each account's fold of the log with what each projection holds of it.
+
+The file snapshot is compared by its exact bytes first (the common case), then by the
+document's top-level keys; Redis by its reassembly (`redis_reader.read_folds`). A
+disagreement is judged against what the projectors said of themselves before the
+pass: a projection that merely lags is "behind", not "different", and one ahead of
+the fold is set aside to be judged again once the log is read on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+import redis
+
+from eventlog._exceptions import CorruptProjection, CorruptSnapshot, SnapshotUnavailable
+from eventlog.keys import Keys
+from eventlog.records import partition_of
+from eventlog.settings import Settings
+
+from .fold import Fold
+from .redis_reader import read_fold, read_folds
+from .replay_fold import Folded
+from .snapshots import decode, encode
+from .verify_report import Finding
+
+__all__ = ["Held", "Judge", "VerifyJob", "held_files", "held_redis"]
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyJob:
+    settings: Settings
+    ends: dict[int, int]
+    streams: bool  # compare with the streams (Redis reachable)
+    projections: tuple[str, ...]
+    positions: dict[str, dict[int, int]]  # projection -> partition -> next offset to apply
+    parked: dict[str, dict[str, str]]  # projection -> parked account -> why
+    present: dict[str, list[str]]  # projection -> accounts it holds in these partitions
+
+
+@dataclass(slots=True)
+class Held:
+    """What a projection holds for an account."""
+
+    fold: Fold | None
+    version: int
+    error: str | None = None  # it cannot be read back as a document
+
+
+def _differences(want: Fold, have: Fold) -> list[str]:
+    """The top-level keys whose values differ (or what else does, in parentheses)."""
+    a, b = want.doc, have.doc
+    keys = [
+        k
+        for k in dict.fromkeys([*a, *b])
+        if k not in a or k not in b or orjson.dumps(a[k]) != orjson.dumps(b[k])
+    ]
+    if keys:
+        return keys
+    if list(a) != list(b):
+        return ["(key order)"]
+    if want.scores != have.scores:
+        return ["(offer index scores)"]
+    return []
+
+
+class Judge:
+    """Compares one job's folds with what each projection holds, account by account."""
+
+    def __init__(self, job: VerifyJob, folded: Folded, offsets: dict[str, list[int]]) -> None:
+        self.job, self.folded, self.offsets = job, folded, offsets
+        self.partitions = job.settings.partitions
+        self.agree: dict[str, int] = dict.fromkeys(job.projections, 0)
+        self.findings: list[Finding] = []
+        self.ahead: list[tuple[str, str, Held]] = []
+
+    def judge(self, projection: str, account: str, held: Held, final: bool = False) -> None:
+        finding = self._finding(projection, account, held, final)
+        if finding is None:
+            self.agree[projection] += 1
+        elif finding.kind == "ahead":
+            self.ahead.append((projection, account, held))
+        else:
+            self.findings.append(finding)
+
+    def _finding(self, projection: str, account: str, held: Held, final: bool) -> Finding | None:
+        fold = self.folded.folds.get(account)
+        v, x = (int(fold.doc["version"]) if fold else 0), held.version
+        why = self.job.parked[projection].get(account)
+        if why is not None:
+            return Finding(projection, account, "parked", v, x, detail=why)
+        if held.error is not None:
+            return Finding(projection, account, "different", v, x, detail=held.error)
+        bad = self.folded.poisoned.get(account)
+        if bad is not None:
+            detail = f"the log's version {bad.events[0].version} does not fold: {bad.error}"
+            return Finding(projection, account, "different", v, x, detail=detail)
+        if x == v:
+            keys = _differences(fold, held.fold) if fold and held.fold else []
+            if not keys:
+                return None
+            return Finding(projection, account, "different", v, x, keys, "content differs")
+        if x > v:
+            if not final:
+                return Finding(projection, account, "ahead", v, x)  # read the log on first
+            kind = "extra" if v == 0 else "different"
+            return Finding(projection, account, kind, v, x, detail="beyond the log's version")
+        p = partition_of(account, self.partitions)
+        position = self.job.positions[projection].get(p, 0)
+        if position <= self.offsets[account][x]:  # the offset of version x + 1
+            detail = f"its projector is at offset {position} of partition {p}"
+            return Finding(projection, account, "behind", v, x, detail=detail)
+        kind = "missing" if x == 0 else "different"
+        detail = f"its projector passed offset {self.offsets[account][x]} of partition {p}"
+        return Finding(projection, account, kind, v, x, detail=detail)
+
+
+def held_files(settings: Settings, folded: Folded, accounts: list[str]) -> dict[str, Held]:
+    out: dict[str, Held] = {}
+    for account in accounts:
+        path = settings.snapshot_dir / f"{account}.json"
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            out[account] = Held(None, 0)
+            continue
+        except OSError as e:
+            raise SnapshotUnavailable(f"cannot read {path}: {e}") from e
+        fold = folded.folds.get(account)
+        if fold is not None and raw == encode(fold):  # byte for byte: the common case
+            out[account] = Held(fold, int(fold.doc["version"]))
+            continue
+        try:
+            got = decode(raw, str(path))
+        except CorruptSnapshot as e:
+            # A JSON document with no applied version is no projection (a legacy file never
+            # imported): reads ignore it, and so does this comparison.
+            out[account] = Held(None, 0, None if _foreign(raw) else str(e))
+            continue
+        held = Held(got, int(got.doc["version"]))
+        if fold is not None and encode(got) == encode(fold) and raw != encode(fold):
+            held.error = "the snapshot's bytes differ from the projector's encoding"
+        out[account] = held
+    return out
+
+
+def _foreign(raw: bytes) -> bool:
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(doc, dict) and not (type(doc.get("version")) is int and doc["version"] > 0)
+
+
+def held_redis(client: redis.Redis, keys: Keys, accounts: list[str]) -> dict[str, Held]:
+    try:
+        got = read_folds(client, keys, accounts)
+    except CorruptProjection:  # find which account cannot be read back
+        got = {}
+        out: dict[str, Held] = {}
+        for account in accounts:
+            try:
+                got[account] = read_fold(client, keys, account)
+            except CorruptProjection as e:
+                out[account] = Held(None, 0, str(e))
+        return out | {a: Held(f, int(f.doc["version"]) if f else 0) for a, f in got.items()}
+    return {a: Held(f, int(f.doc["version"]) if f else 0) for a, f in got.items()}
