@@ -14,13 +14,11 @@ in a dead-letter record while every other account goes on.
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 from collections import OrderedDict
-from collections.abc import Container, Iterator
+from collections.abc import Container
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -55,6 +53,7 @@ from .checkpoint import (
     write_park,
 )
 from .fold import Fold, apply
+from .gcpause import paused
 from .snapshots import (
     ScoreMemo,
     fsync_dir,
@@ -74,28 +73,6 @@ log = logging.getLogger("tradelog.projector.file")
 CACHE_BYTES = 128 << 20
 WRITERS = 8  # parallel snapshot writes: the disk merges concurrent fsyncs
 STEP_BYTES = 64 << 20  # log bytes one step reads at most, whatever its event limit
-
-
-@contextmanager
-def _without_cyclic_gc(freeze: bool) -> Iterator[None]:
-    """Keep the cyclic collector off a step's objects.
-
-    A step allocates ~100 objects per event while the cache holds millions; the
-    collector would rescan them over and over (measured: a third of the CPU).
-    They are acyclic JSON trees (gc.collect() finds nothing after a step), so
-    refcounting frees what is dropped. With `freeze` what survives is frozen out
-    of later scans too: the whole process's objects, so only a process that is
-    just the projector asks for it.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            if freeze:
-                gc.freeze()
-            gc.enable()
 
 
 @dataclass(slots=True)
@@ -150,6 +127,7 @@ class _Batch:
     positions: dict[int, int]
     futures: list[Future[int]] = field(default_factory=list)
     sizes: dict[str, int] = field(default_factory=dict)
+    rung: bool = False  # its progress is announced
 
 
 class FileProjector:
@@ -163,7 +141,7 @@ class FileProjector:
         writers: int = WRITERS,
         freeze_gc: bool = False,
     ) -> None:
-        """`freeze_gc`: this process is only the projector (see _without_cyclic_gc)."""
+        """`freeze_gc`: this process is only the projector (see gcpause.paused)."""
         self.settings = settings
         self.freeze_gc = freeze_gc
         self.sync = settings.fsync != "off"
@@ -287,7 +265,7 @@ class FileProjector:
         step that finds nothing finishes the batch in flight: burst mode and the
         daemon's idle wait never leave one behind.
         """
-        with _without_cyclic_gc(self.freeze_gc):
+        with paused(self.freeze_gc):
             events = self._take(max(1, max_events))
             if not events:
                 self._finish()
@@ -307,6 +285,7 @@ class FileProjector:
         items = self._cache.items
         if self._pool is None or len(batch.folds) < 2:  # one file: no thread hop (live mode)
             batch.sizes = {a: write(a, f, items[a].memo) for a, f in batch.folds.items()}
+            self._announce(batch, early=True)
         else:
             batch.futures = [
                 self._pool.submit(write, a, f, items[a].memo) for a, f in batch.folds.items()
@@ -323,6 +302,7 @@ class FileProjector:
         sizes = batch.sizes or dict(
             zip(batch.folds, (f.result() for f in batch.futures), strict=True)
         )
+        self._announce(batch, early=True)
         if self.sync and batch.folds:
             fsync_dir(self.settings.snapshot_dir)
         for account, size in sizes.items():
@@ -330,7 +310,20 @@ class FileProjector:
         write_park(self.settings, [self.parks[a] for a in sorted(batch.parks)], sync=self.sync)
         self.positions = batch.positions
         self._write_checkpoint()
-        positions = {str(p): o for p, o in self.positions.items()}
+        self._announce(batch)
+
+    def _announce(self, batch: _Batch, early: bool = False) -> None:
+        """Ring the batch's progress once its snapshots are in place.
+
+        In place is enough for read-your-writes: a GET now sees them. Their directory
+        sync and the checkpoint come after, so a power cut before them only makes the
+        projector apply the batch again (skipped by version), never skip it. A batch
+        that parks accounts rings only at the end, once its dead-letter records are written.
+        """
+        if batch.rung or (early and batch.parks):
+            return
+        batch.rung = True
+        positions = {str(p): o for p, o in batch.positions.items()}
         payload = orjson.dumps({"projector": self.name, "positions": positions})
         ring(self.settings.run_dir, PROGRESS, payload)
 

@@ -31,6 +31,7 @@ from eventlog.keys import Keys
 from eventlog.records import StoredEvent
 from eventlog.settings import Settings
 
+from .gcpause import paused
 from .redis_applier import Batch, Outcome, RedisApplier
 from .redis_consumer import Consumer, entry_id
 
@@ -114,7 +115,8 @@ class RedisProjector:
         still close are counted in `waiting`.
         """
         try:
-            return self._guard(self._step, max_events)
+            with paused():
+                return self._guard(self._step, max_events)
         except RedisUnavailable:
             self.consumer.dirty.update(self.consumer.partitions)  # read again what was read
             self._inflight.clear()

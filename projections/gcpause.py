@@ -1,0 +1,34 @@
+"""Keeping the cyclic garbage collector off a projector's batch.
+
+A batch allocates ~100 objects per event while the projector's cache holds
+millions: left on, the collector rescans them over and over (measured: a fifth
+of the Redis projector's CPU, a third of the file projector's). They are
+acyclic JSON trees (`gc.collect()` finds nothing after a batch), so reference
+counting frees what is dropped.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+__all__ = ["paused"]
+
+
+@contextmanager
+def paused(freeze: bool = False) -> Iterator[None]:
+    """No automatic cyclic collection inside; the previous state restored after.
+
+    With `freeze`, what survives is frozen out of later scans too: the whole
+    process's objects, so only a process that is just the projector asks for it.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            if freeze:
+                gc.freeze()
+            gc.enable()
