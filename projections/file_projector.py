@@ -3,8 +3,9 @@
 It needs no Redis, so phase-1 reads never depend on it. A step takes the events
 available (round-robin over partitions), folds them into the touched accounts'
 Folds (kept in a bounded LRU cache, loaded from the snapshot on a miss), writes
-each touched account's snapshot once, durably, then the checkpoint, then rings
-`progress`. Every snapshot carries its version, so events at or below it are
+each touched account's snapshot once (temp file, fsync, rename), rings
+`progress` as soon as they are in place, then syncs their directory and writes
+the checkpoint. Every snapshot carries its version, so events at or below it are
 skipped: a crash anywhere only causes redelivery, never a double apply.
 
 An account whose event cannot be applied (the fold raises, its version leaves
@@ -31,7 +32,7 @@ from eventlog._exceptions import (
     ProjectionGap,
     SnapshotUnavailable,
 )
-from eventlog.notify import APPENDED, PROGRESS, Bell, ring
+from eventlog.notify import APPENDED, PROGRESS, Bell, Ringer
 from eventlog.records import StoredEvent
 from eventlog.segments import Cursor, partition_dir
 from eventlog.settings import Settings
@@ -159,6 +160,7 @@ class FileProjector:
             sweep_temp_files(settings)
             make_dirs(settings.snapshot_dir, sync=self.sync)
             self.bell = Bell(settings.run_dir, APPENDED)
+            self.ringer = Ringer(settings.run_dir, PROGRESS)
         except BaseException:
             os.close(self._lock_fd)
             raise
@@ -295,7 +297,7 @@ class FileProjector:
         self._cache.trim(keep=batch.folds)
 
     def _finish(self) -> None:
-        """Make the batch in flight durable, then checkpoint it and ring its progress."""
+        """Make the batch in flight durable and checkpoint it (its progress is rung by then)."""
         batch, self._flight = self._flight, None
         if batch is None:
             return
@@ -325,7 +327,7 @@ class FileProjector:
         batch.rung = True
         positions = {str(p): o for p, o in batch.positions.items()}
         payload = orjson.dumps({"projector": self.name, "positions": positions})
-        ring(self.settings.run_dir, PROGRESS, payload)
+        self.ringer.ring(payload)
 
     def _write_checkpoint(self) -> None:
         cp = Checkpoint(dict(self.positions), now_ms(), os.getpid())
@@ -354,6 +356,7 @@ class FileProjector:
         if self._pool is not None:
             self._pool.shutdown()
         self.bell.close()
+        self.ringer.close()
         for cursor in self.cursors:
             cursor.close()
         if self._lock_fd >= 0:
