@@ -124,18 +124,20 @@ class StoredEvent:
         the file and stream boundaries turn those into CorruptLog.
         """
         schema = int(raw.get("schema", 1))
+        data, meta = raw["data"], raw.get("meta") or {}
+        # Copied only if not a dict already (orjson gives fresh dicts): the checks stay.
         # Schema 1 is current: nothing to upcast yet. Later schemas add steps here.
         return cls(
-            id=str(raw["id"]),
-            account=str(raw["account"]),
-            version=int(raw["version"]),
-            partition=int(raw["partition"]),
-            offset=int(raw["offset"]),
-            type=str(raw["type"]),
-            ts=str(raw["ts"]),
-            data=dict(raw["data"]),
-            meta=dict(raw.get("meta") or {}),
-            schema=max(schema, SCHEMA_VERSION),
+            str(raw["id"]),
+            str(raw["account"]),
+            int(raw["version"]),
+            int(raw["partition"]),
+            int(raw["offset"]),
+            str(raw["type"]),
+            str(raw["ts"]),
+            data if type(data) is dict else dict(data),
+            meta if type(meta) is dict else dict(meta),
+            max(schema, SCHEMA_VERSION),
         )
 
     @classmethod

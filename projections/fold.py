@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
+from functools import lru_cache
 from math import floor
 from typing import Any
 
@@ -66,6 +67,7 @@ def default_document(account: str, ts: str) -> dict[str, Any]:
     }
 
 
+@lru_cache(maxsize=4096)  # a batch's events share one ts; offers repeat their times
 def _iso_ms(text: str) -> int | None:
     try:
         moment = datetime.fromisoformat(text)
@@ -79,25 +81,37 @@ def _iso_ms(text: str) -> int | None:
 def offer_score(offer: dict[str, Any], fallback_ms: int) -> int:
     """The offer's index score: its `updated_at` in ms, else `fallback_ms`."""
     value = offer.get("updated_at")
-    number: Fraction | None = None
+    ms: int | None = None
+    if isinstance(value, str):
+        ms = _text_ms(value)
+    else:
+        try:
+            if isinstance(value, int) and not isinstance(value, bool):
+                ms = _number_ms(Fraction(value))
+            elif isinstance(value, float):
+                # Exact arithmetic on the shortest decimal form: float seconds * 1000
+                # can land 1 ms low, and scores must not depend on rounding.
+                ms = _number_ms(Fraction(Decimal(repr(value))))
+        except (ValueError, ArithmeticError):  # nan/inf
+            pass
+    return fallback_ms if ms is None else ms
+
+
+@lru_cache(maxsize=4096)  # offers carry the same few times again and again
+def _text_ms(value: str) -> int | None:
+    """A string time in ms: digits are unix seconds (or ms), else ISO 8601; None if neither."""
+    if not _DIGITS.fullmatch(value):
+        ms = _iso_ms(value)
+        return None if ms is None or abs(ms) > _MAX_MS else ms
     try:
-        if isinstance(value, str):
-            if not _DIGITS.fullmatch(value):
-                ms = _iso_ms(value)
-                return fallback_ms if ms is None or abs(ms) > _MAX_MS else ms
-            number = Fraction(value)
-        elif isinstance(value, int) and not isinstance(value, bool):
-            number = Fraction(value)
-        elif isinstance(value, float):
-            # Exact arithmetic on the shortest decimal form: float seconds * 1000
-            # can land 1 ms low, and scores must not depend on rounding.
-            number = Fraction(Decimal(repr(value)))
-    except (ValueError, ArithmeticError):  # huge digit strings, nan/inf
-        return fallback_ms
-    if number is None:
-        return fallback_ms
+        return _number_ms(Fraction(value))
+    except (ValueError, ArithmeticError):  # huge digit strings
+        return None
+
+
+def _number_ms(number: Fraction) -> int | None:
     ms = floor(number * 1000) if number < 10**11 else floor(number)
-    return fallback_ms if abs(ms) > _MAX_MS else ms
+    return None if abs(ms) > _MAX_MS else ms
 
 
 def _event_ms(event: StoredEvent) -> int:
@@ -193,15 +207,11 @@ def _upsert_offer(base: Fold, event: StoredEvent) -> Fold:
     # The list is already in order: one insertion keeps it so without a full sort.
     insort(offers, merged, key=lambda o: _order(o, scores))
     doc = dict(base.doc)
-    _set_server(
-        doc,
-        {
-            "updated_at": ts,
-            "trade_offers": offers,
-            "trade_offers_updated_at": ts,
-            "version": event.version,
-        },
-    )
+    # Assigned in _SERVER_KEYS order, as _set_server would: the same key order results.
+    doc["updated_at"] = ts
+    doc["trade_offers"] = offers
+    doc["trade_offers_updated_at"] = ts
+    doc["version"] = event.version
     return Fold(doc, scores)
 
 

@@ -124,7 +124,9 @@ def _file(settings: Settings) -> Applied:
 
     from ..cmd_project import DEFAULT_BATCH
 
-    return _drive(FileProjector(settings), DEFAULT_BATCH["file"], settings.redis_url)
+    # As `tradelog project file` runs it: a process that is only the projector.
+    projector = FileProjector(settings, freeze_gc=True)
+    return _drive(projector, DEFAULT_BATCH["file"], settings.redis_url)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
