@@ -29,7 +29,7 @@ __all__ = ["Consumer"]
 
 log = logging.getLogger("tradelog.projector.redis")
 
-_NAMES = tuple(name.encode() for name in FIELDS)
+_NAMES = [name.encode() for name in FIELDS]
 _Entries = list[tuple[bytes, Any]]  # (entry id, flat field/value list or None if deleted)
 
 
@@ -43,11 +43,10 @@ def entry_id(event: StoredEvent) -> bytes:
 
 
 def _decode(f: list[bytes]) -> StoredEvent:
-    if len(f) == 20 and tuple(f[0::2]) == _NAMES:  # as StoredEvent.stream_fields writes it
+    if len(f) == 20 and f[0::2] == _NAMES:  # as StoredEvent.encode writes it
         return StoredEvent(
-            id=f[1].decode(), account=f[3].decode(), version=int(f[5]),
-            partition=int(f[7]), offset=int(f[9]), type=f[11].decode(), ts=f[13].decode(),
-            data=orjson.loads(f[15]), meta=orjson.loads(f[17]), schema=int(f[19]),
+            f[1].decode(), f[3].decode(), int(f[5]), int(f[7]), int(f[9]), f[11].decode(),
+            f[13].decode(), orjson.loads(f[15]), orjson.loads(f[17]), int(f[19]),
         )  # fmt: skip
     return StoredEvent.from_stream_fields(dict(zip(f[0::2], f[1::2], strict=True)))
 
