@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 
 from eventlog.settings import Settings
 
@@ -39,6 +40,10 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+def _stopping(signum: int, frame: object) -> None:
+    """Nothing to do: uvicorn has shut down by the time this runs."""
+
+
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -58,6 +63,10 @@ def run(args: argparse.Namespace) -> int:
         f"{'files' if settings.phase == 1 else 'Redis'})",
         flush=True,
     )
+    # uvicorn stops gracefully on SIGTERM/SIGINT, then raises the signal again for the
+    # handler it found: a quiet one lets a requested stop end with exit status 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _stopping)
     uvicorn.run(
         "api.app:create_app",
         factory=True,
