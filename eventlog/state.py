@@ -8,7 +8,9 @@ idempotent retries) are right however many processes append.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from .records import (
@@ -20,7 +22,11 @@ from .records import (
     StoredEvent,
 )
 
-__all__ = ["AccountState", "Findings", "PartitionState", "Receipt"]
+__all__ = ["RECEIPT_WINDOW", "AccountState", "Findings", "PartitionState", "Receipt"]
+
+# How long an idempotency key answers a retry, by the log's own times: clients retry
+# within seconds, and a key kept for the log's whole life would make memory grow with it.
+RECEIPT_WINDOW = timedelta(hours=24)
 
 
 @dataclass(slots=True)
@@ -43,10 +49,23 @@ class Findings:
 
 @dataclass(frozen=True, slots=True)
 class Receipt:
-    """What an append returned, kept per idempotency key to answer a retry."""
+    """What an append returned, kept per idempotency key to answer a retry.
 
-    event: StoredEvent
+    Where the event went, not the event: its data can be a whole document.
+    """
+
+    event_id: str
+    type: str
+    version: int
+    offset: int
+    ts: str
     findings: Findings
+
+    def event(self, account: str, partition: int) -> StoredEvent:
+        """The appended event as far as an answer needs it: all but its data and meta."""
+        return StoredEvent(
+            self.event_id, account, self.version, partition, self.offset, self.type, self.ts, {}
+        )
 
 
 def _friends_of(doc: dict[str, Any]) -> dict[str, Any]:
@@ -62,7 +81,9 @@ def _offers_of(doc: dict[str, Any]) -> dict[str, Any]:
 class PartitionState:
     def __init__(self) -> None:
         self.accounts: dict[str, AccountState] = {}
-        self.receipts: dict[tuple[str, str], Receipt] = {}
+        # In log order, so the oldest leave first once out of the window.
+        self.receipts: OrderedDict[tuple[str, str], Receipt] = OrderedDict()
+        self._cutoff: tuple[str, str] = ("", "")  # (minute of a ts, the window's start then)
 
     def account(self, account: str) -> AccountState:
         state = self.accounts.get(account)
@@ -108,5 +129,25 @@ class PartitionState:
         acct.version = event.version
         key = event.meta.get("idempotency_key")
         if key:
-            self.receipts[(event.account, key)] = Receipt(event, findings)
+            receipt = Receipt(event.id, kind, event.version, event.offset, event.ts, findings)
+            self.receipts[(event.account, key)] = receipt
+            self.receipts.move_to_end((event.account, key))
+        if self.receipts:
+            self._expire(event.ts)
         return findings
+
+    def _expire(self, ts: str) -> None:
+        """Forget the receipts of events older than RECEIPT_WINDOW before `ts`."""
+        minute = ts[:16]  # "YYYY-MM-DDTHH:MM": the window moves by minutes
+        if self._cutoff[0] != minute:
+            try:
+                start = datetime.fromisoformat(minute) - RECEIPT_WINDOW
+            except ValueError:
+                return  # not a time the writer stamps: keep everything
+            self._cutoff = (minute, start.strftime("%Y-%m-%dT%H:%M"))
+        cutoff = self._cutoff[1]
+        while self.receipts:
+            oldest = next(iter(self.receipts.values()))
+            if oldest.ts[:16] >= cutoff:
+                return
+            self.receipts.popitem(last=False)

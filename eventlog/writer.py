@@ -174,7 +174,7 @@ class _Partition:
         if cmd.idempotency_key:
             receipt = self.state.receipts.get((cmd.account, cmd.idempotency_key))
             if receipt is not None:
-                return receipt.event, receipt.findings, True
+                return receipt.event(cmd.account, self.p), receipt.findings, True
         if cmd.expected_version is not None and cmd.expected_version != acct.version:
             raise VersionConflict(cmd.account, cmd.expected_version, acct.version)
         data = cmd.data

@@ -341,3 +341,32 @@ def test_friends_saved_in_a_document_can_be_removed(settings: Settings, writer: 
     assert not writer.append(ACCOUNT, "FriendsRemoved", {"friend_steam_ids": [FRIEND_B]}).appended
     assert [e.version for e in read_log(settings)] == [1, 2, 3]
     assert orjson.loads(segment(settings).read_bytes().splitlines()[0])["data"] == doc
+
+
+def test_receipts_hold_no_data_and_leave_after_the_window() -> None:
+    from eventlog.state import RECEIPT_WINDOW, PartitionState
+
+    def event(version: int, ts: str, key: str | None) -> StoredEvent:
+        offer = {"trade_offer_id": str(version), "items_to_give": ["x" * 1000]}
+        meta = {"idempotency_key": key} if key else {}
+        return StoredEvent(
+            f"e{version}", ACCOUNT, version, 0, version - 1, "TradeOfferUpserted", ts,
+            {"offer": offer}, meta,
+        )  # fmt: skip
+
+    state = PartitionState()
+    state.observe(event(1, "2026-01-01T00:00:00.000Z", "old"))
+    state.observe(event(2, "2026-01-01T12:00:00.000Z", "mid"))
+    kept = state.receipts[(ACCOUNT, "old")]
+    assert not hasattr(kept, "data") and (kept.version, kept.offset) == (1, 0)
+    assert kept.event(ACCOUNT, 0).data == {}  # an answer, not the document again
+
+    # Just inside the window both answer; a day after the first, it is forgotten.
+    assert RECEIPT_WINDOW.total_seconds() == 24 * 3600
+    state.observe(event(3, "2026-01-01T23:59:00.000Z", None))
+    assert set(state.receipts) == {(ACCOUNT, "old"), (ACCOUNT, "mid")}
+    state.observe(event(4, "2026-01-02T00:01:00.000Z", None))
+    assert set(state.receipts) == {(ACCOUNT, "mid")}
+    state.observe(event(5, "2026-01-03T00:00:00.000Z", "new"))
+    assert set(state.receipts) == {(ACCOUNT, "new")}
+    assert state.account(ACCOUNT).version == 5
