@@ -36,12 +36,14 @@ __all__ = [
     "decode",
     "encode",
     "fsync_dir",
+    "install_snapshot",
     "load_snapshot",
     "make_dirs",
     "read_document",
     "read_document_bytes",
     "read_snapshot",
     "snapshot_path",
+    "stage_snapshot",
     "write_atomic",
     "write_snapshot",
     "write_snapshots",
@@ -241,7 +243,15 @@ def write_atomic(path: Path, data: bytes, *, sync: bool = True) -> None:
 
     The directory is not synced here: callers sync it once for a whole batch.
     """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    install(stage(path, data, sync=sync), path)
+
+
+def stage(path: Path, data: bytes, *, sync: bool = False) -> Path:
+    """Write `data` to `path`'s temp file (fsynced if `sync`); return the temp file.
+
+    Unsynced, it must be made durable (syncfs) before it is installed.
+    """
+    tmp = _temp_of(path)
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
@@ -252,6 +262,21 @@ def write_atomic(path: Path, data: bytes, *, sync: bool = True) -> None:
                 os.fsync(fd)
         finally:
             os.close(fd)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise SnapshotUnavailable(f"cannot write {path}: {e}") from e
+    return tmp
+
+
+def _temp_of(path: Path) -> Path:
+    # Named after this process: a crash leaves it for sweep_temp_files, never half-read.
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def install(tmp: Path, path: Path) -> None:
+    """Rename a staged temp file over `path`."""
+    try:
         os.replace(tmp, path)
     except OSError as e:
         with contextlib.suppress(OSError):
@@ -280,6 +305,21 @@ def write_snapshots(
     if sync and sizes:
         fsync_dir(settings.snapshot_dir)
     return sizes
+
+
+def stage_snapshot(
+    settings: Settings, account: str, fold: Fold, memo: ScoreMemo | None = None
+) -> int:
+    """Write one snapshot's temp file, unsynced (see `stage`); return its size in bytes."""
+    data = encode(fold, memo)
+    stage(snapshot_path(settings, account), data)
+    return len(data)
+
+
+def install_snapshot(settings: Settings, account: str) -> None:
+    """Put a staged snapshot in place (once the filesystem is synced)."""
+    path = snapshot_path(settings, account)
+    install(_temp_of(path), path)
 
 
 def write_snapshot(

@@ -401,3 +401,40 @@ def test_a_step_reads_a_bounded_number_of_bytes(
         projector.close()
     assert sum(sizes) == 60 and len(sizes) >= 2 and max(sizes) < 60
     assert_matches_fold(s)
+
+
+def test_a_batch_of_many_snapshots_is_synced_once_before_any_is_renamed(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import projections.syncfs as syncfs
+
+    assert syncfs.available()  # Linux: the one-flush path is the one taken
+    s = make_settings(fsync="always")
+    append_mixed(s, 120, seed=5)
+    steps: list[str] = []
+    real_replace, real_syncfs = os.replace, syncfs.syncfs
+
+    def replacing(src: Any, dst: Any) -> None:
+        steps.append(Path(dst).name)
+        real_replace(src, dst)
+
+    def syncing(directory: Path) -> None:
+        steps.append("syncfs")
+        real_syncfs(directory)
+
+    monkeypatch.setattr(os, "replace", replacing)
+    monkeypatch.setattr(syncfs, "syncfs", syncing)
+    projector = FileProjector(s)
+    try:
+        assert projector.step(10_000) == len(log_events(s))
+        assert projector.step(10_000) == 0
+    finally:
+        projector.close()
+    snapshots = [name for name in steps if name not in ("syncfs", "file.json")]
+    assert sorted(snapshots) == sorted(f"{a}.json" for a in ACCOUNTS)
+    assert steps[0] == "syncfs" and steps.count("syncfs") == 1 and steps[-1] == "file.json"
+    assert not [p for p in s.snapshot_dir.iterdir() if p.name.endswith(".tmp")]
+    assert_matches_fold(s)
+
+    with pytest.raises(OSError):
+        real_syncfs(s.snapshot_dir / "missing")
