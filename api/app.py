@@ -51,21 +51,22 @@ async def _crash(request: Request, exc: Exception) -> Response:
     return error_response(500, "internal error; nothing was appended", "internal_error")
 
 
+# Tried in order on every request: the bots' calls (upsert, load, save) come first.
 ROUTES = [
+    Route(_ACCOUNT + "/atomic-upsert-trade-offer", neg.upsert_trade_offer, methods=["POST"]),
+    Route(_ACCOUNT, neg.get_document, methods=["GET"]),
+    Route(_ACCOUNT, neg.save_document, methods=["POST"]),
+    Route(_ACCOUNT + "/friend/{friend_id}", neg.upsert_friend, methods=["PUT"]),
+    Route(_ACCOUNT + "/friend/{friend_id}", neg.delete_friend, methods=["DELETE"]),
+    Route(_ACCOUNT + "/remove-friends", neg.remove_friends, methods=["POST"]),
+    Route(_ACCOUNT + "/events", ops.events, methods=["GET"]),
+    Route(_ACCOUNT + "/health", ops.account_health, methods=["GET"]),
     Route("/health", ops.health, methods=["GET"]),
     Route("/ready", ops.ready, methods=["GET"]),
     Route("/metrics", ops.metrics_route, methods=["GET"]),
     Route("/openapi.json", _openapi, methods=["GET"]),
     Route("/negotiations", ops.summary, methods=["GET"]),
     Route("/negotiations/", ops.summary, methods=["GET"]),
-    Route(_ACCOUNT, neg.get_document, methods=["GET"]),
-    Route(_ACCOUNT, neg.save_document, methods=["POST"]),
-    Route(_ACCOUNT + "/atomic-upsert-trade-offer", neg.upsert_trade_offer, methods=["POST"]),
-    Route(_ACCOUNT + "/friend/{friend_id}", neg.upsert_friend, methods=["PUT"]),
-    Route(_ACCOUNT + "/friend/{friend_id}", neg.delete_friend, methods=["DELETE"]),
-    Route(_ACCOUNT + "/remove-friends", neg.remove_friends, methods=["POST"]),
-    Route(_ACCOUNT + "/events", ops.events, methods=["GET"]),
-    Route(_ACCOUNT + "/health", ops.account_health, methods=["GET"]),
 ]
 
 
