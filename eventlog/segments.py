@@ -27,7 +27,11 @@ def partition_dir(log_dir: Path, partition: int) -> Path:
 
 
 def segment_path(pdir: Path, base: int) -> Path:
-    return pdir / f"{base:020d}.jsonl"
+    return pdir / _segment_name(base)
+
+
+def _segment_name(base: int) -> str:
+    return f"{base:020d}.jsonl"
 
 
 def segment_bases(pdir: Path) -> list[int]:
@@ -43,6 +47,7 @@ class Cursor:
 
     def __init__(self, pdir: Path, partition: int, offset: int = 0) -> None:
         self.pdir = pdir
+        self._dir = str(pdir)  # plain strings: a tailing cursor polls many times a second
         self.partition = partition
         self.next_offset = 0
         self.base = 0
@@ -55,6 +60,9 @@ class Cursor:
     @property
     def path(self) -> Path:
         return segment_path(self.pdir, self.base)
+
+    def _file(self, base: int) -> str:
+        return os.path.join(self._dir, _segment_name(base))
 
     def close(self) -> None:
         if self._fd is not None:
@@ -89,7 +97,7 @@ class Cursor:
     def _open(self) -> int | None:
         if self._fd is None:
             try:
-                self._fd = os.open(self.path, os.O_RDONLY)
+                self._fd = os.open(self._file(self.base), os.O_RDONLY)
             except FileNotFoundError:
                 return None
             except OSError as e:
@@ -97,7 +105,7 @@ class Cursor:
         return self._fd
 
     def _next_segment(self) -> bool:
-        if self.next_offset == self.base or not segment_path(self.pdir, self.next_offset).exists():
+        if self.next_offset == self.base or not os.path.exists(self._file(self.next_offset)):
             return False
         self.close()
         self.base, self.pos, self.line = self.next_offset, 0, 0
@@ -115,7 +123,9 @@ class Cursor:
             if fd is None:
                 return events, 0
             try:
-                chunk = os.pread(fd, want, self.pos)
+                # Bounded by the size: an idle poll allocates no read buffer.
+                left = os.fstat(fd).st_size - self.pos
+                chunk = os.pread(fd, min(want, left), self.pos) if left > 0 else b""
             except OSError as e:
                 raise LogUnavailable(f"cannot read {self.path}: {e}") from e
             if not chunk:
