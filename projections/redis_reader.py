@@ -18,6 +18,7 @@ import redis
 from eventlog._exceptions import CorruptProjection, RedisUnavailable
 from eventlog.keys import Keys
 
+from . import redis_wire as wire
 from .fold import Fold
 from .redis_codec import VERSION, document_json
 
@@ -37,32 +38,56 @@ def _version_of(meta: dict[bytes, bytes]) -> int:
 _Read = tuple[bytes, dict[str, int], int]  # the document's JSON, offer scores, version
 
 
+# Raw replies come as RESP3 gives them (maps, [member, score] pairs) or as RESP2 does
+# (flat lists): the protocol is the connection's, so both are read.
+
+
+def _pairs(reply: Any) -> dict[bytes, bytes]:
+    if isinstance(reply, dict):
+        return reply
+    it = iter(reply)
+    return dict(zip(it, it, strict=True))
+
+
+def _scored(reply: list[Any]) -> list[tuple[bytes, float]]:
+    if reply and isinstance(reply[0], list):
+        return [(member, float(score)) for member, score in reply]
+    it = iter(reply)
+    return [(member, float(score)) for member, score in zip(it, it, strict=True)]
+
+
 def _read_once(
     client: redis.Redis, keys: Keys, accounts: list[str]
 ) -> tuple[dict[str, _Read | None], list[str]]:
-    pipe = client.pipeline(transaction=False)
-    for account in accounts:
-        pipe.hgetall(keys.meta(account))
-        pipe.hgetall(keys.offers(account))
-        pipe.zrange(keys.offers_index(account), 0, -1, withscores=True)
-        pipe.smembers(keys.friends_index(account))
-    first = pipe.execute()
+    first = wire.round_trip(
+        client,
+        [
+            command
+            for account in accounts
+            for command in (
+                ("HGETALL", keys.meta(account)),
+                ("HGETALL", keys.offers(account)),
+                ("ZRANGE", keys.offers_index(account), 0, -1, "WITHSCORES"),
+                ("SMEMBERS", keys.friends_index(account)),
+            )
+        ],
+    )
     raws: dict[str, _Raw] = {}
     friend_ids: dict[str, list[str]] = {}
+    second: list[tuple[Any, ...]] = []
     for i, account in enumerate(accounts):
-        got = cast(_Raw, tuple(first[4 * i : 4 * i + 4]))
-        raws[account] = got
-        friend_ids[account] = [f.decode() for f in got[3]]
-        pipe.hget(keys.meta(account), VERSION)
-        for friend in friend_ids[account]:
-            pipe.hgetall(keys.friend(account, friend))
-    second = iter(pipe.execute())
+        meta, offers, scored, members = first[4 * i : 4 * i + 4]
+        raws[account] = (_pairs(meta), _pairs(offers), _scored(scored), set(members))
+        friend_ids[account] = [f.decode() for f in members]
+        second.append(("HGET", keys.meta(account), VERSION))
+        second += [("HGETALL", keys.friend(account, f)) for f in friend_ids[account]]
+    replies = iter(wire.round_trip(client, second))
     out: dict[str, _Read | None] = {}
     again: list[str] = []
     for account in accounts:
-        meta, offers, scored, _ = raws[account]
-        now = next(second)
-        friends = {friend: next(second) for friend in friend_ids[account]}
+        meta, offers, index, _ = raws[account]
+        now = next(replies)
+        friends = {friend: _pairs(next(replies)) for friend in friend_ids[account]}
         if (int(now) if now is not None else 0) != _version_of(meta):
             again.append(account)
             continue
@@ -70,7 +95,7 @@ def _read_once(
             out[account] = None
             continue
         try:
-            doc, scores = document_json(meta, offers, scored, friends)
+            doc, scores = document_json(meta, offers, index, friends)
         except (KeyError, ValueError, UnicodeDecodeError) as e:
             raise CorruptProjection(
                 f"the Redis projection of {account} cannot be read back: {e!r}"

@@ -18,12 +18,12 @@ from typing import Any
 
 import orjson
 import redis
-from hiredis import pack_command
 
 from eventlog._exceptions import RedisUnavailable, UnexpectedReply
 from eventlog.keys import Keys
 from lua import source
 
+from . import redis_wire as wire
 from .fold import Fold
 from .redis_codec import Pairs, find_offer, meta_changes, meta_pairs, record_pairs
 
@@ -88,28 +88,21 @@ class Scripts:
 
     def run(self, calls: Sequence[Call]) -> list[Any]:
         """Each call's raw reply, all in one round trip (on a connection of the pool)."""
-        pool = self.client.connection_pool
+        conn = wire.connection(self.client)
         try:
-            conn: Any = pool.get_connection()  # redis-py's Connection is untyped
-        except redis.RedisError as e:
-            raise RedisUnavailable(f"cannot reach Redis: {e}") from e
-        try:
-            _write(conn, self._pack(calls))
+            wire.write(conn, self._pack(calls))
             return self._replies(conn, calls)
         finally:
-            pool.release(conn)
+            self.client.connection_pool.release(conn)
 
     def send(self, calls: Sequence[Call]) -> None:
         """Send calls on this object's own connection without waiting for the replies;
         `receive` collects them later, in the order sent, so Redis runs the scripts
         while the caller computes the next batch."""
         if self._conn is None:
-            try:
-                self._conn = self.client.connection_pool.get_connection()
-            except redis.RedisError as e:
-                raise RedisUnavailable(f"cannot reach Redis: {e}") from e
+            self._conn = wire.connection(self.client)
         try:
-            _write(self._conn, self._pack(calls))
+            wire.write(self._conn, self._pack(calls))
         except RedisUnavailable:
             self.drop()
             raise
@@ -135,33 +128,18 @@ class Scripts:
             self.client.connection_pool.release(conn)
 
     def _pack(self, calls: Sequence[Call]) -> bytes:
-        # Packed by hiredis in one write: redis-py's pipeline encodes every argument in
-        # Python (an isinstance each), which cost more per call here than the script.
         sha = self.sha
-        return b"".join(
-            [
-                pack_command(
-                    ("EVALSHA", sha[c.script], len(c.keys), *c.keys, *c.args)
-                    if c.script
-                    else tuple(c.args)  # a plain command riding in the same round trip
-                )
-                for c in calls
-            ]
+        return wire.pack(
+            ("EVALSHA", sha[c.script], len(c.keys), *c.keys, *c.args)
+            if c.script
+            else c.args  # a plain command riding in the same round trip
+            for c in calls
         )
 
     def _replies(self, conn: Any, calls: Sequence[Call]) -> list[Any]:
         """Read one reply per call. A call lost to NOSCRIPT (a restarted or flushed
         Redis) is run again once the scripts are loaded: every script is safe to repeat."""
-        replies: list[Any] = []
-        try:
-            for _ in calls:
-                try:
-                    replies.append(conn.read_response())
-                except redis.ResponseError as e:  # that command's error; the rest follow
-                    replies.append(e)
-        except redis.RedisError as e:
-            conn.disconnect()  # replies may be left unread: never reuse the connection
-            raise RedisUnavailable(f"cannot apply to the Redis projection: {e}") from e
+        replies = wire.read(conn, len(calls))
         lost = [i for i, r in enumerate(replies) if _noscript(r)]
         if lost:
             self.load()
@@ -171,14 +149,6 @@ class Scripts:
             if isinstance(reply, Exception):
                 raise RedisUnavailable(f"a Redis projection command failed: {reply}") from reply
         return replies
-
-
-def _write(conn: Any, packed: bytes) -> None:
-    try:
-        conn.send_packed_command([packed], check_health=False)
-    except redis.RedisError as e:
-        conn.disconnect()
-        raise RedisUnavailable(f"cannot send to Redis: {e}") from e
 
 
 def _noscript(reply: Any) -> bool:
