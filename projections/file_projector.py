@@ -11,14 +11,14 @@ skipped: a crash anywhere only causes redelivery, never a double apply.
 An account whose event cannot be applied (the fold raises, its version leaves
 a gap, its snapshot is unreadable) is parked: its later events wait, in order,
 in a dead-letter record while every other account goes on.
+
+The Folds' cache is in file_cache, re-applying a parked account in file_parked.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections import OrderedDict
-from collections.abc import Container
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -26,7 +26,6 @@ from functools import partial
 import orjson
 
 from eventlog._exceptions import (
-    AccountParked,
     CheckpointAhead,
     PartitionMismatch,
     ProjectionGap,
@@ -47,25 +46,22 @@ from .checkpoint import (
     parked,
     progress,
     read_checkpoint,
-    read_park,
     read_parks,
-    remove_park,
     sweep_temp_files,
     write_checkpoint,
     write_park,
 )
+from .file_cache import Cache, Entry
+from .file_parked import reapply_parked
 from .fold import Fold, apply
 from .gcpause import paused
 from .snapshots import (
-    ScoreMemo,
     fsync_dir,
     install_snapshot,
     load_snapshot,
     make_dirs,
-    read_snapshot,
     stage_snapshot,
     write_snapshot,
-    write_snapshots,
 )
 
 __all__ = ["FileProjector", "parked", "progress", "reapply_parked"]
@@ -77,49 +73,6 @@ log = logging.getLogger("tradelog.projector.file")
 CACHE_BYTES = 128 << 20
 WRITERS = 8  # parallel snapshot writes: the disk merges concurrent fsyncs
 STEP_BYTES = 64 << 20  # log bytes one step reads at most, whatever its event limit
-
-
-@dataclass(slots=True)
-class _Entry:
-    fold: Fold | None  # None: the account has no snapshot yet
-    size: int  # bytes of its last snapshot (a guess until it is written)
-    memo: ScoreMemo = field(default_factory=dict)
-
-
-class _Cache:
-    """Folds of recently touched accounts, bounded by their snapshots' total size."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.items: OrderedDict[str, _Entry] = OrderedDict()
-        self.size = 0
-
-    def get(self, account: str) -> _Entry | None:
-        entry = self.items.get(account)
-        if entry is not None:
-            self.items.move_to_end(account)
-        return entry
-
-    def add(self, account: str, fold: Fold | None, size: int) -> _Entry:
-        entry = self.items[account] = _Entry(fold, size)
-        self.size += size
-        return entry
-
-    def resize(self, account: str, size: int) -> None:
-        entry = self.items.get(account)
-        if entry is not None:
-            self.size += size - entry.size
-            entry.size = size
-
-    def trim(self, keep: Container[str]) -> None:
-        """Drop least recently used Folds (never those in `keep`) until under the limit."""
-        if self.size <= self.limit:
-            return
-        for account in list(self.items):
-            if self.size <= self.limit:
-                break
-            if account not in keep:
-                self.size -= self.items.pop(account).size
 
 
 @dataclass(slots=True)
@@ -170,7 +123,7 @@ class FileProjector:
             raise
         self._pending: list[list[StoredEvent]] = [[] for _ in range(settings.partitions)]
         self._turn = 0
-        self._cache = _Cache(cache_bytes)
+        self._cache = Cache(cache_bytes)
         self._pool = ThreadPoolExecutor(writers, "tradelog-snapshot") if writers > 1 else None
         self._flight: _Batch | None = None
         self.applied = self.skipped = self.parked_events = 0
@@ -211,7 +164,7 @@ class FileProjector:
                 self._pending[p] = pending[want:]
         return out
 
-    def _entry(self, account: str) -> _Entry:
+    def _entry(self, account: str) -> Entry:
         entry = self._cache.get(account)
         if entry is None:
             fold, size = load_snapshot(self.settings, account)
@@ -382,68 +335,3 @@ class FileProjector:
         if self._lock_fd >= 0:
             os.close(self._lock_fd)
             self._lock_fd = -1
-
-
-def _from_log(settings: Settings, account: str, held: int, first: StoredEvent) -> list[StoredEvent]:
-    """The account's events after `held` and before `first`, read from its partition."""
-    p = first.partition
-    cursor = Cursor(partition_dir(settings.log_dir, p), p)
-    found: list[StoredEvent] = []
-    try:
-        while cursor.next_offset < first.offset:
-            events, _ = cursor.read(limit=1)  # one chunk at a time: events may be large
-            if not events:
-                break
-            found.extend(
-                e
-                for e in events
-                if e.account == account
-                and e.offset < first.offset
-                and held < e.version < first.version
-            )
-    finally:
-        cursor.close()
-    return found
-
-
-def reapply_parked(settings: Settings, account: str) -> int:
-    """Re-apply a parked account's waiting events (once the fold is fixed); unpark it.
-
-    Fills a version gap from the log first. Takes the projection's lock, so the file
-    projector must be stopped (ProjectorBusy otherwise). Returns how many events were
-    applied; raises AccountParked, leaving the account parked, if one still fails.
-    """
-    sync = settings.fsync != "off"
-    fd = lock_projection(settings)
-    try:
-        record = read_park(settings, account)
-        if record is None:
-            return 0
-        state = read_snapshot(settings, account)
-        held = 0 if state is None else int(state.doc["version"])
-        events = record.events
-        if events and events[0].version > held + 1:
-            events = _from_log(settings, account, held, events[0]) + events
-        applied = 0
-        for i, event in enumerate(events):
-            if event.version <= held:
-                continue
-            try:
-                if event.version != held + 1:
-                    raise ProjectionGap(account, held, event.version)
-                state = apply(state, event)
-            except Exception as e:
-                error = f"{type(e).__name__}: {e}"
-                if applied and state is not None:
-                    write_snapshots(settings, [(account, state)], sync=sync)
-                again = ParkRecord(account, event.version, held, error, now_ms(), events[i:])
-                write_park(settings, [again], sync=sync)
-                raise AccountParked(account, event.version, error) from e
-            held = event.version
-            applied += 1
-        if applied and state is not None:
-            write_snapshots(settings, [(account, state)], sync=sync)
-        remove_park(settings, account)
-        return applied
-    finally:
-        os.close(fd)

@@ -13,6 +13,7 @@ import orjson
 import pytest
 import uuid_utils
 
+import projections.file_parked as file_parked
 import projections.file_projector as file_projector
 from eventlog import Writer
 from eventlog._exceptions import AccountParked, ProjectorBusy
@@ -117,7 +118,8 @@ def test_a_poison_event_parks_only_its_account(
             reapply_parked(s, SICK)
     finally:
         busy.close()
-    monkeypatch.setattr(file_projector, "apply", fixed_apply)
+    monkeypatch.setattr(file_parked, "apply", fixed_apply)  # where reapply_parked looks it up
+    monkeypatch.setattr(file_projector, "apply", fixed_apply)  # and where FileProjector does
     assert reapply_parked(s, SICK) == 7
     assert parked(s) == [] and reapply_parked(s, SICK) == 0
     snap = read_snapshot(s, SICK)
