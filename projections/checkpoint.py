@@ -34,7 +34,7 @@ from eventlog.records import StoredEvent
 from eventlog.segments import log_end, log_ends
 from eventlog.settings import Settings
 
-from .snapshots import fsync_dir, make_dirs, write_atomic
+from .snapshots import fsync_dir, make_dirs, read_file, write_atomic
 
 __all__ = [
     "Checkpoint",
@@ -72,12 +72,9 @@ def parked_dir(settings: Settings) -> Path:
 
 
 def _load(path: Path) -> Any:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
+    raw = read_file(path)
+    if raw is None:
         return None
-    except OSError as e:
-        raise SnapshotUnavailable(f"cannot read {path}: {e}") from e
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as e:

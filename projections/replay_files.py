@@ -20,11 +20,10 @@ from eventlog.settings import Settings
 from .checkpoint import ParkRecord, now_ms, write_park
 from .fold import Fold
 from .replay_fold import Poisoned
-from .snapshots import decode, encode, fsync_dir, make_dirs, write_atomic
+from .snapshots import encode, fsync_dir, make_dirs, write_atomic
 
 __all__ = [
     "held_version",
-    "load_snapshot",
     "park_files",
     "snapshot_names",
     "write_files",
@@ -59,17 +58,6 @@ def park_files(settings: Settings, poisoned: dict[str, Poisoned], *, sync: bool)
         for account, bad in sorted(poisoned.items())
     ]
     write_park(settings, records, sync=sync)
-
-
-def load_snapshot(path: Path) -> Fold | None:
-    """The fold a snapshot holds, None when there is none."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return None
-    except OSError as e:
-        raise SnapshotUnavailable(f"cannot read {path}: {e}") from e
-    return decode(raw, str(path))
 
 
 def held_version(path: Path) -> int | None:

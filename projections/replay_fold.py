@@ -9,8 +9,6 @@ rest of the pass goes on. Replay writes the folds; verify compares them.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -20,6 +18,7 @@ from eventlog.segments import Cursor, partition_dir
 from eventlog.settings import Settings
 
 from .fold import Fold, apply
+from .gcpause import paused
 
 __all__ = ["Folded", "Poisoned", "Tick", "fold_log", "read_log"]
 
@@ -85,19 +84,6 @@ class Folded:
         return f"{partition_of(account, partitions)}:{self.last[account]}"
 
 
-@contextlib.contextmanager
-def _quiet_gc() -> Iterator[None]:
-    # A fold allocates millions of acyclic objects that stay alive to the end; the
-    # cycle collector would rescan them again and again. Reference counting frees them.
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def read_log(
     settings: Settings, ends: dict[int, int], start: dict[int, int] | None = None
 ) -> Iterator[tuple[int, list[StoredEvent]]]:
@@ -134,7 +120,7 @@ def fold_log(
     start: dict[int, int] | None = None,
 ) -> Folded:
     """Fold partitions' events [start, end) into `into`, partition by partition."""
-    with _quiet_gc():
+    with paused():  # the fold keeps millions of acyclic objects alive to the end
         for p, events in read_log(settings, ends, start):
             if observe is not None:
                 observe(p, events)

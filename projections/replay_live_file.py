@@ -31,7 +31,6 @@ from .checkpoint import (
 )
 from .replay_files import (
     held_version,
-    load_snapshot,
     park_files,
     snapshot_names,
     write_files,
@@ -41,6 +40,7 @@ from .replay_fold import Folded, fold_log, read_log
 from .replay_jobs import Meter, run_jobs, split_partitions
 from .replay_pass import PassJob, ReplayReport, merge, rebuild_job, timed
 from .replay_switch import lock_holder, paused, renameat2, switch, wait_for_projector
+from .snapshots import load_snapshot_file
 
 __all__ = ["replay_file_live"]
 
@@ -120,7 +120,7 @@ def _catch_up(
     folded = Folded()
     for account, events in by_account.items():
         top = ceiling(account) if ceiling is not None else None
-        fold = load_snapshot(directory / f"{account}.json")
+        fold, _ = load_snapshot_file(directory / f"{account}.json")
         if fold is not None:
             folded.folds[account] = fold
         for event in events:

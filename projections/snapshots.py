@@ -38,9 +38,11 @@ __all__ = [
     "fsync_dir",
     "install_snapshot",
     "load_snapshot",
+    "load_snapshot_file",
     "make_dirs",
     "read_document",
     "read_document_bytes",
+    "read_file",
     "read_snapshot",
     "snapshot_path",
     "stage_snapshot",
@@ -159,7 +161,8 @@ def decode(raw: bytes, where: str) -> Fold:
     return Fold(doc, scores)
 
 
-def _read(path: Path) -> bytes | None:
+def read_file(path: Path) -> bytes | None:
+    """A projection file's bytes; None if it is not there (SnapshotUnavailable if unreadable)."""
     try:
         with open(path, "rb") as f:
             return f.read()
@@ -176,8 +179,12 @@ def read_snapshot(settings: Settings, account: str) -> Fold | None:
 
 def load_snapshot(settings: Settings, account: str) -> tuple[Fold | None, int]:
     """The account's projected Fold (None if it has none) and its snapshot's size."""
-    path = snapshot_path(settings, account)
-    raw = _read(path)
+    return load_snapshot_file(snapshot_path(settings, account))
+
+
+def load_snapshot_file(path: Path) -> tuple[Fold | None, int]:
+    """The Fold a snapshot file holds (None if there is none) and the file's size."""
+    raw = read_file(path)
     return (None, 0) if raw is None else (decode(raw, str(path)), len(raw))
 
 
@@ -187,7 +194,7 @@ def read_document_bytes(settings: Settings, account: str) -> tuple[bytes | None,
     Made for the GET path: embed the bytes with `orjson.Fragment`, nothing is parsed
     unless a client's own `_tradelog` key has to be put back.
     """
-    raw = _read(snapshot_path(settings, account))
+    raw = read_file(snapshot_path(settings, account))
     if raw is None:
         return None, 0
     version = _version(raw)
