@@ -12,6 +12,7 @@ import pytest
 import redis
 from pytest_redis.executor import RedisExecutor
 
+from eventlog import Writer
 from eventlog.settings import Settings, load_settings
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -75,3 +76,15 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
         return load_settings(**overrides)
 
     return make
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    """File-only settings in the test's temp dir (modules needing others override it)."""
+    return make_settings()
+
+
+@pytest.fixture
+def writer(settings: Settings) -> Iterator[Writer]:
+    with Writer(settings) as w:
+        yield w

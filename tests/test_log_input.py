@@ -9,7 +9,6 @@ legacy sample documents) is accepted and stored exactly as the rules say.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from eventlog.segments import Cursor, partition_dir
 from eventlog.settings import Settings
 from eventlog.writer import Writer
 from tests.conftest import SAMPLES_DIR
+from tests.strategies import OFFER_STATE_NAMES
 
 SAMPLES = sorted(SAMPLES_DIR.glob("*.json"))
 ACCOUNT = "76561199027634480"
@@ -268,17 +268,6 @@ def logged(settings: Settings, account: str = ACCOUNT) -> list[StoredEvent]:
         cursor.close()
 
 
-@pytest.fixture
-def settings(make_settings: Callable[..., Settings]) -> Settings:
-    return make_settings()
-
-
-@pytest.fixture
-def writer(settings: Settings) -> Iterator[Writer]:
-    with Writer(settings) as w:
-        yield w
-
-
 @pytest.mark.parametrize(("account", "kind", "data", "code"), CASES.values(), ids=CASES.keys())
 def test_invalid_input_raises_and_appends_nothing(
     settings: Settings, writer: Writer, account: Any, kind: Any, data: Any, code: str
@@ -322,20 +311,7 @@ def test_invalid_input_names_where(writer: Writer) -> None:
 
 @pytest.mark.parametrize("number", range(1, 12))
 def test_state_numbers_are_stored_as_names(settings: Settings, writer: Writer, number: int) -> None:
-    names = [
-        "Invalid",
-        "Active",
-        "Accepted",
-        "Countered",
-        "Expired",
-        "Canceled",
-        "Declined",
-        "InvalidItems",
-        "CreatedNeedsConfirmation",
-        "CanceledBySecondFactor",
-        "InEscrow",
-    ]
-    name = names[number - 1]
+    name = OFFER_STATE_NAMES[number - 1]
     writer.append(ACCOUNT, OFFER, offer(state=number, extra={"kept": [number]}))
     writer.append(ACCOUNT, OFFER, offer(state=name))
     writer.append(

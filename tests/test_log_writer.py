@@ -8,7 +8,6 @@ append nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import orjson
@@ -26,17 +25,6 @@ ACCOUNT = "76561199027634480"
 FRIEND_A = "76561198123456789"
 FRIEND_B = "76561198123561518"
 FRIEND_C = "76561198000000042"
-
-
-@pytest.fixture
-def settings(make_settings: Callable[..., Settings]) -> Settings:
-    return make_settings()
-
-
-@pytest.fixture
-def writer(settings: Settings) -> Iterator[Writer]:
-    with Writer(settings) as w:
-        yield w
 
 
 def pdir(settings: Settings, account: str = ACCOUNT) -> Path:
