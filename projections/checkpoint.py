@@ -34,7 +34,7 @@ from eventlog.records import StoredEvent
 from eventlog.segments import log_end, log_ends
 from eventlog.settings import Settings
 
-from .snapshots import fsync_dir, make_dirs, read_file, write_atomic
+from .atomic import fsync_dir, make_dirs, read_file, write_atomic
 
 __all__ = [
     "Checkpoint",

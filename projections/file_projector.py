@@ -3,7 +3,8 @@
 It needs no Redis, so phase-1 reads never depend on it. A step takes the events
 available (round-robin over partitions), folds them into the touched accounts'
 Folds (kept in a bounded LRU cache, loaded from the snapshot on a miss), writes
-each touched account's snapshot once (temp file, fsync, rename), rings
+each touched account's snapshot once (atomic.py: a temp file or the account's
+spare, made durable, put in place), rings
 `progress` as soon as they are in place, then syncs their directory and writes
 the checkpoint. Every snapshot carries its version, so events at or below it are
 skipped: a crash anywhere only causes redelivery, never a double apply.
@@ -36,7 +37,8 @@ from eventlog.records import StoredEvent
 from eventlog.segments import Cursor, partition_dir
 from eventlog.settings import Settings
 
-from . import syncfs
+from . import fscalls
+from .atomic import Staged, fsync_dir, install, make_dirs
 from .checkpoint import (
     Checkpoint,
     ParkRecord,
@@ -55,14 +57,7 @@ from .file_cache import Cache, Entry
 from .file_parked import reapply_parked
 from .fold import Fold, apply
 from .gcpause import paused
-from .snapshots import (
-    fsync_dir,
-    install_snapshot,
-    load_snapshot,
-    make_dirs,
-    stage_snapshot,
-    write_snapshot,
-)
+from .snapshots import load_snapshot, stage_snapshot, write_snapshot
 
 __all__ = ["FileProjector", "parked", "progress", "reapply_parked"]
 
@@ -72,6 +67,7 @@ log = logging.getLogger("tradelog.projector.file")
 # a few thousand busy accounts hot and the projector's RSS bounded however long the log.
 CACHE_BYTES = 128 << 20
 WRITERS = 8  # parallel snapshot writes: the disk merges concurrent fsyncs
+POOL_FILES = 64  # a batch of fewer snapshots is written in this thread
 STEP_BYTES = 64 << 20  # log bytes one step reads at most, whatever its event limit
 
 
@@ -82,9 +78,9 @@ class _Batch:
     folds: dict[str, Fold]
     parks: set[str]
     positions: dict[int, int]
-    futures: list[Future[int]] = field(default_factory=list)
+    futures: list[Future[tuple[Staged, int]]] = field(default_factory=list)
     sizes: dict[str, int] = field(default_factory=dict)
-    staged: bool = False  # its snapshots wait, unsynced, in temp files (see _install)
+    staged: list[Staged] = field(default_factory=list)  # written, unsynced (see _install)
     rung: bool = False  # its progress is announced
 
 
@@ -103,6 +99,8 @@ class FileProjector:
         self.settings = settings
         self.freeze_gc = freeze_gc
         self.sync = settings.fsync != "off"
+        # Without syncfs each staged file is fsynced on its own before it is installed.
+        self._fsync_each = self.sync and not fscalls.available()
         check_partitions(settings)
         self._lock_fd = lock_projection(settings)
         try:
@@ -240,37 +238,43 @@ class FileProjector:
             return len(events)
 
     def _start(self, batch: _Batch) -> None:
-        write = partial(write_snapshot, self.settings, sync=self.sync)
         items = self._cache.items
-        if self._pool is None or len(batch.folds) < 2:  # one file: no thread hop (live mode)
-            batch.sizes = {a: write(a, f, items[a].memo) for a, f in batch.folds.items()}
+        folds = batch.folds
+        stage = partial(stage_snapshot, self.settings, sync=self._fsync_each)
+        if len(folds) == 1 and self.sync:  # the live case: its own fsync, no filesystem flush
+            write = partial(write_snapshot, self.settings)
+            batch.sizes = {a: write(a, f, items[a].memo) for a, f in folds.items()}
+            self._announce(batch, early=True)
+        elif self._pool is None or len(folds) < POOL_FILES:
+            # A few files: written here (a thread hop costs more than overwriting a spare),
+            # made durable together, put in place, rung at once.
+            written = [stage(a, f, items[a].memo) for a, f in folds.items()]
+            batch.staged = [staged for staged, _ in written]
+            batch.sizes = dict(zip(folds, (size for _, size in written), strict=True))
+            self._install(batch)
             self._announce(batch, early=True)
         else:
-            # Many files: one filesystem flush for all of them instead of an fsync each.
-            batch.staged = self.sync and syncfs.available()
-            if batch.staged:
-                write = partial(stage_snapshot, self.settings)
-            batch.futures = [
-                self._pool.submit(write, a, f, items[a].memo) for a, f in batch.folds.items()
-            ]
+            # Many files: written by the pool while the next batch is folded.
+            pool = self._pool
+            batch.futures = [pool.submit(stage, a, f, items[a].memo) for a, f in folds.items()]
         self._flight = batch
         # Accounts being written stay cached: reading their snapshot now would see the old one.
-        self._cache.trim(keep=batch.folds)
+        self._cache.trim(keep=folds)
 
     def _finish(self) -> None:
         """Make the batch in flight durable and checkpoint it (its progress is rung by then)."""
         batch, self._flight = self._flight, None
         if batch is None:
             return
-        sizes = batch.sizes or dict(
-            zip(batch.folds, (f.result() for f in batch.futures), strict=True)
-        )
-        if batch.staged:
+        if batch.futures:
+            written = [f.result() for f in batch.futures]
+            batch.staged = [staged for staged, _ in written]
+            batch.sizes = dict(zip(batch.folds, (size for _, size in written), strict=True))
             self._install(batch)
         self._announce(batch, early=True)
         if self.sync and batch.folds:
             fsync_dir(self.settings.snapshot_dir)
-        for account, size in sizes.items():
+        for account, size in batch.sizes.items():
             self._cache.resize(account, size)
         write_park(self.settings, [self.parks[a] for a in sorted(batch.parks)], sync=self.sync)
         self.positions = batch.positions
@@ -278,14 +282,15 @@ class FileProjector:
         self._announce(batch)
 
     def _install(self, batch: _Batch) -> None:
-        """Make every staged temp file durable with one syncfs, then rename each in place:
-        as with an fsync per file, no snapshot is replaced by one that is not on disk."""
-        try:
-            syncfs.syncfs(self.settings.snapshot_dir)
-        except OSError as e:
-            raise SnapshotUnavailable(f"cannot sync {self.settings.snapshot_dir}: {e}") from e
-        for account in batch.folds:
-            install_snapshot(self.settings, account)
+        """Make every staged file durable with one syncfs, then put each in place: as
+        with an fsync per file, no snapshot is replaced by one that is not on disk."""
+        if self.sync and not self._fsync_each and batch.staged:
+            try:
+                fscalls.syncfs(self.settings.snapshot_dir)
+            except OSError as e:
+                raise SnapshotUnavailable(f"cannot sync {self.settings.snapshot_dir}: {e}") from e
+        for staged in batch.staged:
+            install(staged)
 
     def _announce(self, batch: _Batch, early: bool = False) -> None:
         """Ring the batch's progress once its snapshots are in place.

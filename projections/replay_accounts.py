@@ -22,13 +22,14 @@ from eventlog.records import partition_of
 from eventlog.segments import log_ends
 from eventlog.settings import Settings
 
+from .atomic import fsync_dir
 from .checkpoint import check_partitions, lock_projection, read_park, remove_park
 from .redis_applier import RedisApplier
 from .redis_scripts import Scripts
 from .replay_files import written_by_projector
 from .replay_fold import Folded, fold_log
 from .replay_redis import redis_client, replace_account
-from .snapshots import fsync_dir, snapshot_path, write_snapshots
+from .snapshots import snapshot_path, write_snapshots
 
 __all__ = ["AccountResult", "replay_accounts"]
 

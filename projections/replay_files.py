@@ -17,10 +17,11 @@ import orjson
 from eventlog._exceptions import SnapshotUnavailable
 from eventlog.settings import Settings
 
+from .atomic import fsync_dir, make_dirs, write_atomic
 from .checkpoint import ParkRecord, now_ms, write_park
 from .fold import Fold
 from .replay_fold import Poisoned
-from .snapshots import encode, fsync_dir, make_dirs, write_atomic
+from .snapshots import encode
 
 __all__ = [
     "held_version",

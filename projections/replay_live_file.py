@@ -191,8 +191,9 @@ def _switch_paused(
         now = log_ends(settings)
         _catch_up(settings, fresh, start, now, lambda a: held_version(old_dir / f"{a}.json"))
         for name in os.listdir(old_dir):
-            if name.startswith(".") and name.endswith(f".{pid}.tmp"):
-                # Written but not yet renamed: its rename must land in the new copy.
+            if name.startswith(".") and name.endswith((f".{pid}.tmp", ".spare")):
+                # Maybe written but not yet put in place: its rename (or its exchange,
+                # for a spare) must land in the new copy.
                 with contextlib.suppress(FileExistsError, FileNotFoundError):
                     os.link(old_dir / name, fresh / name)
         _carry_foreign(old_dir, fresh)

@@ -15,8 +15,6 @@ so the version and the reserved block are found by searching from the end.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
 from collections.abc import Iterable
 from concurrent.futures import Executor
@@ -25,9 +23,10 @@ from typing import Any
 
 import orjson
 
-from eventlog._exceptions import CorruptSnapshot, SnapshotUnavailable
+from eventlog._exceptions import CorruptSnapshot
 from eventlog.settings import Settings
 
+from .atomic import Staged, fsync_dir, make_dirs, read_file, stage, write_atomic
 from .fold import Fold, offer_score
 
 __all__ = [
@@ -35,18 +34,13 @@ __all__ = [
     "ScoreMemo",
     "decode",
     "encode",
-    "fsync_dir",
-    "install_snapshot",
     "load_snapshot",
     "load_snapshot_file",
-    "make_dirs",
     "read_document",
     "read_document_bytes",
-    "read_file",
     "read_snapshot",
     "snapshot_path",
     "stage_snapshot",
-    "write_atomic",
     "write_snapshot",
     "write_snapshots",
 ]
@@ -161,17 +155,6 @@ def decode(raw: bytes, where: str) -> Fold:
     return Fold(doc, scores)
 
 
-def read_file(path: Path) -> bytes | None:
-    """A projection file's bytes; None if it is not there (SnapshotUnavailable if unreadable)."""
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except FileNotFoundError:
-        return None
-    except OSError as e:
-        raise SnapshotUnavailable(f"cannot read {path}: {e}") from e
-
-
 def read_snapshot(settings: Settings, account: str) -> Fold | None:
     """The account's projected Fold; None if it has no snapshot (nothing applied yet)."""
     return load_snapshot(settings, account)[0]
@@ -222,75 +205,6 @@ def read_document(settings: Settings, account: str) -> tuple[dict[str, Any] | No
     return doc, version
 
 
-def fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError as e:
-        raise SnapshotUnavailable(f"cannot fsync directory {path}: {e}") from e
-
-
-def make_dirs(path: Path, *, sync: bool = True) -> None:
-    """Create `path` (and parents) if missing, its new entry durable in its parent."""
-    if path.is_dir():
-        return
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise SnapshotUnavailable(f"cannot create {path}: {e}") from e
-    if sync:
-        fsync_dir(path.parent)
-
-
-def write_atomic(path: Path, data: bytes, *, sync: bool = True) -> None:
-    """Replace `path` with `data`: temp file in the same dir, fsync, rename.
-
-    The directory is not synced here: callers sync it once for a whole batch.
-    """
-    install(stage(path, data, sync=sync), path)
-
-
-def stage(path: Path, data: bytes, *, sync: bool = False) -> Path:
-    """Write `data` to `path`'s temp file (fsynced if `sync`); return the temp file.
-
-    Unsynced, it must be made durable (syncfs) before it is installed.
-    """
-    tmp = _temp_of(path)
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            if sync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError as e:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise SnapshotUnavailable(f"cannot write {path}: {e}") from e
-    return tmp
-
-
-def _temp_of(path: Path) -> Path:
-    # Named after this process: a crash leaves it for sweep_temp_files, never half-read.
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
-
-
-def install(tmp: Path, path: Path) -> None:
-    """Rename a staged temp file over `path`."""
-    try:
-        os.replace(tmp, path)
-    except OSError as e:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise SnapshotUnavailable(f"cannot write {path}: {e}") from e
-
-
 def write_snapshots(
     settings: Settings,
     folds: Iterable[tuple[str, Fold]],
@@ -315,18 +229,16 @@ def write_snapshots(
 
 
 def stage_snapshot(
-    settings: Settings, account: str, fold: Fold, memo: ScoreMemo | None = None
-) -> int:
-    """Write one snapshot's temp file, unsynced (see `stage`); return its size in bytes."""
+    settings: Settings,
+    account: str,
+    fold: Fold,
+    memo: ScoreMemo | None = None,
+    *,
+    sync: bool = False,
+) -> tuple[Staged, int]:
+    """Write one snapshot to be installed (see `atomic.stage`); and its size in bytes."""
     data = encode(fold, memo)
-    stage(snapshot_path(settings, account), data)
-    return len(data)
-
-
-def install_snapshot(settings: Settings, account: str) -> None:
-    """Put a staged snapshot in place (once the filesystem is synced)."""
-    path = snapshot_path(settings, account)
-    install(_temp_of(path), path)
+    return stage(snapshot_path(settings, account), data, sync=sync, spare=True), len(data)
 
 
 def write_snapshot(
@@ -339,5 +251,5 @@ def write_snapshot(
 ) -> int:
     """Write one snapshot durably (not its directory entry); return its size in bytes."""
     data = encode(fold, memo)
-    write_atomic(settings.snapshot_dir / f"{account}.json", data, sync=sync)
+    write_atomic(snapshot_path(settings, account), data, sync=sync, spare=True)
     return len(data)

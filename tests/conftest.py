@@ -88,3 +88,26 @@ def settings(make_settings: Callable[..., Settings]) -> Settings:
 def writer(settings: Settings) -> Iterator[Writer]:
     with Writer(settings) as w:
         yield w
+
+
+@pytest.fixture
+def installs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names files are put in place under, in order: renames and spare exchanges."""
+    import os
+
+    from projections import fscalls
+
+    names: list[str] = []
+    real_replace, real_exchange = os.replace, fscalls.exchange
+
+    def replacing(src: Any, dst: Any) -> None:
+        names.append(Path(dst).name)
+        real_replace(src, dst)
+
+    def exchanging(a: str, b: str) -> None:
+        names.append(Path(b).name)
+        real_exchange(a, b)
+
+    monkeypatch.setattr(os, "replace", replacing)
+    monkeypatch.setattr(fscalls, "exchange", exchanging)
+    return names

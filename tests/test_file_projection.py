@@ -5,6 +5,7 @@ per batch, before the checkpoint; progress and wake-ups work without polling."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import random
@@ -28,6 +29,7 @@ from eventlog.notify import PROGRESS, Bell
 from eventlog.records import StoredEvent
 from eventlog.segments import Cursor, partition_dir
 from eventlog.settings import Settings, load_settings
+from projections import atomic, file_projector, fscalls
 from projections.checkpoint import Checkpoint, progress, read_checkpoint, write_checkpoint
 from projections.daemon import run
 from projections.file_projector import FileProjector, parked
@@ -273,19 +275,12 @@ def test_restart_from_an_old_checkpoint_applies_nothing_twice(
 
 
 def test_each_touched_account_is_written_once_per_batch_then_the_checkpoint(
-    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+    make_settings: Callable[..., Settings], installs: list[str]
 ) -> None:
     s = make_settings()
     append_mixed(s, 300, seed=3)
     projector = FileProjector(s)
-    replaced: list[str] = []
-    real = os.replace
-
-    def counting(src: Any, dst: Any) -> None:
-        replaced.append(Path(dst).name)
-        real(src, dst)
-
-    monkeypatch.setattr(os, "replace", counting)
+    replaced = installs
     try:
         assert projector.step(10_000) == len(log_events(s))
         assert projector.step(10_000) == 0  # finishes the batch in flight
@@ -299,20 +294,13 @@ def test_each_touched_account_is_written_once_per_batch_then_the_checkpoint(
 
 
 def test_small_batches_write_an_account_at_most_once_each(
-    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+    make_settings: Callable[..., Settings], installs: list[str]
 ) -> None:
     s = make_settings()
     append_mixed(s, 200, seed=4)
     projector = FileProjector(s)
     steps = 0
-    replaced: list[str] = []
-    real = os.replace
-
-    def counting(src: Any, dst: Any) -> None:
-        replaced.append(Path(dst).name)
-        real(src, dst)
-
-    monkeypatch.setattr(os, "replace", counting)
+    replaced = installs
     try:
         while projector.step(16):
             steps += 1
@@ -403,27 +391,25 @@ def test_a_step_reads_a_bounded_number_of_bytes(
     assert_matches_fold(s)
 
 
+@pytest.mark.parametrize("pool_files", [2, 64], ids=["by-the-pool", "in-the-loop"])
 def test_a_batch_of_many_snapshots_is_synced_once_before_any_is_renamed(
-    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+    make_settings: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
+    installs: list[str],
+    pool_files: int,
 ) -> None:
-    import projections.syncfs as syncfs
-
-    assert syncfs.available()  # Linux: the one-flush path is the one taken
+    monkeypatch.setattr(file_projector, "POOL_FILES", pool_files)
+    assert fscalls.available()  # Linux: the one-flush path is the one taken
     s = make_settings(fsync="always")
     append_mixed(s, 120, seed=5)
-    steps: list[str] = []
-    real_replace, real_syncfs = os.replace, syncfs.syncfs
-
-    def replacing(src: Any, dst: Any) -> None:
-        steps.append(Path(dst).name)
-        real_replace(src, dst)
+    steps = installs
+    real_syncfs = fscalls.syncfs
 
     def syncing(directory: Path) -> None:
         steps.append("syncfs")
         real_syncfs(directory)
 
-    monkeypatch.setattr(os, "replace", replacing)
-    monkeypatch.setattr(syncfs, "syncfs", syncing)
+    monkeypatch.setattr(fscalls, "syncfs", syncing)
     projector = FileProjector(s)
     try:
         assert projector.step(10_000) == len(log_events(s))
@@ -438,3 +424,28 @@ def test_a_batch_of_many_snapshots_is_synced_once_before_any_is_renamed(
 
     with pytest.raises(OSError):
         real_syncfs(s.snapshot_dir / "missing")
+
+
+def test_snapshots_rewritten_through_their_spares_stay_exact(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(atomic, "SPARE_REST_S", 0.0)  # every rewrite overwrites a spare
+    s = make_settings()
+    append_mixed(s, 240, seed=6)
+    projector = FileProjector(s)
+    inodes: dict[str, set[int]] = {a: set() for a in ACCOUNTS}
+    try:
+        while projector.step(7):
+            for a in ACCOUNTS:
+                with contextlib.suppress(FileNotFoundError):
+                    inodes[a].add(snapshot_path(s, a).stat().st_ino)
+    finally:
+        projector.close()
+    assert_matches_fold(s)
+    names = os.listdir(s.snapshot_dir)
+    assert sorted(n for n in names if n.endswith(".spare")) == sorted(
+        f".{a}.json.spare" for a in ACCOUNTS
+    )
+    assert not [n for n in names if n.endswith(".tmp")]
+    # The first write's inode and the spare's take turns: no third one is ever made.
+    assert all(len(seen) == 2 for seen in inodes.values())

@@ -1,0 +1,172 @@
+"""Files replaced whole or not at all, and never torn under a reader.
+
+Every projection file is written the classic way: a temp file in the same
+directory, made durable, renamed over the target; a crash leaves the old file or
+the new one. For a file rewritten again and again (a snapshot) creating the temp
+inode and freeing the replaced one are most of the cost: journal work that
+waits on every other fsync of the filesystem. So such a file keeps a **spare**,
+`.<name>.spare`: the inode its previous version lived in, overwritten in place
+and then swapped with the target by one atomic exchange (fscalls.exchange). No
+inode is created or freed; the old version becomes the next spare.
+
+A reader that opened the target just before an exchange still holds the spare's
+inode. A spare is therefore overwritten only once it has been out of place for
+`SPARE_REST_S` (its ctime says when it was exchanged); until then the temp file
+is used. `read_file` also reads again if the file changed while it was read.
+Where exchange is not available the temp file is always used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from eventlog._exceptions import SnapshotUnavailable
+
+from . import fscalls
+
+__all__ = ["Staged", "fsync_dir", "install", "make_dirs", "read_file", "stage", "write_atomic"]
+
+SPARE_REST_S = 1.0
+_READS = 8  # reads of a file that keeps changing under the reader before giving up
+_UNSUPPORTED = (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV)
+_exchanging = fscalls.can_exchange()
+
+
+@dataclass(frozen=True, slots=True)
+class Staged:
+    """A written file waiting to be put in place."""
+
+    tmp: str
+    path: str
+    swap: bool  # the spare: exchanged with the target (which becomes the spare)
+
+
+def stage(path: Path | str, data: bytes, *, sync: bool = False, spare: bool = False) -> Staged:
+    """Write `data` where it waits to replace `path` (fsynced if `sync`).
+
+    Unsynced, it must be made durable (fscalls.syncfs) before it is installed.
+    `spare`: overwrite the target's spare if it has rested (see the module doc).
+    """
+    target = os.fspath(path)
+    head, name = os.path.split(target)
+    fd = -1
+    tmp = ""
+    try:
+        if spare and _exchanging:
+            tmp = os.path.join(head, f".{name}.spare")
+            fd = _open_spare(tmp, target)
+        swap = fd >= 0
+        if not swap:
+            # Named after this process: a crash leaves it for sweep_temp_files.
+            tmp = os.path.join(head, f".{name}.{os.getpid()}.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            view = memoryview(data)
+            done = 0
+            while done < len(view):
+                done += os.pwrite(fd, view[done:], done)
+            if swap and os.fstat(fd).st_size > len(view):
+                os.ftruncate(fd, len(view))
+            if sync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        if tmp and not tmp.endswith(".spare"):
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        raise SnapshotUnavailable(f"cannot write {target}: {e}") from e
+    return Staged(tmp, target, swap)
+
+
+def _open_spare(spare: str, target: str) -> int:
+    """The spare opened for overwriting; -1 if it may still be read, or if there is no
+    target to exchange with (a first write)."""
+    try:
+        fd = os.open(spare, os.O_WRONLY)
+    except FileNotFoundError:
+        if not os.path.exists(target):
+            return -1
+        return os.open(spare, os.O_WRONLY | os.O_CREAT, 0o644)
+    st = os.fstat(fd)
+    if st.st_size and time.time() - st.st_ctime < SPARE_REST_S:
+        os.close(fd)
+        return -1
+    return fd
+
+
+def install(staged: Staged) -> None:
+    """Put a staged file in place: exchange the spare with the target, or rename the temp."""
+    global _exchanging
+    try:
+        if staged.swap and _exchanging:
+            try:
+                fscalls.exchange(staged.tmp, staged.path)
+                return
+            except OSError as e:
+                if e.errno in _UNSUPPORTED:
+                    _exchanging = False  # this filesystem cannot: temp files from now on
+                elif e.errno != errno.ENOENT:  # ENOENT: the target went; the rename puts it back
+                    raise
+        os.replace(staged.tmp, staged.path)
+    except OSError as e:
+        if not staged.swap:
+            with contextlib.suppress(OSError):
+                os.unlink(staged.tmp)
+        raise SnapshotUnavailable(f"cannot write {staged.path}: {e}") from e
+
+
+def write_atomic(path: Path, data: bytes, *, sync: bool = True, spare: bool = False) -> None:
+    """Replace `path` with `data` durably (stage with fsync, install).
+
+    The directory is not synced here: callers sync it once for a whole batch.
+    """
+    install(stage(path, data, sync=sync, spare=spare))
+
+
+def read_file(path: Path) -> bytes | None:
+    """A projection file's bytes; None if it is not there (SnapshotUnavailable if unreadable).
+
+    A file that changed while it was read (a spare overwritten under a slow reader) is
+    read again from its name.
+    """
+    try:
+        for _ in range(_READS):
+            with open(path, "rb") as f:
+                before = os.fstat(f.fileno()).st_mtime_ns
+                data = f.read()
+                if os.fstat(f.fileno()).st_mtime_ns == before:
+                    return data
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise SnapshotUnavailable(f"cannot read {path}: {e}") from e
+    raise SnapshotUnavailable(f"cannot read {path}: it kept changing while it was read")
+
+
+def fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise SnapshotUnavailable(f"cannot fsync directory {path}: {e}") from e
+
+
+def make_dirs(path: Path, *, sync: bool = True) -> None:
+    """Create `path` (and parents) if missing, its new entry durable in its parent."""
+    if path.is_dir():
+        return
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SnapshotUnavailable(f"cannot create {path}: {e}") from e
+    if sync:
+        fsync_dir(path.parent)

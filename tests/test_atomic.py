@@ -1,0 +1,113 @@
+"""Atomic replacement of projection files: temp files, spares exchanged in place, reads."""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import os
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from eventlog._exceptions import SnapshotUnavailable
+from projections import atomic, fscalls
+
+
+def write(path: Path, data: bytes) -> None:
+    atomic.write_atomic(path, data, spare=True)
+
+
+def spare_of(path: Path) -> Path:
+    return path.with_name(f".{path.name}.spare")
+
+
+def test_a_rested_spare_is_overwritten_in_place_and_swapped_with_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, installs: list[str]
+) -> None:
+    assert fscalls.can_exchange()  # Linux with glibc: the spare path is the one taken
+    monkeypatch.setattr(atomic, "SPARE_REST_S", 0.0)
+    path = tmp_path / "x.json"
+    write(path, b"one")  # a first write: nothing to exchange with, a temp file
+    first = path.stat().st_ino
+    assert not spare_of(path).exists()
+    write(path, b"two")  # the spare is made, and takes the old version
+    second = path.stat().st_ino
+    assert second != first and spare_of(path).stat().st_ino == first
+    assert spare_of(path).read_bytes() == b"one"
+    write(path, b"three, longer")  # no new inode from now on: the two take turns
+    assert (path.stat().st_ino, spare_of(path).stat().st_ino) == (first, second)
+    write(path, b"4")  # shorter than what the spare held: cut to length
+    assert (path.stat().st_ino, spare_of(path).stat().st_ino) == (second, first)
+    assert path.read_bytes() == b"4" and spare_of(path).read_bytes() == b"three, longer"
+    assert installs == ["x.json"] * 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".x.json.spare", "x.json"]
+
+
+def test_a_spare_still_resting_is_left_to_its_readers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(atomic, "SPARE_REST_S", 3600.0)
+    path = tmp_path / "x.json"
+    write(path, b"one")
+    write(path, b"two")  # an empty new spare has no reader: used at once
+    held = spare_of(path).stat()
+    write(path, b"three")  # the spare was in place a moment ago: a temp file instead
+    assert path.read_bytes() == b"three"
+    after = spare_of(path).stat()
+    assert (after.st_ino, after.st_mtime_ns) == (held.st_ino, held.st_mtime_ns)
+    assert spare_of(path).read_bytes() == b"one"
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_filesystem_that_cannot_exchange_gets_renames(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(atomic, "SPARE_REST_S", 0.0)
+    monkeypatch.setattr(atomic, "_exchanging", True)
+
+    def refuse(a: str, b: str) -> None:
+        raise OSError(errno.EINVAL, "exchange not supported")
+
+    monkeypatch.setattr(fscalls, "exchange", refuse)
+    path = tmp_path / "x.json"
+    write(path, b"one")
+    write(path, b"two")  # staged in the spare, then renamed over the file instead
+    assert path.read_bytes() == b"two" and not spare_of(path).exists()
+    assert atomic._exchanging is False
+    write(path, b"three")
+    assert path.read_bytes() == b"three"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.json"]
+
+
+def test_a_failed_write_leaves_the_file_as_it_was(tmp_path: Path) -> None:
+    path = tmp_path / "x.json"
+    write(path, b"one")
+    with pytest.raises(SnapshotUnavailable, match="cannot write"):
+        atomic.write_atomic(tmp_path / "missing" / "y.json", b"two")
+    assert path.read_bytes() == b"one"
+
+
+def test_a_file_that_changed_while_it_was_read_is_read_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "x.json"
+    path.write_bytes(b"{}")
+    mtimes = iter([1, 2, 3, 3])  # moved during the first read, still during the second
+    calls: list[int] = []
+
+    def fstat(fd: int) -> Any:
+        calls.append(fd)
+        return SimpleNamespace(st_mtime_ns=next(mtimes))
+
+    monkeypatch.setattr(os, "fstat", fstat)
+    assert atomic.read_file(path) == b"{}"
+    assert len(calls) == 4
+
+    ticks = itertools.count()
+    monkeypatch.setattr(os, "fstat", lambda fd: SimpleNamespace(st_mtime_ns=next(ticks)))
+    with pytest.raises(SnapshotUnavailable, match="kept changing"):
+        atomic.read_file(path)
+    monkeypatch.undo()
+    assert atomic.read_file(tmp_path / "absent.json") is None
