@@ -126,8 +126,6 @@ class _Partition:
             self._reset()
             self._settle([(job, e) for job in batch])
             return
-        if events:
-            self.w.ringer.ring()
         answers: list[tuple[Job, Any]] = []
         for job, outcome in outcomes:
             if isinstance(outcome, BaseException):
@@ -210,6 +208,8 @@ class _Partition:
                 self.dirty_since = now
             elif now - self.dirty_since >= _BATCH_FSYNC_S:
                 self._sync_dirty()
+        # The file projector reads the file: it starts on the batch while the stream is written.
+        self.w.ringer.ring()
         return self._to_stream(events[0].offset, [values for _, values in encoded])
 
     def _to_stream(self, first: int, entries: list[list[bytes | str]]) -> bool:
