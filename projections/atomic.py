@@ -57,9 +57,10 @@ def stage(path: Path | str, data: bytes, *, sync: bool = False, spare: bool = Fa
     fd = -1
     tmp = ""
     try:
+        held = 0
         if spare and _exchanging:
             tmp = os.path.join(head, f".{name}.spare")
-            fd = _open_spare(tmp, target)
+            fd, held = _open_spare(tmp, target)
         swap = fd >= 0
         if not swap:
             # Named after this process: a crash leaves it for sweep_temp_files.
@@ -70,7 +71,7 @@ def stage(path: Path | str, data: bytes, *, sync: bool = False, spare: bool = Fa
             done = 0
             while done < len(view):
                 done += os.pwrite(fd, view[done:], done)
-            if swap and os.fstat(fd).st_size > len(view):
+            if held > len(view):
                 os.ftruncate(fd, len(view))
             if sync:
                 os.fsync(fd)
@@ -84,20 +85,20 @@ def stage(path: Path | str, data: bytes, *, sync: bool = False, spare: bool = Fa
     return Staged(tmp, target, swap)
 
 
-def _open_spare(spare: str, target: str) -> int:
-    """The spare opened for overwriting; -1 if it may still be read, or if there is no
-    target to exchange with (a first write)."""
+def _open_spare(spare: str, target: str) -> tuple[int, int]:
+    """The spare opened for overwriting, and its size; fd -1 if it may still be read,
+    or if there is no target to exchange with (a first write)."""
     try:
         fd = os.open(spare, os.O_WRONLY)
     except FileNotFoundError:
         if not os.path.exists(target):
-            return -1
-        return os.open(spare, os.O_WRONLY | os.O_CREAT, 0o644)
+            return -1, 0
+        return os.open(spare, os.O_WRONLY | os.O_CREAT, 0o644), 0
     st = os.fstat(fd)
     if st.st_size and time.time() - st.st_ctime < SPARE_REST_S:
         os.close(fd)
-        return -1
-    return fd
+        return -1, 0
+    return fd, st.st_size
 
 
 def install(staged: Staged) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Container
 from dataclasses import dataclass, field
 
 from .fold import Fold
-from .snapshots import ScoreMemo
+from .snapshots import Memo
 
 __all__ = ["Cache", "Entry"]
 
@@ -24,7 +24,7 @@ __all__ = ["Cache", "Entry"]
 class Entry:
     fold: Fold | None  # None: the account has no snapshot yet
     size: int  # bytes of its last snapshot (a guess until it is written)
-    memo: ScoreMemo = field(default_factory=dict)
+    memo: Memo = field(default_factory=Memo)
 
 
 class Cache:

