@@ -4,10 +4,11 @@ It needs no Redis, so phase-1 reads never depend on it. A step takes the events
 available (round-robin over partitions), folds them into the touched accounts'
 Folds (kept in a bounded LRU cache, loaded from the snapshot on a miss), writes
 each touched account's snapshot once (atomic.py: a temp file or the account's
-spare, made durable, put in place), rings
-`progress` as soon as they are in place, then syncs their directory and writes
-the checkpoint. Every snapshot carries its version, so events at or below it are
-skipped: a crash anywhere only causes redelivery, never a double apply.
+spare, made durable, put in place) and rings `progress` as soon as they are in
+place. Then their directory is synced and the checkpoint written: at most every
+SAVE_EVERY_S while events keep coming, at once when they stop. Every snapshot
+carries its version, so events at or below it are skipped: a crash anywhere
+only causes redelivery, never a double apply.
 
 An account whose event cannot be applied (the fold raises, its version leaves
 a gap, its snapshot is unreadable) is parked: its later events wait, in order,
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -68,6 +70,9 @@ log = logging.getLogger("tradelog.projector.file")
 CACHE_BYTES = 128 << 20
 WRITERS = 8  # parallel snapshot writes: the disk merges concurrent fsyncs
 POOL_FILES = 64  # a batch of fewer snapshots is written in this thread
+SAVE_EVERY_S = 0.05  # checkpoints while busy, at most
+SAVE_IDLE_S = 0.005  # how long an idle projector waits for more before its checkpoint
+_SAVED = float("inf")  # _unsaved_since when everything in place is checkpointed
 STEP_BYTES = 64 << 20  # log bytes one step reads at most, whatever its event limit
 
 
@@ -124,6 +129,8 @@ class FileProjector:
         self._cache = Cache(cache_bytes)
         self._pool = ThreadPoolExecutor(writers, "tradelog-snapshot") if writers > 1 else None
         self._flight: _Batch | None = None
+        self._unsaved_since = _SAVED  # when the positions first moved past the checkpoint
+        self._dir_dirty = False  # snapshots renamed since the directory was last synced
         self.applied = self.skipped = self.parked_events = 0
 
     def _cursor(self, p: int) -> Cursor:
@@ -218,9 +225,9 @@ class FileProjector:
 
         The fold is Python (one core), the writes are mostly kernel work (the other):
         batch N+1 is folded while batch N's files go to disk, then N is finished
-        (directory synced, checkpoint, progress rung) and N+1's writes start. A
-        step that finds nothing finishes the batch in flight: burst mode and the
-        daemon's idle wait never leave one behind.
+        (its files in place, progress rung) and N+1's writes start. A step that
+        finds nothing finishes the batch in flight: burst mode and the daemon's
+        idle wait never leave one behind. The checkpoint follows (see `_save`).
         """
         with paused(self.freeze_gc):
             events = self._take(max(1, max_events))
@@ -235,12 +242,15 @@ class FileProjector:
                 batch.positions[event.partition] = event.offset + 1
             self._finish()
             self._start(batch)
+            if time.monotonic() - self._unsaved_since >= SAVE_EVERY_S:
+                self._save()
             return len(events)
 
     def _start(self, batch: _Batch) -> None:
         items = self._cache.items
         folds = batch.folds
         stage = partial(stage_snapshot, self.settings, sync=self._fsync_each)
+        self._dir_dirty |= bool(folds)
         if len(folds) == 1 and self.sync:  # the live case: its own fsync, no filesystem flush
             write = partial(write_snapshot, self.settings)
             batch.sizes = {a: write(a, f, items[a].memo) for a, f in folds.items()}
@@ -265,7 +275,7 @@ class FileProjector:
         self._cache.trim(keep=folds)
 
     def _finish(self) -> None:
-        """Make the batch in flight durable and checkpoint it (its progress is rung by then)."""
+        """Put the batch in flight in place and ring its progress; it is checkpointed later."""
         batch, self._flight = self._flight, None
         if batch is None:
             return
@@ -275,14 +285,31 @@ class FileProjector:
             batch.sizes = dict(zip(batch.folds, (size for _, size in written), strict=True))
             self._install(batch)
         self._announce(batch, early=True)
-        if self.sync and batch.folds:
-            fsync_dir(self.settings.snapshot_dir)
         for account, size in batch.sizes.items():
             self._cache.resize(account, size)
-        write_park(self.settings, [self.parks[a] for a in sorted(batch.parks)], sync=self.sync)
-        self.positions = batch.positions
-        self._write_checkpoint()
+        if batch.parks:
+            # Its accounts' earlier events are skipped as waiting after a crash: the
+            # snapshots they reached must be durable before the dead-letter records.
+            self._sync_dir()
+            parks = [self.parks[a] for a in sorted(batch.parks)]
+            write_park(self.settings, parks, sync=self.sync)
+        if self.positions != batch.positions:
+            self.positions = batch.positions
+            self._unsaved_since = min(self._unsaved_since, time.monotonic())
         self._announce(batch)
+
+    def _save(self) -> None:
+        """Checkpoint what is in place, its directory synced first so that the renames the
+        checkpoint counts on are durable. While events keep coming, once per
+        `SAVE_EVERY_S` at most: each sync waits on the journal the writers' fsyncs share."""
+        if self._unsaved_since != _SAVED:
+            self._sync_dir()
+            self._write_checkpoint()
+
+    def _sync_dir(self) -> None:
+        if self.sync and self._dir_dirty:
+            fsync_dir(self.settings.snapshot_dir)
+        self._dir_dirty = False
 
     def _install(self, batch: _Batch) -> None:
         """Make every staged file durable with one syncfs, then put each in place: as
@@ -313,11 +340,17 @@ class FileProjector:
     def _write_checkpoint(self) -> None:
         cp = Checkpoint(dict(self.positions), now_ms(), os.getpid())
         write_checkpoint(self.settings, cp, sync=self.sync)
+        self._unsaved_since = _SAVED
 
     def idle(self, timeout: float) -> None:
+        if self._unsaved_since != _SAVED:  # checkpoint, unless more work comes at once
+            if self.bell.wait(min(timeout, SAVE_IDLE_S)):
+                return
+            self._save()
         self.bell.wait(timeout)
 
     def heartbeat(self) -> None:
+        self._sync_dir()
         self._write_checkpoint()
 
     def summary(self) -> str:
@@ -330,6 +363,7 @@ class FileProjector:
     def close(self) -> None:
         try:
             self._finish()
+            self._save()
         finally:
             self._release()
 

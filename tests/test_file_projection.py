@@ -307,9 +307,35 @@ def test_small_batches_write_an_account_at_most_once_each(
     finally:
         projector.close()
     counts = Counter(replaced)
-    assert counts["file.json"] == steps
+    assert counts["file.json"] >= 1 and replaced[-1] == "file.json"
     assert all(counts[f"{a}.json"] <= steps for a in ACCOUNTS)
     assert sum(counts[f"{a}.json"] for a in ACCOUNTS) < len(log_events(s)) // 2  # batching
+    assert_matches_fold(s)
+
+
+@pytest.mark.parametrize("every_s", [0.0, 3600.0])
+def test_the_checkpoint_follows_the_batches_in_place_at_most_every_interval(
+    make_settings: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
+    installs: list[str],
+    every_s: float,
+) -> None:
+    monkeypatch.setattr(file_projector, "SAVE_EVERY_S", every_s)
+    s = make_settings()
+    append_mixed(s, 120, seed=8)
+    projector = FileProjector(s)
+    steps = 0
+    try:
+        while projector.step(16):
+            steps += 1
+        # Busy, each step checkpoints the batches before it (or none, at a long interval).
+        assert installs.count("file.json") == (steps - 1 if every_s == 0 else 0)
+        projector.idle(0.05)  # nothing comes: everything in place is checkpointed
+        assert installs[-1] == "file.json"
+        assert read_checkpoint(s).positions == projector.positions
+    finally:
+        projector.close()
+    assert read_checkpoint(s).positions == {p: o for p, o in progress(s)["ends"].items()}
     assert_matches_fold(s)
 
 
