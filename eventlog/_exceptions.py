@@ -23,6 +23,7 @@ __all__ = [
     "RedisUnavailable",
     "SettingsError",
     "SnapshotUnavailable",
+    "StreamDamaged",
     "StreamMismatch",
     "TradelogError",
     "Unauthorized",
@@ -93,6 +94,20 @@ class StreamMismatch(TradelogError):
         self.partition = partition
         self.expected_top = expected_top
         self.actual_top = actual_top
+
+
+class StreamDamaged(TradelogError):
+    """Raised when a stream cannot take the log's next entries: entries at its end were deleted."""
+
+    def __init__(self, partition: int, key: str, top: int) -> None:
+        super().__init__(
+            f"the stream {key} (partition {partition}) ends at offset {top}, but entries after "
+            "it were deleted and Redis never reuses a stream's IDs: delete the key, then run "
+            "`tradelog relay --until-caught-up` to copy the partition again from the file log"
+        )
+        self.partition = partition
+        self.key = key
+        self.top = top
 
 
 class ProjectionGap(TradelogError):

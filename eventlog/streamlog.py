@@ -17,7 +17,7 @@ from redis.exceptions import NoScriptError
 
 from lua import source
 
-from ._exceptions import RedisUnavailable, StreamMismatch
+from ._exceptions import RedisUnavailable, StreamDamaged, StreamMismatch
 from .keys import Keys
 from .records import FIELDS, StoredEvent
 
@@ -39,7 +39,11 @@ class StreamLog:
     def append_values(
         self, partition: int, first: int, entries: Sequence[Sequence[bytes | str]]
     ) -> None:
-        """Add encoded entries (StoredEvent.encode values) starting at offset `first`."""
+        """Add encoded entries (StoredEvent.encode values) starting at offset `first`.
+
+        StreamMismatch if the stream does not end right before `first`; StreamDamaged
+        if it does but can never take `first` (entries after it were deleted).
+        """
         if not entries:
             return
         args: list[bytes | str | int] = [first, len(FIELDS)]
@@ -51,6 +55,8 @@ class StreamLog:
         except redis.RedisError as e:
             msg = f"cannot append to the stream of partition {partition}: {e}"
             raise RedisUnavailable(msg) from e
+        if status == 2:
+            raise StreamDamaged(partition, key, int(value))
         if status != 1:
             raise StreamMismatch(partition, first - 1, int(value))
 

@@ -10,7 +10,9 @@
 --
 -- Returns {1, count}   appended;
 --         {0, top}     not appended: the stream ends at offset `top` (-1 when empty),
---                      so the caller must fill the gap first (or is behind).
+--                      so the caller must fill the gap first (or is behind);
+--         {2, top}     not appended: the stream ends at `top` but entries after it were
+--                      deleted by hand, and Redis never gives a stream an ID again.
 local FIELDS = {'id', 'account', 'version', 'partition', 'offset', 'type', 'ts',
                 'data', 'meta', 'schema'}
 local first = tonumber(ARGV[1])
@@ -30,7 +32,17 @@ for i = 3, #ARGV, width do
     entry[2 * j - 1] = FIELDS[j]
     entry[2 * j] = ARGV[i + j - 1]
   end
-  redis.call('XADD', KEYS[1], '0-' .. (first + count + 1), unpack(entry))
+  local id = '0-' .. (first + count + 1)
+  if count == 0 then
+    -- Only the first ID can be refused (at or below the stream's last ID), and then
+    -- nothing has been added yet.
+    local added = redis.pcall('XADD', KEYS[1], id, unpack(entry))
+    if type(added) == 'table' and added.err then
+      return {2, top}
+    end
+  else
+    redis.call('XADD', KEYS[1], id, unpack(entry))
+  end
   count = count + 1
 end
 return {1, count}
