@@ -97,13 +97,12 @@ class StreamMismatch(TradelogError):
 
 
 class StreamDamaged(TradelogError):
-    """Raised when a stream cannot take the log's next entries: entries at its end were deleted."""
+    """Raised when a stream refuses the log's next entries: entries at its end were deleted."""
 
     def __init__(self, partition: int, key: str, top: int) -> None:
         super().__init__(
-            f"the stream {key} (partition {partition}) ends at offset {top}, but entries after "
-            "it were deleted and Redis never reuses a stream's IDs: delete the key, then run "
-            "`tradelog relay --until-caught-up` to copy the partition again from the file log"
+            f"the stream {key} (partition {partition}) ends at offset {top} but its later "
+            "entries were deleted, and its last ID still refuses them"
         )
         self.partition = partition
         self.key = key

@@ -7,9 +7,9 @@ through the same append-if-next script, and so levels the two. Running it
 twice, or beside writers, is harmless: the script refuses anything but the
 next offset.
 
-A stream whose last entries were deleted by hand can never take their IDs again:
-the relay names it and goes on with the other partitions; `--until-caught-up`
-then fails with what to do.
+A stream whose last entries were deleted by hand refuses their IDs (Redis keeps a
+stream's last ID): the relay sets the last ID back to the stream's top and copies
+them again.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ _BATCH = 2000
 class RelayReport:
     copied: dict[int, int] = field(default_factory=dict)  # partition -> entries copied
     behind: dict[int, int] = field(default_factory=dict)  # partition -> entries still missing
-    damaged: dict[int, StreamDamaged] = field(default_factory=dict)  # partitions it cannot level
 
     @property
     def total(self) -> int:
@@ -69,22 +68,22 @@ class Relay:
                 self.stream.append(partition, events)
             except StreamMismatch:
                 continue  # a writer added entries meanwhile: read the top again
+            except StreamDamaged as e:
+                log.warning("%s: the relay sets it back to copy them again", e)
+                self.stream.rewind(partition)
+                continue
             copied += len(events)
         return copied
 
     def run_once(self) -> RelayReport:
         report = RelayReport()
         for p in range(self.settings.partitions):
-            try:
-                report.copied[p] = self.level(p)
-            except StreamDamaged as e:
-                report.damaged[p] = e
+            report.copied[p] = self.level(p)
         return report
 
     def run(self, stop: threading.Event, until_caught_up: bool = False, idle_s: float = 0.2) -> int:
         """Level every partition again and again until `stop` (or once level)."""
         total = 0
-        told: set[int] = set()  # damaged partitions already logged
         while not stop.is_set():
             try:
                 report = self.run_once()
@@ -97,13 +96,7 @@ class Relay:
             total += report.total
             if report.total:
                 log.info("relay copied %d entries", report.total)
-            for p, damage in report.damaged.items():
-                if p not in told:
-                    log.error("relay cannot level partition %d: %s", p, damage)
-            told = set(report.damaged)
             if until_caught_up and not report.total:
-                if report.damaged:
-                    raise next(iter(report.damaged.values()))
                 return total
             if not report.total:
                 stop.wait(idle_s)

@@ -82,6 +82,18 @@ class StreamLog:
         finally:
             pool.release(conn)
 
+    def rewind(self, partition: int) -> None:
+        """Let the stream take the IDs after its top again: XDEL leaves a stream's last ID
+        where it was, and XADD refuses IDs at or below it."""
+        key = self.keys.log(partition)
+        try:
+            client: Any = self.client  # redis-py has no typed XSETID
+            last = client.xrevrange(key, count=1)
+            if client.exists(key):
+                client.execute_command("XSETID", key, last[0][0] if last else "0-0")
+        except redis.RedisError as e:
+            raise RedisUnavailable(f"cannot rewind the stream of partition {partition}: {e}") from e
+
     def top(self, partition: int) -> int:
         """The last offset the stream holds, -1 when it holds none."""
         try:

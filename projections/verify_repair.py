@@ -42,15 +42,14 @@ class RepairReport:
         }
 
 
-def _cut_stream(client: redis.Redis, key: str, offset: int) -> int:
-    """Delete a stream's entries from `offset` on, and let it take entries after its new top
-    again (XDEL leaves the stream's last ID where it was, and XADD refuses lower IDs)."""
+def _cut_stream(stream: StreamLog, partition: int, offset: int) -> int:
+    """Delete a stream's entries from `offset` on, and let it take entries after its new
+    top again."""
+    client, key = stream.client, stream.keys.log(partition)
     deleted = 0
     while rows := cast(Any, client.xrange(key, f"0-{offset + 1}", "+", 1000)):
         deleted += int(client.xdel(key, *[row[0] for row in rows]))
-    top = cast(Any, client.xrevrange(key, "+", "-", 1))
-    if client.exists(key):
-        cast(Any, client).execute_command("XSETID", key, top[0][0] if top else "0-0")
+    stream.rewind(partition)
     return deleted
 
 
@@ -67,11 +66,12 @@ def repair(settings: Settings, report: VerifyReport) -> RepairReport:
         client = redis_client(settings)
         keys = Keys(settings.key_prefix)
         try:
+            stream = StreamLog(client, keys)
             for check in bad:
                 cut = check.divergence["offset"] if check.divergence else check.stream_end
-                deleted = _cut_stream(client, keys.log(check.partition), cut)
+                deleted = _cut_stream(stream, check.partition, cut)
                 out.streams[check.partition] = f"cut {deleted} entries from offset {cut}"
-            out.relayed = Relay(settings, StreamLog(client, keys)).run_once().total
+            out.relayed = Relay(settings, stream).run_once().total
         except redis.RedisError as e:
             out.errors.append(f"streams: {RedisUnavailable(str(e))}")
         except TradelogError as e:
