@@ -96,13 +96,14 @@ class Ringer:
         self._paths: list[str] = []
 
     def _listeners(self) -> list[str]:
+        # A wake-up is best effort: a run dir removed meanwhile means nobody listens.
         try:
             mtime = os.stat(self.dir).st_mtime_ns
+            if mtime != self._mtime:
+                self._paths = [str(self.dir / n) for n in os.listdir(self.dir)]
+                self._mtime = mtime
         except FileNotFoundError:
             return []
-        if mtime != self._mtime:
-            self._mtime = mtime
-            self._paths = [str(self.dir / n) for n in os.listdir(self.dir)]
         return self._paths
 
     def ring(self, payload: bytes = b"1") -> int:

@@ -208,7 +208,8 @@ class _Partition:
                 self.dirty_since = now
             elif now - self.dirty_since >= _BATCH_FSYNC_S:
                 self._sync_dirty()
-        # The file projector reads the file: it starts on the batch while the stream is written.
+        # The file projector reads only the file: it starts on the batch (durable as the
+        # policy makes acks durable) while the stream is written.
         self.w.ringer.ring()
         return self._to_stream(events[0].offset, [values for _, values in encoded])
 

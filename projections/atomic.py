@@ -9,10 +9,13 @@ waits on every other fsync of the filesystem. So such a file keeps a **spare**,
 and then swapped with the target by one atomic exchange (fscalls.exchange). No
 inode is created or freed; the old version becomes the next spare.
 
-A reader that opened the target just before an exchange still holds the spare's
-inode. A spare is therefore overwritten only once it has been out of place for
-`SPARE_REST_S` (its ctime says when it was exchanged); until then the temp file
-is used. `read_file` also reads again if the file changed while it was read.
+A spare is overwritten only when two things hold; until then a temp file is used.
+- It has been out of place for `SPARE_REST_S` (its ctime says when it was
+  exchanged): a reader that opened the target just before an exchange still
+  holds the spare's inode. `read_file` also reads again if the file changed
+  while it was read.
+- Its directory was synced since (fsync_dir or sync_all here): until then a power
+  cut could undo the exchange and leave the target naming the overwritten inode.
 Where exchange is not available the temp file is always used.
 """
 
@@ -29,12 +32,26 @@ from eventlog._exceptions import SnapshotUnavailable
 
 from . import fscalls
 
-__all__ = ["Staged", "fsync_dir", "install", "make_dirs", "read_file", "stage", "write_atomic"]
+__all__ = [
+    "Staged",
+    "fsync_dir",
+    "fsync_file",
+    "install",
+    "make_dirs",
+    "read_file",
+    "stage",
+    "sync_all",
+    "write_atomic",
+]
 
 SPARE_REST_S = 1.0
+_TICK_S = 0.02  # kernel timestamps come from a coarse clock: they may lag time.time()
 _READS = 8  # reads of a file that keeps changing under the reader before giving up
 _UNSUPPORTED = (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV)
 _exchanging = fscalls.can_exchange()
+# Directory -> the time.time() just before its last sync began: what was renamed or
+# exchanged in it before then is durable.
+_synced: dict[str, float] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +77,7 @@ def stage(path: Path | str, data: bytes, *, sync: bool = False, spare: bool = Fa
         held = 0
         if spare and _exchanging:
             tmp = os.path.join(head, f".{name}.spare")
-            fd, held = _open_spare(tmp, target)
+            fd, held = _open_spare(tmp, target, _synced.get(head, 0.0) - _TICK_S)
         swap = fd >= 0
         if not swap:
             # Named after this process: a crash leaves it for sweep_temp_files.
@@ -85,17 +102,22 @@ def stage(path: Path | str, data: bytes, *, sync: bool = False, spare: bool = Fa
     return Staged(tmp, target, swap)
 
 
-def _open_spare(spare: str, target: str) -> tuple[int, int]:
-    """The spare opened for overwriting, and its size; fd -1 if it may still be read,
-    or if there is no target to exchange with (a first write)."""
+def _open_spare(spare: str, target: str, durable_before: float) -> tuple[int, int]:
+    """The spare opened for overwriting, and its size; fd -1 if it may still be read or
+    its exchange may not be durable yet, or if there is no target (a first write)."""
     try:
         fd = os.open(spare, os.O_WRONLY)
     except FileNotFoundError:
         if not os.path.exists(target):
             return -1, 0
         return os.open(spare, os.O_WRONLY | os.O_CREAT, 0o644), 0
-    st = os.fstat(fd)
-    if st.st_size and time.time() - st.st_ctime < SPARE_REST_S:
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        os.close(fd)
+        raise
+    out_since = st.st_ctime
+    if st.st_size and (time.time() - out_since < SPARE_REST_S or out_since >= durable_before):
         os.close(fd)
         return -1, 0
     return fd, st.st_size
@@ -151,6 +173,7 @@ def read_file(path: Path) -> bytes | None:
 
 
 def fsync_dir(path: Path) -> None:
+    started = time.time()
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
         try:
@@ -159,6 +182,25 @@ def fsync_dir(path: Path) -> None:
             os.close(fd)
     except OSError as e:
         raise SnapshotUnavailable(f"cannot fsync directory {path}: {e}") from e
+    _synced[os.fspath(path)] = started
+
+
+def fsync_file(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise SnapshotUnavailable(f"cannot fsync {path}: {e}") from e
+
+
+def sync_all(directory: Path) -> None:
+    """Flush the filesystem holding `directory` (fscalls.syncfs); OSError on failure."""
+    started = time.time()
+    fscalls.syncfs(directory)
+    _synced[os.fspath(directory)] = started
 
 
 def make_dirs(path: Path, *, sync: bool = True) -> None:

@@ -3,12 +3,10 @@
 It needs no Redis, so phase-1 reads never depend on it. A step takes the events
 available (round-robin over partitions), folds them into the touched accounts'
 Folds (kept in a bounded LRU cache, loaded from the snapshot on a miss), writes
-each touched account's snapshot once (atomic.py: a temp file or the account's
-spare, made durable, put in place) and rings `progress` as soon as they are in
-place. Then their directory is synced and the checkpoint written: at most every
-SAVE_EVERY_S while events keep coming, at once when they stop. Every snapshot
-carries its version, so events at or below it are skipped: a crash anywhere
-only causes redelivery, never a double apply.
+each touched account's snapshot once and rings `progress` as soon as they are
+in place, checkpointing after (file_writes). Every snapshot carries its version,
+so events at or below it are skipped: a crash anywhere only causes redelivery,
+never a double apply.
 
 An account whose event cannot be applied (the fold raises, its version leaves
 a gap, its snapshot is unreadable) is parked: its later events wait, in order,
@@ -21,12 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from functools import partial
-
-import orjson
 
 from eventlog._exceptions import (
     CheckpointAhead,
@@ -34,15 +26,13 @@ from eventlog._exceptions import (
     ProjectionGap,
     SnapshotUnavailable,
 )
-from eventlog.notify import APPENDED, PROGRESS, Bell, Ringer
+from eventlog.notify import APPENDED, Bell
 from eventlog.records import StoredEvent
 from eventlog.segments import Cursor, partition_dir
 from eventlog.settings import Settings
 
-from . import fscalls
-from .atomic import Staged, fsync_dir, install, make_dirs
+from .atomic import fsync_dir, make_dirs
 from .checkpoint import (
-    Checkpoint,
     ParkRecord,
     check_partitions,
     lock_projection,
@@ -52,41 +42,23 @@ from .checkpoint import (
     read_checkpoint,
     read_parks,
     sweep_temp_files,
-    write_checkpoint,
-    write_park,
 )
 from .file_cache import Cache, Entry
 from .file_parked import reapply_parked
+from .file_writes import SAVE_IDLE_S, WRITERS, Writes
 from .fold import Fold, apply
 from .gcpause import paused
-from .snapshots import load_snapshot, stage_snapshot, write_snapshot
+from .snapshots import load_snapshot
 
 __all__ = ["FileProjector", "parked", "progress", "reapply_parked"]
 
 log = logging.getLogger("tradelog.projector.file")
 
-# Snapshot bytes of the Folds kept in memory (their objects take ~3x that): 128 MiB keeps
+# Snapshot bytes of the Folds kept in memory (their objects take ~3x that, and a big
+# document's encoded parts about as much again, see fragments.py): 128 MiB keeps
 # a few thousand busy accounts hot and the projector's RSS bounded however long the log.
 CACHE_BYTES = 128 << 20
-WRITERS = 8  # parallel snapshot writes: the disk merges concurrent fsyncs
-POOL_FILES = 64  # a batch of fewer snapshots is written in this thread
-SAVE_EVERY_S = 0.05  # checkpoints while busy, at most
-SAVE_IDLE_S = 0.005  # how long an idle projector waits for more before its checkpoint
-_SAVED = float("inf")  # _unsaved_since when everything in place is checkpointed
 STEP_BYTES = 64 << 20  # log bytes one step reads at most, whatever its event limit
-
-
-@dataclass(slots=True)
-class _Batch:
-    """One step's outcome until it is durable: Folds to write, parked accounts, positions."""
-
-    folds: dict[str, Fold]
-    parks: set[str]
-    positions: dict[int, int]
-    futures: list[Future[tuple[Staged, int]]] = field(default_factory=list)
-    sizes: dict[str, int] = field(default_factory=dict)
-    staged: list[Staged] = field(default_factory=list)  # written, unsynced (see _install)
-    rung: bool = False  # its progress is announced
 
 
 class FileProjector:
@@ -103,9 +75,6 @@ class FileProjector:
         """`freeze_gc`: this process is only the projector (see gcpause.paused)."""
         self.settings = settings
         self.freeze_gc = freeze_gc
-        self.sync = settings.fsync != "off"
-        # Without syncfs each staged file is fsynced on its own before it is installed.
-        self._fsync_each = self.sync and not fscalls.available()
         check_partitions(settings)
         self._lock_fd = lock_projection(settings)
         try:
@@ -114,32 +83,37 @@ class FileProjector:
                 raise PartitionMismatch(
                     f"the checkpoint has partitions beyond {settings.partitions}"
                 )
-            self.positions = {p: cp.positions.get(p, 0) for p in range(settings.partitions)}
-            self.cursors = [self._cursor(p) for p in range(settings.partitions)]
+            positions = {p: cp.positions.get(p, 0) for p in range(settings.partitions)}
+            self.cursors = [self._cursor(p, positions[p]) for p in range(settings.partitions)]
             self.parks = read_parks(settings)
             sweep_temp_files(settings)
-            make_dirs(settings.snapshot_dir, sync=self.sync)
+            make_dirs(settings.snapshot_dir, sync=settings.fsync != "off")
+            if settings.fsync != "off":
+                # What a previous run exchanged is durable from here on: its spares may
+                # be overwritten (see atomic.py).
+                fsync_dir(settings.snapshot_dir)
             self.bell = Bell(settings.run_dir, APPENDED)
-            self.ringer = Ringer(settings.run_dir, PROGRESS)
         except BaseException:
             os.close(self._lock_fd)
             raise
         self._pending: list[list[StoredEvent]] = [[] for _ in range(settings.partitions)]
         self._turn = 0
         self._cache = Cache(cache_bytes)
-        self._pool = ThreadPoolExecutor(writers, "tradelog-snapshot") if writers > 1 else None
-        self._flight: _Batch | None = None
-        self._unsaved_since = _SAVED  # when the positions first moved past the checkpoint
-        self._dir_dirty = False  # snapshots renamed since the directory was last synced
+        self.writes = Writes(settings, self._cache, self.parks, positions, writers)
         self.applied = self.skipped = self.parked_events = 0
 
-    def _cursor(self, p: int) -> Cursor:
-        cursor = Cursor(partition_dir(self.settings.log_dir, p), p, self.positions[p])
-        if cursor.next_offset < self.positions[p]:
+    @property
+    def positions(self) -> dict[int, int]:
+        """Per partition, the next offset to apply once the batch in flight is in place."""
+        return self.writes.positions
+
+    def _cursor(self, p: int, offset: int) -> Cursor:
+        cursor = Cursor(partition_dir(self.settings.log_dir, p), p, offset)
+        if cursor.next_offset < offset:
             cursor.close()
             raise CheckpointAhead(
                 f"the checkpoint says partition {p} is applied up to offset "
-                f"{self.positions[p]} but its log ends at {cursor.next_offset}"
+                f"{offset} but its log ends at {cursor.next_offset}"
             )
         return cursor
 
@@ -227,131 +201,31 @@ class FileProjector:
         batch N+1 is folded while batch N's files go to disk, then N is finished
         (its files in place, progress rung) and N+1's writes start. A step that
         finds nothing finishes the batch in flight: burst mode and the daemon's
-        idle wait never leave one behind. The checkpoint follows (see `_save`).
+        idle wait never leave one behind.
         """
         with paused(self.freeze_gc):
             events = self._take(max(1, max_events))
             if not events:
-                self._finish()
+                self.writes.finish()
                 return 0
-            batch = _Batch(
-                {}, set(), dict(self._flight.positions if self._flight else self.positions)
-            )
+            batch = self.writes.batch()
             for event in events:
                 self._one(event, batch.folds, batch.parks)
                 batch.positions[event.partition] = event.offset + 1
-            self._finish()
-            self._start(batch)
-            if time.monotonic() - self._unsaved_since >= SAVE_EVERY_S:
-                self._save()
+            self.writes.finish()
+            self.writes.start(batch)
+            self.writes.save_if_due()
             return len(events)
 
-    def _start(self, batch: _Batch) -> None:
-        items = self._cache.items
-        folds = batch.folds
-        stage = partial(stage_snapshot, self.settings, sync=self._fsync_each)
-        self._dir_dirty |= bool(folds)
-        if len(folds) == 1 and self.sync:  # the live case: its own fsync, no filesystem flush
-            write = partial(write_snapshot, self.settings)
-            batch.sizes = {a: write(a, f, items[a].memo) for a, f in folds.items()}
-            self._announce(batch, early=True)
-        elif self._pool is None or len(folds) < POOL_FILES:
-            # A few files: written here (a thread hop costs more than overwriting a spare),
-            # made durable together, put in place, rung at once.
-            written = [stage(a, f, items[a].memo) for a, f in folds.items()]
-            batch.staged = [staged for staged, _ in written]
-            batch.sizes = dict(zip(folds, (size for _, size in written), strict=True))
-            self._install(batch)
-            self._announce(batch, early=True)
-        else:
-            # Many files (a catch-up): written by the pool while the next batch is folded,
-            # without spares: most are still resting, and new files cost little with no
-            # writer's fsync waiting on the same journal (bench project: ~8% faster).
-            pool = self._pool
-            stage = partial(stage, spare=False)
-            batch.futures = [pool.submit(stage, a, f, items[a].memo) for a, f in folds.items()]
-        self._flight = batch
-        # Accounts being written stay cached: reading their snapshot now would see the old one.
-        self._cache.trim(keep=folds)
-
-    def _finish(self) -> None:
-        """Put the batch in flight in place and ring its progress; it is checkpointed later."""
-        batch, self._flight = self._flight, None
-        if batch is None:
-            return
-        if batch.futures:
-            written = [f.result() for f in batch.futures]
-            batch.staged = [staged for staged, _ in written]
-            batch.sizes = dict(zip(batch.folds, (size for _, size in written), strict=True))
-            self._install(batch)
-        self._announce(batch, early=True)
-        for account, size in batch.sizes.items():
-            self._cache.resize(account, size)
-        if batch.parks:
-            # Its accounts' earlier events are skipped as waiting after a crash: the
-            # snapshots they reached must be durable before the dead-letter records.
-            self._sync_dir()
-            parks = [self.parks[a] for a in sorted(batch.parks)]
-            write_park(self.settings, parks, sync=self.sync)
-        if self.positions != batch.positions:
-            self.positions = batch.positions
-            self._unsaved_since = min(self._unsaved_since, time.monotonic())
-        self._announce(batch)
-
-    def _save(self) -> None:
-        """Checkpoint what is in place, its directory synced first so that the renames the
-        checkpoint counts on are durable. While events keep coming, once per
-        `SAVE_EVERY_S` at most: each sync waits on the journal the writers' fsyncs share."""
-        if self._unsaved_since != _SAVED:
-            self._sync_dir()
-            self._write_checkpoint()
-
-    def _sync_dir(self) -> None:
-        if self.sync and self._dir_dirty:
-            fsync_dir(self.settings.snapshot_dir)
-        self._dir_dirty = False
-
-    def _install(self, batch: _Batch) -> None:
-        """Make every staged file durable with one syncfs, then put each in place: as
-        with an fsync per file, no snapshot is replaced by one that is not on disk."""
-        if self.sync and not self._fsync_each and batch.staged:
-            try:
-                fscalls.syncfs(self.settings.snapshot_dir)
-            except OSError as e:
-                raise SnapshotUnavailable(f"cannot sync {self.settings.snapshot_dir}: {e}") from e
-        for staged in batch.staged:
-            install(staged)
-
-    def _announce(self, batch: _Batch, early: bool = False) -> None:
-        """Ring the batch's progress once its snapshots are in place.
-
-        In place is enough for read-your-writes: a GET now sees them. Their directory
-        sync and the checkpoint come after, so a power cut before them only makes the
-        projector apply the batch again (skipped by version), never skip it. A batch
-        that parks accounts rings only at the end, once its dead-letter records are written.
-        """
-        if batch.rung or (early and batch.parks):
-            return
-        batch.rung = True
-        positions = {str(p): o for p, o in batch.positions.items()}
-        payload = orjson.dumps({"projector": self.name, "positions": positions})
-        self.ringer.ring(payload)
-
-    def _write_checkpoint(self) -> None:
-        cp = Checkpoint(dict(self.positions), now_ms(), os.getpid())
-        write_checkpoint(self.settings, cp, sync=self.sync)
-        self._unsaved_since = _SAVED
-
     def idle(self, timeout: float) -> None:
-        if self._unsaved_since != _SAVED:  # checkpoint, unless more work comes at once
+        if not self.writes.saved:  # checkpoint, unless more work comes at once
             if self.bell.wait(min(timeout, SAVE_IDLE_S)):
                 return
-            self._save()
+            self.writes.save()
         self.bell.wait(timeout)
 
     def heartbeat(self) -> None:
-        self._sync_dir()
-        self._write_checkpoint()
+        self.writes.checkpoint()
 
     def summary(self) -> str:
         """Counts for the command's exit line."""
@@ -362,16 +236,12 @@ class FileProjector:
 
     def close(self) -> None:
         try:
-            self._finish()
-            self._save()
+            self.writes.close()
         finally:
             self._release()
 
     def _release(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown()
         self.bell.close()
-        self.ringer.close()
         for cursor in self.cursors:
             cursor.close()
         if self._lock_fd >= 0:

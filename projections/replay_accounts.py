@@ -8,6 +8,7 @@ writes are WATCHed transactions); the file projection's lock is still taken.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -98,6 +99,8 @@ def _accounts_file(
                 path = snapshot_path(settings, account)
                 if written_by_projector(path):
                     os.unlink(path)
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(path.with_name(f".{path.name}.spare"))
                 results[account].done["file"] = "removed"
             record = read_park(settings, account)
             if record is not None:

@@ -17,7 +17,7 @@ import orjson
 from eventlog._exceptions import SnapshotUnavailable
 from eventlog.settings import Settings
 
-from .atomic import fsync_dir, make_dirs, write_atomic
+from .atomic import fsync_dir, make_dirs, read_file, write_atomic
 from .checkpoint import ParkRecord, now_ms, write_park
 from .fold import Fold
 from .replay_fold import Poisoned
@@ -64,10 +64,11 @@ def park_files(settings: Settings, poisoned: dict[str, Poisoned], *, sync: bool)
 def held_version(path: Path) -> int | None:
     """The version a snapshot holds (0: none); None when it cannot be read (damaged)."""
     try:
-        doc = orjson.loads(path.read_bytes())
-    except FileNotFoundError:
-        return 0
-    except (OSError, orjson.JSONDecodeError):
+        raw = read_file(path)
+        if raw is None:
+            return 0
+        doc = orjson.loads(raw)
+    except (SnapshotUnavailable, orjson.JSONDecodeError):
         return None
     version = doc.get("version") if isinstance(doc, dict) else None
     return version if type(version) is int else None

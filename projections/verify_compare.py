@@ -14,11 +14,12 @@ from dataclasses import dataclass
 import orjson
 import redis
 
-from eventlog._exceptions import CorruptProjection, CorruptSnapshot, SnapshotUnavailable
+from eventlog._exceptions import CorruptProjection, CorruptSnapshot
 from eventlog.keys import Keys
 from eventlog.records import partition_of
 from eventlog.settings import Settings
 
+from .atomic import read_file
 from .fold import Fold
 from .redis_reader import read_fold, read_folds
 from .replay_fold import Folded
@@ -120,13 +121,10 @@ def held_files(settings: Settings, folded: Folded, accounts: list[str]) -> dict[
     out: dict[str, Held] = {}
     for account in accounts:
         path = settings.snapshot_dir / f"{account}.json"
-        try:
-            raw = path.read_bytes()
-        except FileNotFoundError:
+        raw = read_file(path)
+        if raw is None:
             out[account] = Held(None, 0)
             continue
-        except OSError as e:
-            raise SnapshotUnavailable(f"cannot read {path}: {e}") from e
         fold = folded.folds.get(account)
         if fold is not None and raw == encode(fold):  # byte for byte: the common case
             out[account] = Held(fold, int(fold.doc["version"]))

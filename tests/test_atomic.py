@@ -19,6 +19,13 @@ def write(path: Path, data: bytes) -> None:
     atomic.write_atomic(path, data, spare=True)
 
 
+@pytest.fixture(autouse=True)
+def fine_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Exchanges here come a moment before the syncs that cover them: no margin for a
+    coarse kernel clock, or they would count as after."""
+    monkeypatch.setattr(atomic, "_TICK_S", 0.0)
+
+
 def spare_of(path: Path) -> Path:
     return path.with_name(f".{path.name}.spare")
 
@@ -36,8 +43,10 @@ def test_a_rested_spare_is_overwritten_in_place_and_swapped_with_the_file(
     second = path.stat().st_ino
     assert second != first and spare_of(path).stat().st_ino == first
     assert spare_of(path).read_bytes() == b"one"
+    atomic.fsync_dir(tmp_path)  # the exchange is durable: the spare may be overwritten
     write(path, b"three, longer")  # no new inode from now on: the two take turns
     assert (path.stat().st_ino, spare_of(path).stat().st_ino) == (first, second)
+    atomic.fsync_dir(tmp_path)
     write(path, b"4")  # shorter than what the spare held: cut to length
     assert (path.stat().st_ino, spare_of(path).stat().st_ino) == (second, first)
     assert path.read_bytes() == b"4" and spare_of(path).read_bytes() == b"three, longer"
@@ -61,6 +70,23 @@ def test_a_spare_still_resting_is_left_to_its_readers(
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
+def test_a_spare_is_not_overwritten_before_its_exchange_is_durable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(atomic, "SPARE_REST_S", 0.0)
+    path = tmp_path / "x.json"
+    write(path, b"one")
+    write(path, b"two")  # exchanged: the spare holds "one", the exchange not yet synced
+    held = spare_of(path).stat()
+    write(path, b"three")  # a power cut could still undo that exchange: a temp file
+    after = spare_of(path).stat()
+    assert (after.st_ino, after.st_mtime_ns) == (held.st_ino, held.st_mtime_ns)
+    assert path.read_bytes() == b"three" and spare_of(path).read_bytes() == b"one"
+    atomic.sync_all(tmp_path)  # one flush of the filesystem counts as much
+    write(path, b"four")
+    assert path.stat().st_ino == held.st_ino and path.read_bytes() == b"four"
+
+
 def test_a_filesystem_that_cannot_exchange_gets_renames(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -73,6 +99,7 @@ def test_a_filesystem_that_cannot_exchange_gets_renames(
     monkeypatch.setattr(fscalls, "exchange", refuse)
     path = tmp_path / "x.json"
     write(path, b"one")
+    atomic.fsync_dir(tmp_path)
     write(path, b"two")  # staged in the spare, then renamed over the file instead
     assert path.read_bytes() == b"two" and not spare_of(path).exists()
     assert atomic._exchanging is False
