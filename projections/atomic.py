@@ -174,26 +174,23 @@ def read_file(path: Path) -> bytes | None:
 
 def fsync_dir(path: Path) -> None:
     started = time.time()
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError as e:
-        raise SnapshotUnavailable(f"cannot fsync directory {path}: {e}") from e
+    _fsync(path, os.O_RDONLY | os.O_DIRECTORY, "directory ")
     _synced[os.fspath(path)] = started
 
 
 def fsync_file(path: str) -> None:
+    _fsync(path, os.O_RDONLY, "")
+
+
+def _fsync(path: Path | str, flags: int, what: str) -> None:
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, flags)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
     except OSError as e:
-        raise SnapshotUnavailable(f"cannot fsync {path}: {e}") from e
+        raise SnapshotUnavailable(f"cannot fsync {what}{path}: {e}") from e
 
 
 def sync_all(directory: Path) -> None:

@@ -54,37 +54,30 @@ def test_a_rested_spare_is_overwritten_in_place_and_swapped_with_the_file(
     assert sorted(p.name for p in tmp_path.iterdir()) == [".x.json.spare", "x.json"]
 
 
-def test_a_spare_still_resting_is_left_to_its_readers(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("rest_s", "synced"),
+    [(3600.0, True), (0.0, False)],
+    ids=["still-resting", "exchange-not-yet-durable"],
+)
+def test_a_spare_is_left_alone_until_it_rested_and_its_exchange_is_durable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rest_s: float, synced: bool
 ) -> None:
-    monkeypatch.setattr(atomic, "SPARE_REST_S", 3600.0)
+    monkeypatch.setattr(atomic, "SPARE_REST_S", rest_s)
     path = tmp_path / "x.json"
     write(path, b"one")
-    write(path, b"two")  # an empty new spare has no reader: used at once
+    write(path, b"two")  # an empty new spare has no reader: used at once, it holds "one"
+    if synced:
+        atomic.fsync_dir(tmp_path)
     held = spare_of(path).stat()
-    write(path, b"three")  # the spare was in place a moment ago: a temp file instead
-    assert path.read_bytes() == b"three"
-    after = spare_of(path).stat()
-    assert (after.st_ino, after.st_mtime_ns) == (held.st_ino, held.st_mtime_ns)
-    assert spare_of(path).read_bytes() == b"one"
-    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
-
-
-def test_a_spare_is_not_overwritten_before_its_exchange_is_durable(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(atomic, "SPARE_REST_S", 0.0)
-    path = tmp_path / "x.json"
-    write(path, b"one")
-    write(path, b"two")  # exchanged: the spare holds "one", the exchange not yet synced
-    held = spare_of(path).stat()
-    write(path, b"three")  # a power cut could still undo that exchange: a temp file
+    write(path, b"three")  # a reader may hold it, or a power cut undo its exchange
     after = spare_of(path).stat()
     assert (after.st_ino, after.st_mtime_ns) == (held.st_ino, held.st_mtime_ns)
     assert path.read_bytes() == b"three" and spare_of(path).read_bytes() == b"one"
-    atomic.sync_all(tmp_path)  # one flush of the filesystem counts as much
-    write(path, b"four")
-    assert path.stat().st_ino == held.st_ino and path.read_bytes() == b"four"
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    if not synced:
+        atomic.sync_all(tmp_path)  # one flush of the filesystem counts as a sync
+        write(path, b"four")
+        assert path.stat().st_ino == held.st_ino and path.read_bytes() == b"four"
 
 
 def test_a_filesystem_that_cannot_exchange_gets_renames(
