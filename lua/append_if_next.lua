@@ -38,7 +38,10 @@ for i = 3, #ARGV, width do
     -- nothing has been added yet.
     local added = redis.pcall('XADD', KEYS[1], id, unpack(entry))
     if type(added) == 'table' and added.err then
-      return {2, top}
+      if string.find(added.err, 'equal or smaller', 1, true) then
+        return {2, top}
+      end
+      return redis.error_reply(added.err)  -- anything else (out of memory, …) as it is
     end
   else
     redis.call('XADD', KEYS[1], id, unpack(entry))
