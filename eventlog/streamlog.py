@@ -91,6 +91,12 @@ class StreamLog:
             last = client.xrevrange(key, count=1)
             if client.exists(key):
                 client.execute_command("XSETID", key, last[0][0] if last else "0-0")
+        except redis.ResponseError as e:
+            if "smaller than the target stream top" not in str(e):
+                raise RedisUnavailable(
+                    f"cannot rewind the stream of partition {partition}: {e}"
+                ) from e
+            # An entry was added since we read the top: the stream takes entries again.
         except redis.RedisError as e:
             raise RedisUnavailable(f"cannot rewind the stream of partition {partition}: {e}") from e
 

@@ -23,7 +23,7 @@ from typing import Any
 import redis
 import uuid_utils
 
-from ._exceptions import LogUnavailable, StreamMismatch, VersionConflict
+from ._exceptions import LogUnavailable, StreamDamaged, StreamMismatch, VersionConflict
 from .commands import AppendResult, Command, make_command
 from .filelog import PartitionFile, check_partitions
 from .keys import Keys
@@ -219,19 +219,14 @@ class _Partition:
             return False
         try:
             try:
-                stream.append_values(self.p, first, entries)
-            except StreamMismatch as e:
-                gap = first - 1 - e.actual_top
-                if e.actual_top > first - 1 or gap > _FILL_LIMIT:
-                    return False  # ahead (impossible) or far behind: the relay's job
-                # Behind by a little (Redis was down): fill in from the file, under our lock.
-                cursor = Cursor(self.file.dir, self.p, e.actual_top + 1)
-                try:
-                    missing, _ = cursor.read(limit=gap)
-                finally:
-                    cursor.close()
-                filled = [m.encode()[1] for m in missing[:gap]]
-                stream.append_values(self.p, e.actual_top + 1, filled + entries)
+                added = self._append_or_fill(stream, first, entries)
+            except StreamDamaged as e:
+                # Its tail was deleted by hand: set its last ID back (as the relay does).
+                log.warning("%s: setting it back", e)
+                stream.rewind(self.p)
+                added = self._append_or_fill(stream, first, entries)
+            if not added:
+                return False
         except Exception as e:
             # The events are durable in the file by now: whatever the stream did, the
             # append stands and the relay copies it later.
@@ -240,6 +235,26 @@ class _Partition:
             self.w.redis_failures += 1
             return False
         self.stream_top = first + len(entries) - 1
+        return True
+
+    def _append_or_fill(
+        self, stream: StreamLog, first: int, entries: list[list[bytes | str]]
+    ) -> bool:
+        """Add the entries; if the stream is a little behind, fill it in from the file
+        first, under our lock. False if it is far behind: the relay's job."""
+        try:
+            stream.append_values(self.p, first, entries)
+        except StreamMismatch as e:
+            gap = first - 1 - e.actual_top
+            if e.actual_top > first - 1 or gap > _FILL_LIMIT:
+                return False  # ahead (impossible) or far behind
+            cursor = Cursor(self.file.dir, self.p, e.actual_top + 1)
+            try:
+                missing, _ = cursor.read(limit=gap)
+            finally:
+                cursor.close()
+            filled = [m.encode()[1] for m in missing[:gap]]
+            stream.append_values(self.p, e.actual_top + 1, filled + entries)
         return True
 
     def _result(
