@@ -1,0 +1,280 @@
+"""A partition's committer: group commit, the version checks, and the dual write.
+
+Each partition has one committer thread per process. Callers queue commands;
+the committer takes every command waiting, and under one hold of the
+partition lock reads what other processes appended, decides each command
+(version check, idempotent retry, what it finds), writes the batch with one
+write and one fsync, and adds it to the partition's stream. The stream write
+is bounded: in phases 1-2 Redis being down or slow never fails an append, the
+result says `redis_written: false` and the relay fills the stream in later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+import uuid_utils
+
+from ._exceptions import LogUnavailable, StreamDamaged, StreamMismatch, VersionConflict
+from .commands import AppendResult, Command
+from .filelog import PartitionFile
+from .records import FRIENDS_REMOVED, LEGACY_IMPORTED, StoredEvent, utc_ts
+from .segments import Cursor
+from .state import Findings, PartitionState
+from .streamlog import StreamLog
+
+if TYPE_CHECKING:
+    from .writer import Writer
+
+__all__ = ["STOP", "Committer", "Job"]
+
+log = logging.getLogger("tradelog.writer")
+
+_MAX_BATCH = 2048
+_BATCH_FSYNC_S = 0.010
+_REDIS_RETRY_S = 1.0
+_FILL_LIMIT = 10_000  # how far behind the stream may be for the writer to fill it itself
+STOP = object()  # queued to stop a committer
+
+# A queued command and where its answer goes: a concurrent Future (loop None) or an
+# asyncio Future of `loop`, settled in one call_soon_threadsafe per loop and batch.
+Job = tuple[Command, Any, asyncio.AbstractEventLoop | None]
+
+
+def _settle_async(items: list[tuple[asyncio.Future[AppendResult], Any]]) -> None:
+    for fut, value in items:
+        if fut.done():  # the request was cancelled meanwhile
+            continue
+        if isinstance(value, BaseException):
+            fut.set_exception(value)
+        else:
+            fut.set_result(value)
+
+
+class Committer:
+    """One partition's committer: its queue, file, command-side state and thread."""
+
+    def __init__(self, writer: Writer, partition: int) -> None:
+        self.w = writer
+        self.p = partition
+        self.q: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.file = PartitionFile(writer.settings.log_dir, partition, writer.settings.segment_bytes)
+        self.state = PartitionState()
+        self.stream_top = -2  # unknown
+        self.dirty_since: float | None = None
+        self.thread = threading.Thread(
+            target=self._run, name=f"tradelog-commit-p{partition:02d}", daemon=True
+        )
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            timeout = None
+            if self.dirty_since is not None:
+                timeout = max(0.0, self.dirty_since + _BATCH_FSYNC_S - time.monotonic())
+            try:
+                item = self.q.get(timeout=timeout)
+            except queue.Empty:
+                self._sync_dirty()
+                continue
+            batch: list[Job] = []
+            stop = item is STOP
+            if not stop:
+                batch.append(item)
+            while len(batch) < _MAX_BATCH:
+                try:
+                    item = self.q.get_nowait()
+                except queue.Empty:
+                    break
+                if item is STOP:
+                    stop = True
+                    break
+                batch.append(item)
+            if batch:
+                self._commit(batch)
+            if stop:
+                self._sync_dirty()
+                self.file.close()
+                return
+
+    def _sync_dirty(self) -> None:
+        if self.dirty_since is not None:
+            try:
+                self.file.sync()
+            except LogUnavailable:
+                log.exception("batch fsync failed")
+            self.dirty_since = None
+
+    def _commit(self, batch: list[Job]) -> None:
+        outcomes: list[tuple[Job, Any]] = []
+        try:
+            with self.file.locked():
+                for event in self.file.catch_up():
+                    self.state.observe(event)
+                events = self._decide_all(batch, outcomes)
+                redis_ok = self._write(events) if events else False
+        except Exception as e:  # the batch failed as a whole: nothing of it is acknowledged
+            self._reset()
+            self._settle([(job, e) for job in batch])
+            return
+        answers: list[tuple[Job, Any]] = []
+        for job, outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                answers.append((job, outcome))
+            else:
+                findings, placed = outcome
+                answers.append((job, self._result(job[0], findings, placed, redis_ok)))
+        self._settle(answers)
+
+    @staticmethod
+    def _settle(answers: list[tuple[Job, Any]]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, Any]]] = {}
+        for (_, fut, loop), value in answers:
+            if loop is not None:
+                by_loop.setdefault(loop, []).append((fut, value))
+            elif isinstance(value, BaseException):
+                fut.set_exception(value)
+            else:
+                fut.set_result(value)
+        for loop, items in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(_settle_async, items)
+
+    def _decide_all(self, batch: list[Job], outcomes: list[tuple[Job, Any]]) -> list[StoredEvent]:
+        events: list[StoredEvent] = []
+        next_offset = self.file.next_offset
+        ts = utc_ts()  # one clock read per batch: every event of it is appended at once
+        for job in batch:
+            try:
+                event, findings, duplicate = self._decide(job[0], next_offset, ts)
+            except VersionConflict as e:
+                outcomes.append((job, e))
+                continue
+            if event is not None and not duplicate:
+                events.append(event)
+                next_offset += 1
+            outcomes.append((job, (findings, (event, duplicate))))
+        return events
+
+    def _decide(
+        self, cmd: Command, offset: int, ts: str
+    ) -> tuple[StoredEvent | None, Findings, bool]:
+        acct = self.state.account(cmd.account)
+        if cmd.idempotency_key:
+            receipt = self.state.receipts.get((cmd.account, cmd.idempotency_key))
+            if receipt is not None:
+                return receipt.event(cmd.account, self.p), receipt.findings, True
+        if cmd.expected_version is not None and cmd.expected_version != acct.version:
+            raise VersionConflict(cmd.account, cmd.expected_version, acct.version)
+        data = cmd.data
+        if cmd.type == FRIENDS_REMOVED:
+            present = [f for f in data["friend_steam_ids"] if f in acct.friends]
+            if not present:
+                return None, Findings("removed"), False
+            data = {"friend_steam_ids": present}
+        elif cmd.type == LEGACY_IMPORTED and acct.import_sha == data["source"]["sha256"]:
+            return None, Findings("unchanged"), False
+        event = StoredEvent(
+            id=str(uuid_utils.uuid7()),
+            account=cmd.account,
+            version=acct.version + 1,
+            partition=self.p,
+            offset=offset,
+            type=cmd.type,
+            ts=ts,
+            data=data,
+            meta=cmd.meta,
+        )
+        return event, self.state.observe(event), False
+
+    def _write(self, events: list[StoredEvent]) -> bool:
+        encoded = [e.encode() for e in events]
+        self.file.write(b"".join([line for line, _ in encoded]), len(events))
+        policy = self.w.settings.fsync
+        if policy == "always":
+            self.file.sync()
+        elif policy == "batch":
+            now = time.monotonic()
+            if self.dirty_since is None:
+                self.dirty_since = now
+            elif now - self.dirty_since >= _BATCH_FSYNC_S:
+                self._sync_dirty()
+        # The file projector reads only the file: it starts on the batch (durable as the
+        # policy makes acks durable) while the stream is written.
+        self.w.ringer.ring()
+        return self._to_stream(events[0].offset, [values for _, values in encoded])
+
+    def _to_stream(self, first: int, entries: list[list[bytes | str]]) -> bool:
+        stream = self.w.stream
+        if stream is None or time.monotonic() < self.w.redis_retry_at:
+            return False
+        try:
+            try:
+                added = self._append_or_fill(stream, first, entries)
+            except StreamDamaged as e:
+                # Its tail was deleted by hand: set its last ID back (as the relay does).
+                log.warning("%s: setting it back", e)
+                stream.rewind(self.p)
+                added = self._append_or_fill(stream, first, entries)
+            if not added:
+                return False
+        except Exception as e:
+            # The events are durable in the file by now: whatever the stream did, the
+            # append stands and the relay copies it later.
+            log.warning("stream append failed for partition %d: %s", self.p, e)
+            self.w.redis_retry_at = time.monotonic() + _REDIS_RETRY_S
+            self.w.redis_failures += 1
+            return False
+        self.stream_top = first + len(entries) - 1
+        return True
+
+    def _append_or_fill(
+        self, stream: StreamLog, first: int, entries: list[list[bytes | str]]
+    ) -> bool:
+        """Add the entries; if the stream is a little behind, fill it in from the file
+        first, under our lock. False if it is far behind: the relay's job."""
+        try:
+            stream.append_values(self.p, first, entries)
+        except StreamMismatch as e:
+            gap = first - 1 - e.actual_top
+            if e.actual_top > first - 1 or gap > _FILL_LIMIT:
+                return False  # ahead (impossible) or far behind
+            cursor = Cursor(self.file.dir, self.p, e.actual_top + 1)
+            try:
+                missing, _ = cursor.read(limit=gap)
+            finally:
+                cursor.close()
+            filled = [m.encode()[1] for m in missing[:gap]]
+            stream.append_values(self.p, e.actual_top + 1, filled + entries)
+        return True
+
+    def _result(
+        self, cmd: Command, findings: Findings, placed: tuple[StoredEvent | None, bool],
+        redis_ok: bool,
+    ) -> AppendResult:  # fmt: skip
+        event, duplicate = placed
+        acct = self.state.account(cmd.account)
+        if event is None:
+            return AppendResult(
+                cmd.account, acct.version, self.p, None, None, None,
+                appended=False, duplicate=False, redis_written=False, findings=findings,
+            )  # fmt: skip
+        return AppendResult(
+            cmd.account, event.version, self.p, event.offset, event.id, event.ts,
+            appended=not duplicate, duplicate=duplicate,
+            redis_written=redis_ok if not duplicate else event.offset <= self.stream_top,
+            findings=findings,
+        )  # fmt: skip
+
+    def _reset(self) -> None:
+        # State may hold decisions of a batch that never reached the disk: rebuild from it.
+        with contextlib.suppress(OSError):
+            self.file.close()
+        self.file = PartitionFile(self.w.settings.log_dir, self.p, self.w.settings.segment_bytes)
+        self.state = PartitionState()
