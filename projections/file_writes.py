@@ -58,6 +58,11 @@ class Batch:
     staged: list[Staged] = field(default_factory=list)  # written, not yet durable or in place
     rung: bool = False  # its progress is announced
 
+    def written(self, files: list[tuple[Staged, int]]) -> None:
+        """Take each fold's staged file and size, in the folds' order."""
+        self.staged = [staged for staged, _ in files]
+        self.sizes = dict(zip(self.folds, (size for _, size in files), strict=True))
+
 
 class Writes:
     """Writes the batches the projector folds; at most one is in flight (the pool's)."""
@@ -99,9 +104,7 @@ class Writes:
             self._announce(batch, early=True)
         elif self._pool is None or len(folds) < POOL_FILES:
             # A thread hop costs more than overwriting a spare.
-            written = [stage(a, f, items[a].memo) for a, f in folds.items()]
-            batch.staged = [staged for staged, _ in written]
-            batch.sizes = dict(zip(folds, (size for _, size in written), strict=True))
+            batch.written([stage(a, f, items[a].memo) for a, f in folds.items()])
             self._install(batch)
             self._announce(batch, early=True)
         else:
@@ -120,9 +123,7 @@ class Writes:
         if batch is None:
             return
         if batch.futures:
-            written = [f.result() for f in batch.futures]
-            batch.staged = [staged for staged, _ in written]
-            batch.sizes = dict(zip(batch.folds, (size for _, size in written), strict=True))
+            batch.written([f.result() for f in batch.futures])
             self._install(batch)
         self._announce(batch, early=True)
         for account, size in batch.sizes.items():

@@ -27,7 +27,7 @@ import orjson
 from eventlog._exceptions import CorruptSnapshot
 from eventlog.settings import Settings
 
-from .atomic import Staged, fsync_dir, make_dirs, read_file, stage, write_atomic
+from .atomic import Staged, fsync_dir, install, make_dirs, read_file, stage
 from .fold import Fold, offer_score
 from .fragments import Parts
 
@@ -260,6 +260,6 @@ def write_snapshot(
     sync: bool = True,
 ) -> int:
     """Write one snapshot durably (not its directory entry); return its size in bytes."""
-    data = encode(fold, memo)
-    write_atomic(snapshot_path(settings, account), data, sync=sync, spare=True)
-    return len(data)
+    staged, size = stage_snapshot(settings, account, fold, memo, sync=sync)
+    install(staged)
+    return size
