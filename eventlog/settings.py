@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     workers: int = Field(1, ge=1, le=64)
     redis_timeout_ms: int = Field(500, ge=10, le=60_000)
     segment_bytes: int = Field(256 * 1024 * 1024, ge=4096)
+    # Processes `tradelog project redis` runs, each on its share of the partitions;
+    # 0: one per CPU (at most one per partition).
+    redis_projector_processes: int = Field(0, ge=0, le=64)
 
     @field_validator("phase", mode="before")
     @classmethod

@@ -1,8 +1,21 @@
-"""`tradelog project file|redis`: run a projector daemon (or catch up once and exit)."""
+"""`tradelog project file|redis`: run a projector daemon (or catch up once and exit).
+
+The Redis projector runs as a group of processes, each on its share of the
+partitions (process i of N reads the partitions p with p % N == i): its work is
+Python's, bound to one core per process (see projections.redis_slot for how
+each keeps its consumer name across restarts). `project redis` with N > 1 is
+only the group's parent: it starts the N processes, passes SIGTERM/SIGINT on,
+and exits when they all have, with the worst exit status.
+"""
 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -10,8 +23,10 @@ from eventlog._exceptions import SettingsError
 from eventlog.settings import Settings
 from projections.daemon import Projector, install_stop_signals
 from projections.daemon import run as run_daemon
+from projections.redis_slot import Slot, take_slot
 
 from .cli import settings_from
+from .cmd_serve import settings_env
 
 __all__ = ["register"]
 
@@ -47,11 +62,39 @@ def register(
         metavar="N",
         help="most events per step (default: file 50000, redis 20000)",
     )
+    p.add_argument(
+        "--processes",
+        type=int,
+        default=None,
+        metavar="N",
+        help="redis: processes, each on its share of the partitions "
+        "(default: TRADELOG_REDIS_PROJECTOR_PROCESSES; 0 = one per CPU)",
+    )
+    # What a group's parent passes on: run as process I of N, and stop when it dies.
+    p.add_argument("--share", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--parent", type=int, default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=run)
 
 
-def build(projection: str, settings: Settings) -> Projector:
-    """The projector for `projection` ("file" or "redis")."""
+def processes(settings: Settings, asked: int | None = None) -> int:
+    """How many processes the Redis projector runs: asked, else the setting; 0 means one
+    per CPU; never more than there are partitions."""
+    n = settings.redis_projector_processes if asked is None else asked
+    if n < 0:
+        raise SettingsError(f"--processes: must be 0 or more (got {n})")
+    return max(1, min(n or os.cpu_count() or 1, settings.partitions))
+
+
+def _share(text: str) -> tuple[int, int]:
+    i, _, n = text.partition("/")
+    if not (i.isdigit() and n.isdigit() and 0 <= int(i) < int(n)):
+        raise SettingsError(f"--share: expected I/N with 0 <= I < N (got {text!r})")
+    return int(i), int(n)
+
+
+def build(projection: str, settings: Settings, share: tuple[int, int] = (0, 1)) -> Projector:
+    """The projector for `projection` ("file" or "redis"); a Redis one reads its `share`
+    (i, n) of the partitions as consumer slot i (held while the process lives)."""
     if projection == "file":
         from projections.file_projector import FileProjector
 
@@ -63,14 +106,31 @@ def build(projection: str, settings: Settings) -> Projector:
     client = connect(settings)
     if client is None:
         raise SettingsError("TRADELOG_REDIS_URL: the Redis projector needs Redis; it is empty")
-    return RedisProjector(settings, client)
+    i, n = share
+    slot = take_slot(settings.run_dir, i)
+    _held.append(slot)  # the name is ours as long as the lock lives: until exit
+    partitions = [p for p in range(settings.partitions) if p % n == i]
+    return RedisProjector(settings, client, slot.name, partitions=partitions)
+
+
+_held: list[Slot] = []
 
 
 def run(args: argparse.Namespace) -> int:
     if args.batch is not None and args.batch < 1:
         raise SettingsError(f"--batch: must be at least 1 (got {args.batch})")
     settings = settings_from(args)
-    projector = build(args.projection, settings)
+    share = (0, 1)
+    if args.projection == "redis":
+        if args.share is not None:
+            share = _share(args.share)
+            if args.parent is not None:
+                _die_with_parent(args.parent)
+        else:
+            n = processes(settings, args.processes)
+            if n > 1:
+                return _run_group(args, settings, n)
+    projector = build(args.projection, settings, share)
     stop = threading.Event()
     install_stop_signals(stop)
     started = time.monotonic()
@@ -85,3 +145,35 @@ def run(args: argparse.Namespace) -> int:
         flush=True,
     )
     return 0
+
+
+def _die_with_parent(parent: int) -> None:
+    """Have the kernel send this process SIGTERM when the group's parent dies (even by
+    SIGKILL), so no share keeps running unsupervised beside the parent's successor."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # 1: PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # it died before the call
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _run_group(args: argparse.Namespace, settings: Settings, n: int) -> int:
+    env = {**os.environ, **settings_env(settings)}
+    env.pop("TRADELOG_CONFIG", None)  # the settings are all in env now, as resolved here
+    argv = [sys.executable, "-m", "tools.cli", "project", "redis"]
+    if args.until_caught_up:
+        argv.append("--until-caught-up")
+    if args.batch is not None:
+        argv += ["--batch", str(args.batch)]
+    argv += ["--parent", str(os.getpid())]
+    procs = [subprocess.Popen([*argv, "--share", f"{i}/{n}"], env=env) for i in range(n)]
+
+    def forward(signum: int, frame: object) -> None:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    codes = [proc.wait() for proc in procs]
+    worst = next((code for code in codes if code), 0)
+    return 128 - worst if worst < 0 else worst  # killed by signal S: 128 + S, as a shell says

@@ -4,12 +4,15 @@ The log (`--project-events`, 200,000 TradeOfferUpserted events over 4,096
 accounts: half new offers with items, half state changes) is built first,
 untimed, by an `eventlog.Writer` with fsync off and a deep window of appends in
 flight, with Redis on so the partition streams hold every event. Then, each
-from empty projections and in this process, the RedisProjector and the
-FileProjector are driven by `projections.daemon.run(until_caught_up=True)`
-with the batch sizes `tradelog project` uses, and only that run is timed
-(under the run's fsync policy, `always` unless `--fsync`). Beside them, in the
-same run: raw pipelined EVALSHA of a one-HSET script (the ceiling of any
-per-event script).
+from empty projections, the Redis projector and the file projector are driven
+by `projections.daemon.run(until_caught_up=True)` with the batch sizes
+`tradelog project` uses, and only that run is timed (under the run's fsync
+policy, `always` unless `--fsync`). The Redis projector runs as `tradelog
+project redis` does: as many processes as TRADELOG_REDIS_PROJECTOR_PROCESSES
+says (`--project-processes` here; one per CPU by default), each on its share of the
+partitions (tools.bench.project_share), all started before the clock starts.
+Beside them, in the same run: raw pipelined EVALSHA of a one-HSET script (the
+ceiling of any per-event script).
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import Future
@@ -29,6 +34,7 @@ from eventlog.records import TRADE_OFFER_UPSERTED
 from eventlog.relay import Relay
 from eventlog.settings import Settings
 
+from ..cmd_project import processes as cmd_processes
 from . import baselines
 from .common import BenchContext, status
 from .http_cpu import redis_cpu_seconds
@@ -49,6 +55,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("project")
     g.add_argument("--project-events", type=int, default=200_000, help="events in the log")
     g.add_argument("--project-accounts", type=int, default=4096, help="accounts they touch")
+    g.add_argument(
+        "--project-processes",
+        type=int,
+        default=None,
+        help="Redis projector processes (default: as `tradelog project redis`)",
+    )
 
 
 def build_log(settings: Settings, events: int, accounts: int) -> float:
@@ -104,19 +116,44 @@ def _drive(projector: Any, batch: int, redis_url: str) -> Applied:
     return Applied(count, wall, cpu, redis_cpu_seconds(redis_url) - redis0)
 
 
-def _redis(settings: Settings) -> Applied:
-    from eventlog.redisconn import connect
-    from projections.redis_projector import RedisProjector
-
+def _redis(settings: Settings, processes: int) -> Applied:
     from ..cmd_project import DEFAULT_BATCH
+    from ..cmd_serve import settings_env
 
-    client = connect(settings, timeout_ms=30_000)
-    assert client is not None
+    env = {**os.environ, **settings_env(settings), "TRADELOG_REDIS_TIMEOUT_MS": "30000"}
+    env.pop("TRADELOG_CONFIG", None)
+    argv = [sys.executable, "-m", "tools.bench.project_share"]
+    batch = str(DEFAULT_BATCH["redis"])
+    shares = [
+        subprocess.Popen(
+            [*argv, str(i), str(processes), batch],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(processes)
+    ]
     try:
-        projector = RedisProjector(settings, client)
-        return _drive(projector, DEFAULT_BATCH["redis"], settings.redis_url)
+        for share in shares:
+            assert share.stdout is not None and share.stdout.readline().strip() == "ready"
+        redis0, start = redis_cpu_seconds(settings.redis_url), time.perf_counter()
+        for share in shares:
+            assert share.stdin is not None
+            share.stdin.write("go\n")
+            share.stdin.flush()
+        results = [orjson.loads(share.communicate()[0]) for share in shares]
+        wall = time.perf_counter() - start
     finally:
-        client.close()
+        for share in shares:
+            if share.poll() is None:
+                share.kill()
+                share.wait()
+    if any(share.returncode for share in shares):
+        raise RuntimeError("a Redis projector process failed (its error is above)")
+    events = sum(int(r["events"]) for r in results)
+    cpu = sum(float(r["cpu"]) for r in results)
+    return Applied(events, wall, cpu, redis_cpu_seconds(settings.redis_url) - redis0)
 
 
 def _file(settings: Settings) -> Applied:
@@ -148,14 +185,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     # The projectors log each partition they take and their totals: keep stderr readable.
     logging.getLogger("tradelog").setLevel(logging.WARNING)
-    status(f"Redis projector from empty ({_load()})")
-    on_redis = _redis(settings)
+    processes = cmd_processes(settings, args.project_processes)
+    status(f"Redis projector from empty, {processes} processes ({_load()})")
+    on_redis = _redis(settings, processes)
     status(f"file projector from empty, fsync {settings.fsync} ({_load()})")
     on_file = _file(settings)
     for name, got in (("redis", on_redis), ("file", on_file)):
         if got.events != events:
             notes.append(f"the {name} projector applied {got.events} events, not {events}")
-    notes += [on_redis.note("redis"), on_file.note("file"), f"at the end: {_load()}"]
+    notes += [
+        on_redis.note(f"redis ({processes} processes)"),
+        on_file.note("file"),
+        f"at the end: {_load()}",
+    ]
     redis_rate = on_redis.events / on_redis.seconds
     file_rate = on_file.events / on_file.seconds
     return {
