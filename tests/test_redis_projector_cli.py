@@ -19,6 +19,7 @@ from eventlog.keys import Keys
 from eventlog.settings import Settings
 from projections.redis_slot import take_slot
 from tests.test_redis_projection import assert_matches_fold, stream_events
+from tools.cmd_serve import settings_env
 
 ROOT = Path(__file__).resolve().parent.parent
 ACCOUNTS = [str(76561199027634480 + 7919 * i) for i in range(40)]
@@ -48,7 +49,7 @@ def _cli(s: Settings, *args: str) -> list[str]:
 
 
 def _env(s: Settings) -> dict[str, str]:
-    return {**os.environ, "TRADELOG_KEY_PREFIX": s.key_prefix}
+    return {**os.environ, **settings_env(s)}
 
 
 def _fill(s: Settings, count: int) -> None:
@@ -105,48 +106,118 @@ def _assert_caught_up(client: redis.Redis, s: Settings) -> None:
         assert _applied(client, s)[p] == 1 + max(e.offset for e in events if e.partition == p)
 
 
+def _start(s: Settings, processes: int) -> subprocess.Popen[bytes]:
+    argv = _cli(s, "--processes", str(processes), "--batch", "50")
+    return subprocess.Popen(argv, cwd=ROOT, env=_env(s), stderr=subprocess.DEVNULL)
+
+
+def _shares(proc: subprocess.Popen[bytes], count: int) -> list[int]:
+    found: list[int] = []
+
+    def started() -> bool:
+        found[:] = _children(proc.pid)
+        return len(found) == count
+
+    _wait(f"{count} shares started", started)
+    return found
+
+
+def _kill_all(proc: subprocess.Popen[bytes], shares: list[int]) -> None:
+    """SIGKILL to the parent and its shares at once (an OOM kill of the group, say):
+    nobody hands its leases or entries back."""
+    for pid in [proc.pid, *shares]:
+        os.kill(pid, signal.SIGKILL)
+    proc.wait()
+    _wait("the shares gone", lambda: not any(_alive(pid) for pid in shares))
+
+
+def _catch_up(s: Settings, processes: int) -> None:
+    again = _cli(s, "--processes", str(processes), "--until-caught-up")
+    done = subprocess.run(again, cwd=ROOT, env=_env(s), capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr.decode()
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("processes", [1, 2])
+@pytest.mark.parametrize(("before", "after"), [(1, 1), (2, 2), (2, 1), (1, 2)])
 def test_a_projector_killed_and_started_again_goes_on_at_once(
     rsettings: Settings,
     redis_client: redis.Redis,
     procs: list[subprocess.Popen[bytes]],
-    processes: int,
+    before: int,
+    after: int,
 ) -> None:
-    _fill(rsettings, 4000)
-    argv = _cli(rsettings, "--processes", str(processes), "--batch", "50")
-    proc = subprocess.Popen(argv, cwd=ROOT, env=_env(rsettings), stderr=subprocess.DEVNULL)
+    _fill(rsettings, 8000)
+    proc = _start(rsettings, before)
     procs.append(proc)
+    shares = _shares(proc, before) if before > 1 else []
     _wait("some events applied", lambda: sum(_applied(redis_client, rsettings).values()) > 200)
-    shares = _children(proc.pid)
-    assert len(shares) == (processes if processes > 1 else 0)
+    _kill_all(proc, shares)
+    assert sum(_applied(redis_client, rsettings).values()) < 8000
+    # Well before the dead consumers' leases run out (10 s) or their entries idle (30 s):
+    # the same names take them back, or under another process count their new owners do.
+    _catch_up(rsettings, after)
+    _assert_caught_up(redis_client, rsettings)
+
+
+@pytest.mark.slow
+def test_the_group_stops_with_its_parent(
+    rsettings: Settings, redis_client: redis.Redis, procs: list[subprocess.Popen[bytes]]
+) -> None:
+    _fill(rsettings, 8000)
+    proc = _start(rsettings, 2)
+    procs.append(proc)
+    shares = _shares(proc, 2)
+    _wait("some events applied", lambda: sum(_applied(redis_client, rsettings).values()) > 200)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    # A group's processes stop with their parent, not to run on beside its successor.
+    # The kernel tells the shares (SIGTERM): they finish their batch and hand back.
     _wait("the shares gone", lambda: not any(_alive(pid) for pid in shares))
-    assert sum(_applied(redis_client, rsettings).values()) < 4000
-    # Before its leases ran out (10 s) and its entries idled (30 s): the same names.
-    again = _cli(rsettings, "--processes", str(processes), "--until-caught-up")
-    done = subprocess.run(again, cwd=ROOT, env=_env(rsettings), capture_output=True, timeout=60)
-    assert done.returncode == 0, done.stderr.decode()
-    _assert_caught_up(redis_client, rsettings)
+    keys = Keys(rsettings.key_prefix)
+    assert all(redis_client.get(keys.lease(p)) is None for p in range(rsettings.partitions))
+
+
+@pytest.mark.slow
+def test_a_share_that_dies_takes_the_group_down_for_a_restart(
+    rsettings: Settings, redis_client: redis.Redis, procs: list[subprocess.Popen[bytes]]
+) -> None:
+    _fill(rsettings, 200)
+    proc = _start(rsettings, 2)
+    procs.append(proc)
+    first, second = _shares(proc, 2)
+    os.kill(second, signal.SIGKILL)
+    assert proc.wait(timeout=60) == 128 + signal.SIGKILL
+    _wait("the other share gone", lambda: not _alive(first))
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_group_cleanly(
+    rsettings: Settings, redis_client: redis.Redis, procs: list[subprocess.Popen[bytes]]
+) -> None:
+    _fill(rsettings, 200)
+    proc = _start(rsettings, 2)
+    procs.append(proc)
+    shares = _shares(proc, 2)
+    _wait("caught up", lambda: sum(_applied(redis_client, rsettings).values()) == 200)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0
+    assert not any(_alive(pid) for pid in shares)
+
+
+def _other_process_slot(run_dir: Path) -> str:
+    code = (
+        "import sys; from pathlib import Path; from projections.redis_slot import take_slot; "
+        "print(take_slot(Path(sys.argv[1]), 0, wait_s=0).name)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(run_dir)], cwd=ROOT, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
 
 
 def test_a_slot_is_one_process_at_a_time(tmp_path: Path) -> None:
     first = take_slot(tmp_path, 0)
-    other = subprocess.run(
-        [sys.executable, "-c", "import sys; from pathlib import Path; "
-         "from projections.redis_slot import take_slot; "
-         "print(take_slot(Path(sys.argv[1]), 0).name)", str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    assert first.name.endswith("-0")
-    assert other.stdout.strip() != first.name  # a standby under a one-off name
-    first.release()
-    again = subprocess.run(
-        [sys.executable, "-c", "import sys; from pathlib import Path; "
-         "from projections.redis_slot import take_slot; "
-         "print(take_slot(Path(sys.argv[1]), 0).name)", str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    assert again.stdout.strip() == first.name
+    assert first.name.endswith("-0") and first.fd >= 0
+    assert _other_process_slot(tmp_path) != first.name  # a standby under a one-off name
+    os.close(first.fd)  # as at the holder's exit, however it ends
+    assert _other_process_slot(tmp_path) == first.name

@@ -1,21 +1,14 @@
 """`tradelog project file|redis`: run a projector daemon (or catch up once and exit).
 
-The Redis projector runs as a group of processes, each on its share of the
-partitions (process i of N reads the partitions p with p % N == i): its work is
-Python's, bound to one core per process (see projections.redis_slot for how
-each keeps its consumer name across restarts). `project redis` with N > 1 is
-only the group's parent: it starts the N processes, passes SIGTERM/SIGINT on,
-and exits when they all have, with the worst exit status.
+The Redis projector runs as a group of processes sharing the partitions
+(tools.project_group); each keeps its consumer name across restarts
+(projections.redis_slot).
 """
 
 from __future__ import annotations
 
 import argparse
-import ctypes
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 
@@ -23,10 +16,9 @@ from eventlog._exceptions import SettingsError
 from eventlog.settings import Settings
 from projections.daemon import Projector, install_stop_signals
 from projections.daemon import run as run_daemon
-from projections.redis_slot import Slot, take_slot
 
 from .cli import settings_from
-from .cmd_serve import settings_env
+from .project_group import die_with_parent, run_group
 
 __all__ = ["register"]
 
@@ -35,6 +27,7 @@ __all__ = ["register"]
 # accounts: 50k per step ~1.3x the rate of 20k). Live, steps stay small: each takes only
 # what has arrived. A step also stops at 64 MiB of log, so big events stay bounded.
 DEFAULT_BATCH = {"file": 50_000, "redis": 20_000}
+_TIMEOUT_MS = 10_000
 
 
 def register(
@@ -82,7 +75,7 @@ def processes(settings: Settings, asked: int | None = None) -> int:
     n = settings.redis_projector_processes if asked is None else asked
     if n < 0:
         raise SettingsError(f"--processes: must be 0 or more (got {n})")
-    return max(1, min(n or os.cpu_count() or 1, settings.partitions))
+    return max(1, min(n or len(os.sched_getaffinity(0)), settings.partitions))
 
 
 def _share(text: str) -> tuple[int, int]:
@@ -102,18 +95,20 @@ def build(projection: str, settings: Settings, share: tuple[int, int] = (0, 1)) 
     # Imported lazily: the file projector must run where Redis (and its client) is absent.
     from eventlog.redisconn import connect
     from projections.redis_projector import RedisProjector
+    from projections.redis_slot import adopt, take_slot
 
-    client = connect(settings)
+    # TRADELOG_REDIS_TIMEOUT_MS bounds a writer's calls; a projector has no caller to
+    # answer, and one batch's replies may take Redis longer than that on a busy host.
+    client = connect(settings, timeout_ms=max(settings.redis_timeout_ms, _TIMEOUT_MS))
     if client is None:
         raise SettingsError("TRADELOG_REDIS_URL: the Redis projector needs Redis; it is empty")
     i, n = share
-    slot = take_slot(settings.run_dir, i)
-    _held.append(slot)  # the name is ours as long as the lock lives: until exit
+    slot = take_slot(settings.run_dir, i)  # its lock is held until this process exits
     partitions = [p for p in range(settings.partitions) if p % n == i]
-    return RedisProjector(settings, client, slot.name, partitions=partitions)
-
-
-_held: list[Slot] = []
+    projector = RedisProjector(settings, client, slot.name, partitions=partitions)
+    if n == 1 and slot.fd >= 0:  # a group's parent did this for its shares
+        adopt(client, projector.keys, settings.run_dir, dict.fromkeys(partitions, slot.name))
+    return projector
 
 
 def run(args: argparse.Namespace) -> int:
@@ -125,14 +120,15 @@ def run(args: argparse.Namespace) -> int:
         if args.share is not None:
             share = _share(args.share)
             if args.parent is not None:
-                _die_with_parent(args.parent)
+                die_with_parent(args.parent)
         else:
             n = processes(settings, args.processes)
             if n > 1:
-                return _run_group(args, settings, n)
-    projector = build(args.projection, settings, share)
+                until = args.until_caught_up
+                return run_group(settings, n, until_caught_up=until, batch=args.batch)
     stop = threading.Event()
-    install_stop_signals(stop)
+    install_stop_signals(stop)  # before the start-up: a stop asked meanwhile is kept
+    projector = build(args.projection, settings, share)
     started = time.monotonic()
     batch = args.batch or DEFAULT_BATCH[args.projection]
     count = run_daemon(projector, stop, until_caught_up=args.until_caught_up, batch=batch)
@@ -145,35 +141,3 @@ def run(args: argparse.Namespace) -> int:
         flush=True,
     )
     return 0
-
-
-def _die_with_parent(parent: int) -> None:
-    """Have the kernel send this process SIGTERM when the group's parent dies (even by
-    SIGKILL), so no share keeps running unsupervised beside the parent's successor."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # 1: PR_SET_PDEATHSIG
-    if os.getppid() != parent:  # it died before the call
-        os.kill(os.getpid(), signal.SIGTERM)
-
-
-def _run_group(args: argparse.Namespace, settings: Settings, n: int) -> int:
-    env = {**os.environ, **settings_env(settings)}
-    env.pop("TRADELOG_CONFIG", None)  # the settings are all in env now, as resolved here
-    argv = [sys.executable, "-m", "tools.cli", "project", "redis"]
-    if args.until_caught_up:
-        argv.append("--until-caught-up")
-    if args.batch is not None:
-        argv += ["--batch", str(args.batch)]
-    argv += ["--parent", str(os.getpid())]
-    procs = [subprocess.Popen([*argv, "--share", f"{i}/{n}"], env=env) for i in range(n)]
-
-    def forward(signum: int, frame: object) -> None:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signum)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    codes = [proc.wait() for proc in procs]
-    worst = next((code for code in codes if code), 0)
-    return 128 - worst if worst < 0 else worst  # killed by signal S: 128 + S, as a shell says

@@ -120,7 +120,7 @@ def _redis(settings: Settings, processes: int) -> Applied:
     from ..cmd_project import DEFAULT_BATCH
     from ..cmd_serve import settings_env
 
-    env = {**os.environ, **settings_env(settings), "TRADELOG_REDIS_TIMEOUT_MS": "30000"}
+    env = {**os.environ, **settings_env(settings)}
     env.pop("TRADELOG_CONFIG", None)
     argv = [sys.executable, "-m", "tools.bench.project_share"]
     batch = str(DEFAULT_BATCH["redis"])
@@ -136,12 +136,14 @@ def _redis(settings: Settings, processes: int) -> Applied:
     ]
     try:
         for share in shares:
-            assert share.stdout is not None and share.stdout.readline().strip() == "ready"
+            said = share.stdout.readline().strip() if share.stdout else ""
+            if said != "ready":
+                raise RuntimeError(f"a Redis projector process did not start (it said {said!r})")
         redis0, start = redis_cpu_seconds(settings.redis_url), time.perf_counter()
         for share in shares:
-            assert share.stdin is not None
-            share.stdin.write("go\n")
-            share.stdin.flush()
+            if share.stdin is not None:
+                share.stdin.write("go\n")
+                share.stdin.flush()
         results = [orjson.loads(share.communicate()[0]) for share in shares]
         wall = time.perf_counter() - start
     finally:
