@@ -17,6 +17,13 @@ A spare is overwritten only when two things hold; until then a temp file is used
 - Its directory was synced since (fsync_dir or sync_all here): until then a power
   cut could undo the exchange and leave the target naming the overwritten inode.
 Where exchange is not available the temp file is always used.
+
+A file rewritten faster than its spare rests (a hot account) still keeps inode
+work off the write's path: its temp file is exchanged with the target too, so
+the old version is not freed by the replacing call but left at the temp's name,
+and `retire`, called once the new version is announced, frees it and makes the
+temp file anew (empty) for the next write. Nothing is overwritten in place, so
+any order a crash leaves these steps in names a whole version.
 """
 
 from __future__ import annotations
@@ -34,11 +41,13 @@ from . import fscalls
 
 __all__ = [
     "Staged",
+    "drop_temps",
     "fsync_dir",
     "fsync_file",
     "install",
     "make_dirs",
     "read_file",
+    "retire",
     "stage",
     "sync_all",
     "write_atomic",
@@ -52,6 +61,9 @@ _exchanging = fscalls.can_exchange()
 # Directory -> the time.time() just before its last sync began: what was renamed or
 # exchanged in it before then is durable.
 _synced: dict[str, float] = {}
+# Temp files holding a version an exchange took out of place, until `retire`.
+_retired: set[str] = set()
+_made: set[str] = set()  # empty temp files `retire` made for their targets' next write
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +73,7 @@ class Staged:
     tmp: str
     path: str
     swap: bool  # the spare: exchanged with the target (which becomes the spare)
+    trade: bool = False  # a temp file exchanged with the target (which `retire` frees)
 
 
 def stage(path: Path | str, data: bytes, *, sync: bool = False, spare: bool = False) -> Staged:
@@ -82,6 +95,10 @@ def stage(path: Path | str, data: bytes, *, sync: bool = False, spare: bool = Fa
         if not swap:
             # Named after this process: a crash leaves it for sweep_temp_files.
             tmp = os.path.join(head, f".{name}.{os.getpid()}.tmp")
+            if tmp in _retired:  # it holds a version a reader may still have open
+                _free(tmp)
+            _made.discard(tmp)
+            # Made by `retire` after an earlier write, it exists: no inode is created here.
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             view = memoryview(data)
@@ -99,7 +116,36 @@ def stage(path: Path | str, data: bytes, *, sync: bool = False, spare: bool = Fa
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
         raise SnapshotUnavailable(f"cannot write {target}: {e}") from e
-    return Staged(tmp, target, swap)
+    trade = spare and _exchanging and not swap and os.path.exists(target)
+    return Staged(tmp, target, swap, trade)
+
+
+def _free(tmp: str) -> None:
+    _retired.discard(tmp)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+
+
+def retire(*, remake: bool = True) -> None:
+    """Free the versions temp-file exchanges took out of place and (`remake`) make each
+    temp file anew for its target's next write. Call it off the writes' path: after
+    announcing them."""
+    for tmp in list(_retired):
+        with contextlib.suppress(OSError):  # the next write makes its temp file itself
+            _free(tmp)
+            if remake:
+                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+                _made.add(tmp)
+
+
+def drop_temps() -> None:
+    """Retire without making temp files anew, and remove those made: a clean stop leaves
+    none behind (a crash leaves them for sweep_temp_files)."""
+    retire(remake=False)
+    for tmp in list(_made):
+        _made.discard(tmp)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
 
 
 def _open_spare(spare: str, target: str, durable_before: float) -> tuple[int, int]:
@@ -127,9 +173,11 @@ def install(staged: Staged) -> None:
     """Put a staged file in place: exchange the spare with the target, or rename the temp."""
     global _exchanging
     try:
-        if staged.swap and _exchanging:
+        if (staged.swap or staged.trade) and _exchanging:
             try:
                 fscalls.exchange(staged.tmp, staged.path)
+                if staged.trade:
+                    _retired.add(staged.tmp)
                 return
             except OSError as e:
                 if e.errno in _UNSUPPORTED:

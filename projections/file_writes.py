@@ -30,7 +30,7 @@ from eventlog.notify import PROGRESS, Ringer
 from eventlog.settings import Settings
 
 from . import fscalls
-from .atomic import Staged, fsync_dir, fsync_file, install, sync_all
+from .atomic import Staged, drop_temps, fsync_dir, fsync_file, install, retire, sync_all
 from .checkpoint import PROJECTOR, Checkpoint, ParkRecord, now_ms, write_checkpoint, write_park
 from .file_cache import Cache
 from .fold import Fold
@@ -102,11 +102,13 @@ class Writes:
             batch.sizes = {a: write(a, f, items[a].memo) for a, f in folds.items()}
             self._dir_dirty = True
             self._announce(batch, early=True)
+            retire()
         elif self._pool is None or len(folds) < POOL_FILES:
             # A thread hop costs more than overwriting a spare.
             batch.written([stage(a, f, items[a].memo) for a, f in folds.items()])
             self._install(batch)
             self._announce(batch, early=True)
+            retire()
         else:
             # No spares: most are still resting, and new files cost little with no writer's
             # fsync waiting on the same journal (bench project: ~8% faster).
@@ -195,6 +197,7 @@ class Writes:
         try:
             self.finish()
             self.save()
+            drop_temps()
         finally:
             if self._pool is not None:
                 self._pool.shutdown()

@@ -27,7 +27,7 @@ import orjson
 from eventlog._exceptions import CorruptSnapshot
 from eventlog.settings import Settings
 
-from .atomic import Staged, fsync_dir, install, make_dirs, read_file, stage
+from .atomic import Staged, fsync_dir, install, make_dirs, read_file, retire, stage
 from .fold import Fold, offer_score
 from .fragments import Parts
 
@@ -234,6 +234,7 @@ def write_snapshots(
     sizes = dict(pool.map(one, folds) if pool is not None else map(one, folds))
     if sync and sizes:
         fsync_dir(settings.snapshot_dir)
+    retire(remake=False)  # each account once: no next write to make a temp file for
     return sizes
 
 

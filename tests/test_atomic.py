@@ -26,6 +26,12 @@ def fine_clock(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(atomic, "_TICK_S", 0.0)
 
 
+@pytest.fixture(autouse=True)
+def nothing_retired(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(atomic, "_retired", set())
+    monkeypatch.setattr(atomic, "_made", set())
+
+
 def spare_of(path: Path) -> Path:
     return path.with_name(f".{path.name}.spare")
 
@@ -73,11 +79,40 @@ def test_a_spare_is_left_alone_until_it_rested_and_its_exchange_is_durable(
     after = spare_of(path).stat()
     assert (after.st_ino, after.st_mtime_ns) == (held.st_ino, held.st_mtime_ns)
     assert path.read_bytes() == b"three" and spare_of(path).read_bytes() == b"one"
-    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    assert [p.read_bytes() for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == [b"two"]
     if not synced:
         atomic.sync_all(tmp_path)  # one flush of the filesystem counts as a sync
         write(path, b"four")
         assert path.stat().st_ino == held.st_ino and path.read_bytes() == b"four"
+
+
+def test_a_file_rewritten_faster_than_its_spare_rests_keeps_inode_work_off_the_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, installs: list[str]
+) -> None:
+    monkeypatch.setattr(atomic, "SPARE_REST_S", 3600.0)
+    path = tmp_path / "x.json"
+    write(path, b"one")
+    write(path, b"two")  # the spare takes "one" and rests from now on
+    temp = tmp_path / f".x.json.{os.getpid()}.tmp"
+    with open(path, "rb") as reader:  # a reader of "two" when it is replaced
+        write(path, b"three")  # a temp file, exchanged: "two" is not freed by the call
+        assert path.read_bytes() == b"three" and temp.read_bytes() == b"two"
+        atomic.retire()  # after the new version is announced: "two" freed, a temp anew
+        assert reader.read() == b"two"
+    made = temp.stat()
+    assert made.st_size == 0 and spare_of(path).read_bytes() == b"one"
+    write(path, b"four")  # written into the temp made by retire: no inode made on the way
+    assert path.stat().st_ino == made.st_ino and path.read_bytes() == b"four"
+    assert temp.read_bytes() == b"three"
+    write(path, b"five")  # before any retire: "three" may have a reader, it is not reused
+    assert path.read_bytes() == b"five" and path.stat().st_ino != made.st_ino
+    assert temp.read_bytes() == b"four"
+    atomic.retire()
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == sorted([".x.json.spare", temp.name, "x.json"])
+    assert installs == ["x.json"] * 5
+    atomic.drop_temps()  # a clean stop
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".x.json.spare", "x.json"]
 
 
 def test_a_filesystem_that_cannot_exchange_gets_renames(
