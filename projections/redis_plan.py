@@ -18,13 +18,8 @@ from eventlog.keys import Keys
 from eventlog.records import StoredEvent
 
 from .fold import Fold, apply
-from .redis_scripts import (
-    Call,
-    friends_removed_call,
-    friends_upserted_call,
-    offers_call,
-    save_call,
-)
+from .redis_calls import friends_removed_call, friends_upserted_call, offers_call, save_call
+from .redis_scripts import Call
 
 __all__ = ["Plan", "plan", "version_of"]
 

@@ -24,7 +24,8 @@ from eventlog.settings import Settings
 from lua import source
 
 from .fold import Fold
-from .redis_scripts import Call, Scripts, Status, save_call, status_of
+from .redis_calls import save_call
+from .redis_scripts import Call, Scripts, Status, status_of
 from .replay_fold import Folded, fold_log
 from .replay_jobs import Meter
 from .replay_pass import ReplayReport

@@ -20,8 +20,9 @@ from eventlog.segments import log_end, partition_dir
 from eventlog.settings import Settings
 
 from .checkpoint import now_ms
+from .redis_calls import save_call
 from .redis_parking import Parking
-from .redis_scripts import SAVE_DOCUMENT, Call, Scripts, Status, save_call, status_of
+from .redis_scripts import SAVE_DOCUMENT, Call, Scripts, Status, status_of
 from .replay_fold import Folded, fold_log
 
 __all__ = [

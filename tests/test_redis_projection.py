@@ -27,6 +27,7 @@ from eventlog.settings import Settings
 from eventlog.streamlog import StreamLog
 from projections.fold import Fold, apply, dumps, fold_all
 from projections.redis_applier import RedisApplier
+from projections.redis_calls import offers_call, save_call
 from projections.redis_projector import RedisProjector
 from projections.redis_reader import (
     account_version,
@@ -34,7 +35,7 @@ from projections.redis_reader import (
     read_document_json,
     read_fold,
 )
-from projections.redis_scripts import Status, offers_call, save_call, status_of
+from projections.redis_scripts import Status, status_of
 from tests.conftest import SAMPLES_DIR
 from tests.strategies import event_sequences
 
