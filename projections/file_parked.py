@@ -16,14 +16,8 @@ from eventlog.records import StoredEvent
 from eventlog.segments import Cursor, partition_dir
 from eventlog.settings import Settings
 
-from .checkpoint import (
-    ParkRecord,
-    lock_projection,
-    now_ms,
-    read_park,
-    remove_park,
-    write_park,
-)
+from .checkpoint import lock_projection, now_ms
+from .file_parking import ParkRecord, read_park, remove_park, write_park
 from .fold import apply
 from .snapshots import read_snapshot, write_snapshots
 

@@ -32,19 +32,11 @@ from eventlog.segments import Cursor, partition_dir
 from eventlog.settings import Settings
 
 from .atomic import fsync_dir, make_dirs
-from .checkpoint import (
-    ParkRecord,
-    check_partitions,
-    lock_projection,
-    now_ms,
-    parked,
-    progress,
-    read_checkpoint,
-    read_parks,
-    sweep_temp_files,
-)
+from .checkpoint import check_partitions, lock_projection, now_ms, read_checkpoint, sweep_temp_files
 from .file_cache import Cache, Entry
+from .file_health import parked, progress
 from .file_parked import reapply_parked
+from .file_parking import ParkRecord, read_parks
 from .file_writes import SAVE_IDLE_S, WRITERS, Writes
 from .fold import Fold, apply
 from .gcpause import paused

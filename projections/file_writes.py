@@ -31,8 +31,9 @@ from eventlog.settings import Settings
 
 from . import fscalls
 from .atomic import Staged, drop_temps, fsync_dir, fsync_file, install, retire, sync_all
-from .checkpoint import PROJECTOR, Checkpoint, ParkRecord, now_ms, write_checkpoint, write_park
+from .checkpoint import PROJECTOR, Checkpoint, now_ms, write_checkpoint
 from .file_cache import Cache
+from .file_parking import ParkRecord, write_park
 from .fold import Fold
 from .snapshots import stage_snapshot, write_snapshot
 

@@ -24,7 +24,8 @@ from eventlog.segments import log_ends
 from eventlog.settings import Settings
 
 from .atomic import fsync_dir
-from .checkpoint import check_partitions, lock_projection, read_park, remove_park
+from .checkpoint import check_partitions, lock_projection
+from .file_parking import read_park, remove_park
 from .redis_applier import RedisApplier
 from .redis_scripts import Scripts
 from .replay_files import written_by_projector

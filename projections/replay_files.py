@@ -18,7 +18,8 @@ from eventlog._exceptions import SnapshotUnavailable
 from eventlog.settings import Settings
 
 from .atomic import fsync_dir, make_dirs, read_file, write_atomic
-from .checkpoint import ParkRecord, now_ms, write_park
+from .checkpoint import now_ms
+from .file_parking import ParkRecord, write_park
 from .fold import Fold
 from .replay_fold import Poisoned
 from .snapshots import encode

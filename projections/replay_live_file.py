@@ -25,10 +25,9 @@ from .checkpoint import (
     check_partitions,
     lock_projection,
     read_checkpoint,
-    read_parks,
-    remove_park,
     write_checkpoint,
 )
+from .file_parking import read_parks, remove_park
 from .replay_files import (
     held_version,
     park_files,

@@ -27,10 +27,9 @@ from .checkpoint import (
     check_partitions,
     lock_projection,
     read_checkpoint,
-    read_parks,
-    remove_park,
     write_checkpoint,
 )
+from .file_parking import read_parks, remove_park
 from .replay_files import snapshot_names, written_by_projector
 from .replay_jobs import Meter, run_jobs, split_partitions
 from .replay_pass import PassJob, ReplayReport, merge, rebuild_job, timed

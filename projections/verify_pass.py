@@ -21,7 +21,8 @@ from eventlog.records import StoredEvent, partition_of
 from eventlog.segments import log_ends
 from eventlog.settings import Settings
 
-from .checkpoint import check_partitions, read_checkpoint, read_parks
+from .checkpoint import check_partitions, read_checkpoint
+from .file_parking import read_parks
 from .replay_fold import Folded, Tick, fold_log
 from .replay_jobs import Meter, run_jobs, split_partitions
 from .replay_redis import redis_client

@@ -30,8 +30,9 @@ from eventlog.records import StoredEvent
 from eventlog.segments import Cursor, partition_dir
 from eventlog.settings import Settings, load_settings
 from projections import atomic, file_writes, fscalls
-from projections.checkpoint import Checkpoint, progress, read_checkpoint, write_checkpoint
+from projections.checkpoint import Checkpoint, read_checkpoint, write_checkpoint
 from projections.daemon import run
+from projections.file_health import progress
 from projections.file_projector import FileProjector, parked
 from projections.fold import Fold, dumps, fold_all
 from projections.snapshots import (

@@ -21,7 +21,8 @@ import pytest
 from eventlog import Writer
 from eventlog.notify import PROGRESS, Bell
 from eventlog.settings import Settings
-from projections.checkpoint import progress, read_checkpoint
+from projections.checkpoint import read_checkpoint
+from projections.file_health import progress
 from projections.file_projector import parked
 from projections.snapshots import read_snapshot
 from tests.test_file_projection import assert_matches_fold, catch_up, log_events, upsert

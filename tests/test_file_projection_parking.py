@@ -20,7 +20,8 @@ from eventlog._exceptions import AccountParked, ProjectorBusy
 from eventlog.records import StoredEvent, partition_of, utc_ts
 from eventlog.segments import partition_dir, segment_bases, segment_path
 from eventlog.settings import Settings
-from projections.checkpoint import progress, read_park
+from projections.file_health import progress
+from projections.file_parking import read_park
 from projections.file_projector import FileProjector, parked, reapply_parked
 from projections.fold import Fold, apply, dumps, fold_all
 from projections.snapshots import read_snapshot, snapshot_path

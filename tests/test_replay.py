@@ -26,7 +26,9 @@ from eventlog import Writer
 from eventlog._exceptions import ProjectorBusy
 from eventlog.keys import Keys
 from eventlog.settings import Settings, load_settings
-from projections.checkpoint import parked, read_checkpoint, read_park
+from projections.checkpoint import read_checkpoint
+from projections.file_health import parked
+from projections.file_parking import read_park
 from projections.replay import log_ends, rebuild, replay_accounts
 from projections.snapshots import snapshot_path
 from tests.conftest import SAMPLES_DIR

@@ -1,0 +1,115 @@
+"""Parked accounts of the file projection: their dead-letter records.
+
+`checkpoints/parked/<account>.json` is a parked account's dead-letter record:
+the event that failed, why, and every later event of that account, in order,
+waiting for `tradelog replay file --account`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from eventlog._exceptions import CorruptSnapshot, SnapshotUnavailable
+from eventlog.records import StoredEvent
+from eventlog.settings import Settings
+
+from .atomic import fsync_dir, make_dirs, write_atomic
+from .checkpoint import load_json, parked_dir
+
+__all__ = ["ParkRecord", "read_park", "read_parks", "remove_park", "write_park"]
+
+
+@dataclass(slots=True)
+class ParkRecord:
+    """A parked account: the first event that failed and every later one, in order."""
+
+    account: str
+    version: int  # the version of the event that failed
+    held: int  # the version the account's snapshot holds
+    error: str
+    parked_at: int  # ms
+    events: list[StoredEvent]
+
+    @property
+    def last_version(self) -> int:
+        return self.events[-1].version if self.events else self.version
+
+    def summary(self) -> dict[str, Any]:
+        first = self.events[0] if self.events else None
+        return {
+            "account": self.account,
+            "version": self.version,
+            "held": self.held,
+            "error": self.error,
+            "parked_at": self.parked_at,
+            "position": {"partition": first.partition, "offset": first.offset} if first else None,
+            "waiting": len(self.events),
+        }
+
+    def to_json(self) -> bytes:
+        body = {**self.summary(), "events": [e.to_dict() for e in self.events]}
+        return orjson.dumps(body, option=orjson.OPT_INDENT_2)
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> ParkRecord:
+        return cls(
+            account=str(raw["account"]),
+            version=int(raw["version"]),
+            held=int(raw["held"]),
+            error=str(raw["error"]),
+            parked_at=int(raw["parked_at"]),
+            events=[StoredEvent.from_dict(e) for e in raw["events"]],
+        )
+
+
+def read_park(settings: Settings, account: str) -> ParkRecord | None:
+    path = parked_dir(settings) / f"{account}.json"
+    raw = load_json(path)
+    if raw is None:
+        return None
+    try:
+        return ParkRecord.from_json(raw)
+    except (KeyError, TypeError, ValueError) as e:
+        raise CorruptSnapshot(str(path), f"not a dead-letter record: {e!r}") from e
+
+
+def read_parks(settings: Settings) -> dict[str, ParkRecord]:
+    """Every parked account's record."""
+    try:
+        names = sorted(os.listdir(parked_dir(settings)))
+    except FileNotFoundError:
+        return {}
+    out: dict[str, ParkRecord] = {}
+    for name in names:
+        if name.endswith(".json") and not name.startswith("."):
+            record = read_park(settings, name[: -len(".json")])
+            if record is not None:
+                out[record.account] = record
+    return out
+
+
+def write_park(settings: Settings, records: list[ParkRecord], *, sync: bool = True) -> None:
+    """Write dead-letter records atomically, then sync their directory once."""
+    if not records:
+        return
+    directory = parked_dir(settings)
+    make_dirs(directory, sync=sync)
+    for record in records:
+        write_atomic(directory / f"{record.account}.json", record.to_json(), sync=sync)
+    if sync:
+        fsync_dir(directory)
+
+
+def remove_park(settings: Settings, account: str) -> None:
+    directory = parked_dir(settings)
+    try:
+        os.unlink(directory / f"{account}.json")
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise SnapshotUnavailable(f"cannot remove {directory}/{account}.json: {e}") from e
+    fsync_dir(directory)
