@@ -8,15 +8,9 @@ Every timestamp comes from the event, never from a clock, so replays reproduce i
 
 from __future__ import annotations
 
-import re
 from bisect import bisect_left, insort
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
-from fractions import Fraction
-from functools import lru_cache
-from math import floor
 from typing import Any
 
 import orjson
@@ -24,7 +18,9 @@ import orjson
 from eventlog._exceptions import ProjectionGap
 from eventlog.records import StoredEvent
 
-__all__ = ["Fold", "apply", "default_document", "dumps", "fold_all", "offer_score", "should_apply"]
+from .times import event_ms, offer_score
+
+__all__ = ["Fold", "apply", "default_document", "dumps", "fold_all", "should_apply"]
 
 # Server-added top-level keys go after the client's keys, in this order, and only
 # when missing: a Redis copy can then rebuild the same key order from the fields.
@@ -37,12 +33,6 @@ _SERVER_KEYS = (
     "negotiations",
     "version",
 )
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MS = timedelta(milliseconds=1)
-_DIGITS = re.compile(r"[0-9]+(?:\.[0-9]+)?")
-# Redis sorted-set scores are doubles: beyond 2**53 ms they round, and the Redis
-# index would order offers differently from the fold. Such values are not times anyway.
-_MAX_MS = 2**53 - 1
 
 
 @dataclass(slots=True)
@@ -65,60 +55,6 @@ def default_document(account: str, ts: str) -> dict[str, Any]:
         "negotiations": {},
         "version": 0,
     }
-
-
-@lru_cache(maxsize=4096)  # a batch's events share one ts; offers repeat their times
-def _iso_ms(text: str) -> int | None:
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)  # the bots write UTC; a bare time means UTC
-    return (moment - _EPOCH) // _MS
-
-
-def offer_score(offer: dict[str, Any], fallback_ms: int) -> int:
-    """The offer's index score: its `updated_at` in ms, else `fallback_ms`."""
-    value = offer.get("updated_at")
-    ms: int | None = None
-    if isinstance(value, str):
-        ms = _text_ms(value)
-    else:
-        try:
-            if isinstance(value, int) and not isinstance(value, bool):
-                ms = _number_ms(Fraction(value))
-            elif isinstance(value, float):
-                # Exact arithmetic on the shortest decimal form: float seconds * 1000
-                # can land 1 ms low, and scores must not depend on rounding.
-                ms = _number_ms(Fraction(Decimal(repr(value))))
-        except (ValueError, ArithmeticError):  # nan/inf
-            pass
-    return fallback_ms if ms is None else ms
-
-
-@lru_cache(maxsize=4096)  # offers carry the same few times again and again
-def _text_ms(value: str) -> int | None:
-    """A string time in ms: digits are unix seconds (or ms), else ISO 8601; None if neither."""
-    if not _DIGITS.fullmatch(value):
-        ms = _iso_ms(value)
-        return None if ms is None or abs(ms) > _MAX_MS else ms
-    try:
-        return _number_ms(Fraction(value))
-    except (ValueError, ArithmeticError):  # huge digit strings
-        return None
-
-
-def _number_ms(number: Fraction) -> int | None:
-    ms = floor(number * 1000) if number < 10**11 else floor(number)
-    return None if abs(ms) > _MAX_MS else ms
-
-
-def _event_ms(event: StoredEvent) -> int:
-    ms = _iso_ms(event.ts)
-    if ms is None:  # the writer always stamps RFC 3339; anything else is a poison event
-        raise ValueError(f"event {event.id} has an unreadable ts {event.ts!r}")
-    return ms
 
 
 def _order(offer: dict[str, Any], scores: dict[str, int]) -> tuple[int, int, str]:
@@ -150,7 +86,7 @@ def _set_server(doc: dict[str, Any], values: dict[str, Any]) -> None:
 
 
 def _whole(state: Fold | None, event: StoredEvent, given: dict[str, Any], legacy: bool) -> Fold:
-    ts, fallback = event.ts, _event_ms(event)
+    ts, fallback = event.ts, event_ms(event)
     doc = dict(given)
     values: dict[str, Any] = {"version": event.version}
     if "account_steam_id" not in doc:
@@ -203,7 +139,7 @@ def _upsert_offer(base: Fold, event: StoredEvent) -> Fold:
         if "state_history" not in merged:
             merged["state_history"] = [{"state": merged["state"], "timestamp": ts}]
     scores = dict(base.scores)
-    scores[oid] = offer_score(merged, _event_ms(event))
+    scores[oid] = offer_score(merged, event_ms(event))
     # The list is already in order: one insertion keeps it so without a full sort.
     insort(offers, merged, key=lambda o: _order(o, scores))
     doc = dict(base.doc)

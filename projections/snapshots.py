@@ -28,8 +28,9 @@ from eventlog._exceptions import CorruptSnapshot
 from eventlog.settings import Settings
 
 from .atomic import Staged, fsync_dir, install, make_dirs, read_file, retire, stage
-from .fold import Fold, offer_score
+from .fold import Fold
 from .fragments import Parts
+from .times import offer_score
 
 __all__ = [
     "RESERVED",

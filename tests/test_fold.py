@@ -22,9 +22,9 @@ from projections.fold import (
     default_document,
     dumps,
     fold_all,
-    offer_score,
     should_apply,
 )
+from projections.times import offer_score
 from tests.conftest import SAMPLES_DIR
 from tests.strategies import event_sequences, steam_ids
 
