@@ -4,9 +4,10 @@ Each partition has one committer thread per process. Callers queue commands;
 the committer takes every command waiting, and under one hold of the
 partition lock reads what other processes appended, decides each command
 (version check, idempotent retry, what it finds), writes the batch with one
-write and one fsync, and adds it to the partition's stream. The stream write
-is bounded: in phases 1-2 Redis being down or slow never fails an append, the
-result says `redis_written: false` and the relay fills the stream in later.
+write and one fsync, and adds it to the partition's stream (stream_copy.py).
+The stream write is bounded: in phases 1-2 Redis being down or slow never
+fails an append, the result says `redis_written: false` and the relay fills
+the stream in later.
 """
 
 from __future__ import annotations
@@ -21,13 +22,12 @@ from typing import TYPE_CHECKING, Any
 
 import uuid_utils
 
-from ._exceptions import LogUnavailable, StreamDamaged, StreamMismatch, VersionConflict
+from ._exceptions import LogUnavailable, VersionConflict
 from .commands import AppendResult, Command
 from .filelog import PartitionFile
 from .records import FRIENDS_REMOVED, LEGACY_IMPORTED, StoredEvent, utc_ts
-from .segments import Cursor
 from .state import Findings, PartitionState
-from .streamlog import StreamLog
+from .stream_copy import StreamCopy
 
 if TYPE_CHECKING:
     from .writer import Writer
@@ -38,8 +38,6 @@ log = logging.getLogger("tradelog.writer")
 
 _MAX_BATCH = 2048
 _BATCH_FSYNC_S = 0.010
-_REDIS_RETRY_S = 1.0
-_FILL_LIMIT = 10_000  # how far behind the stream may be for the writer to fill it itself
 STOP = object()  # queued to stop a committer
 
 # A queued command and where its answer goes: a concurrent Future (loop None) or an
@@ -66,7 +64,7 @@ class Committer:
         self.q: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.file = PartitionFile(writer.settings.log_dir, partition, writer.settings.segment_bytes)
         self.state = PartitionState()
-        self.stream_top = -2  # unknown
+        self.stream = StreamCopy(writer, partition, self.file.dir)
         self.dirty_since: float | None = None
         self.thread = threading.Thread(
             target=self._run, name=f"tradelog-commit-p{partition:02d}", daemon=True
@@ -208,51 +206,7 @@ class Committer:
         # The file projector reads only the file: it starts on the batch (durable as the
         # policy makes acks durable) while the stream is written.
         self.w.ringer.ring()
-        return self._to_stream(events[0].offset, [values for _, values in encoded])
-
-    def _to_stream(self, first: int, entries: list[list[bytes | str]]) -> bool:
-        stream = self.w.stream
-        if stream is None or time.monotonic() < self.w.redis_retry_at:
-            return False
-        try:
-            try:
-                added = self._append_or_fill(stream, first, entries)
-            except StreamDamaged as e:
-                # Its tail was deleted by hand: set its last ID back (as the relay does).
-                log.warning("%s: setting it back", e)
-                stream.rewind(self.p)
-                added = self._append_or_fill(stream, first, entries)
-            if not added:
-                return False
-        except Exception as e:
-            # The events are durable in the file by now: whatever the stream did, the
-            # append stands and the relay copies it later.
-            log.warning("stream append failed for partition %d: %s", self.p, e)
-            self.w.redis_retry_at = time.monotonic() + _REDIS_RETRY_S
-            self.w.redis_failures += 1
-            return False
-        self.stream_top = first + len(entries) - 1
-        return True
-
-    def _append_or_fill(
-        self, stream: StreamLog, first: int, entries: list[list[bytes | str]]
-    ) -> bool:
-        """Add the entries; if the stream is a little behind, fill it in from the file
-        first, under our lock. False if it is far behind: the relay's job."""
-        try:
-            stream.append_values(self.p, first, entries)
-        except StreamMismatch as e:
-            gap = first - 1 - e.actual_top
-            if e.actual_top > first - 1 or gap > _FILL_LIMIT:
-                return False  # ahead (impossible) or far behind
-            cursor = Cursor(self.file.dir, self.p, e.actual_top + 1)
-            try:
-                missing, _ = cursor.read(limit=gap)
-            finally:
-                cursor.close()
-            filled = [m.encode()[1] for m in missing[:gap]]
-            stream.append_values(self.p, e.actual_top + 1, filled + entries)
-        return True
+        return self.stream.add(events[0].offset, [values for _, values in encoded])
 
     def _result(
         self, cmd: Command, findings: Findings, placed: tuple[StoredEvent | None, bool],
@@ -268,7 +222,7 @@ class Committer:
         return AppendResult(
             cmd.account, event.version, self.p, event.offset, event.id, event.ts,
             appended=not duplicate, duplicate=duplicate,
-            redis_written=redis_ok if not duplicate else event.offset <= self.stream_top,
+            redis_written=redis_ok if not duplicate else event.offset <= self.stream.top,
             findings=findings,
         )  # fmt: skip
 

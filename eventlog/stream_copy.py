@@ -1,0 +1,84 @@
+"""The dual write's second half: a partition's batch, once in the file, added to its stream.
+
+The write is bounded: in phases 1-2 Redis being down or slow never fails an append;
+the result then says `redis_written: false` and the relay fills the stream in later.
+A stream a little behind (an earlier batch's write failed) is filled in from the
+file first; a stream whose tail was deleted by hand is set back and written again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ._exceptions import StreamDamaged, StreamMismatch
+from .segments import Cursor
+from .streamlog import StreamLog
+
+if TYPE_CHECKING:
+    from .writer import Writer
+
+__all__ = ["StreamCopy"]
+
+log = logging.getLogger("tradelog.writer")
+
+_REDIS_RETRY_S = 1.0
+_FILL_LIMIT = 10_000  # how far behind the stream may be for the writer to fill it itself
+
+
+class StreamCopy:
+    """One partition's batches, added to its stream after the file; `top` is the last
+    offset this process knows the stream holds (-2: unknown)."""
+
+    def __init__(self, writer: Writer, partition: int, directory: Path) -> None:
+        self.w = writer
+        self.p = partition
+        self.dir = directory  # the partition's file log, to fill the stream in from
+        self.top = -2  # unknown
+
+    def add(self, first: int, entries: list[list[bytes | str]]) -> bool:
+        """Whether the stream took the batch the file holds from offset `first`."""
+        stream = self.w.stream
+        if stream is None or time.monotonic() < self.w.redis_retry_at:
+            return False
+        try:
+            try:
+                added = self._append_or_fill(stream, first, entries)
+            except StreamDamaged as e:
+                # Its tail was deleted by hand: set its last ID back (as the relay does).
+                log.warning("%s: setting it back", e)
+                stream.rewind(self.p)
+                added = self._append_or_fill(stream, first, entries)
+            if not added:
+                return False
+        except Exception as e:
+            # The events are durable in the file by now: whatever the stream did, the
+            # append stands and the relay copies it later.
+            log.warning("stream append failed for partition %d: %s", self.p, e)
+            self.w.redis_retry_at = time.monotonic() + _REDIS_RETRY_S
+            self.w.redis_failures += 1
+            return False
+        self.top = first + len(entries) - 1
+        return True
+
+    def _append_or_fill(
+        self, stream: StreamLog, first: int, entries: list[list[bytes | str]]
+    ) -> bool:
+        """Add the entries; if the stream is a little behind, fill it in from the file
+        first, under the committer's partition lock. False if it is far behind: the relay's job."""
+        try:
+            stream.append_values(self.p, first, entries)
+        except StreamMismatch as e:
+            gap = first - 1 - e.actual_top
+            if e.actual_top > first - 1 or gap > _FILL_LIMIT:
+                return False  # ahead (impossible) or far behind
+            cursor = Cursor(self.dir, self.p, e.actual_top + 1)
+            try:
+                missing, _ = cursor.read(limit=gap)
+            finally:
+                cursor.close()
+            filled = [m.encode()[1] for m in missing[:gap]]
+            stream.append_values(self.p, e.actual_top + 1, filled + entries)
+        return True
