@@ -12,7 +12,6 @@ the stream in later.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import queue
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import uuid_utils
 
 from ._exceptions import LogUnavailable, VersionConflict
+from .answers import Job, settle
 from .commands import AppendResult, Command
 from .filelog import PartitionFile
 from .records import FRIENDS_REMOVED, LEGACY_IMPORTED, StoredEvent, utc_ts
@@ -32,27 +32,13 @@ from .stream_copy import StreamCopy
 if TYPE_CHECKING:
     from .writer import Writer
 
-__all__ = ["STOP", "Committer", "Job"]
+__all__ = ["STOP", "Committer"]
 
 log = logging.getLogger("tradelog.writer")
 
 _MAX_BATCH = 2048
 _BATCH_FSYNC_S = 0.010
 STOP = object()  # queued to stop a committer
-
-# A queued command and where its answer goes: a concurrent Future (loop None) or an
-# asyncio Future of `loop`, settled in one call_soon_threadsafe per loop and batch.
-Job = tuple[Command, Any, asyncio.AbstractEventLoop | None]
-
-
-def _settle_async(items: list[tuple[asyncio.Future[AppendResult], Any]]) -> None:
-    for fut, value in items:
-        if fut.done():  # the request was cancelled meanwhile
-            continue
-        if isinstance(value, BaseException):
-            fut.set_exception(value)
-        else:
-            fut.set_result(value)
 
 
 class Committer:
@@ -119,7 +105,7 @@ class Committer:
                 redis_ok = self._write(events) if events else False
         except Exception as e:  # the batch failed as a whole: nothing of it is acknowledged
             self._reset()
-            self._settle([(job, e) for job in batch])
+            settle([(job, e) for job in batch])
             return
         answers: list[tuple[Job, Any]] = []
         for job, outcome in outcomes:
@@ -128,21 +114,7 @@ class Committer:
             else:
                 findings, placed = outcome
                 answers.append((job, self._result(job[0], findings, placed, redis_ok)))
-        self._settle(answers)
-
-    @staticmethod
-    def _settle(answers: list[tuple[Job, Any]]) -> None:
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, Any]]] = {}
-        for (_, fut, loop), value in answers:
-            if loop is not None:
-                by_loop.setdefault(loop, []).append((fut, value))
-            elif isinstance(value, BaseException):
-                fut.set_exception(value)
-            else:
-                fut.set_result(value)
-        for loop, items in by_loop.items():
-            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-                loop.call_soon_threadsafe(_settle_async, items)
+        settle(answers)
 
     def _decide_all(self, batch: list[Job], outcomes: list[tuple[Job, Any]]) -> list[StoredEvent]:
         events: list[StoredEvent] = []
