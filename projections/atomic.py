@@ -37,30 +37,15 @@ from pathlib import Path
 
 from eventlog._exceptions import SnapshotUnavailable
 
-from . import fscalls
+from . import durable, fscalls
 
-__all__ = [
-    "Staged",
-    "drop_temps",
-    "fsync_dir",
-    "fsync_file",
-    "install",
-    "make_dirs",
-    "read_file",
-    "retire",
-    "stage",
-    "sync_all",
-    "write_atomic",
-]
+__all__ = ["Staged", "drop_temps", "install", "read_file", "retire", "stage", "write_atomic"]
 
 SPARE_REST_S = 1.0
 _TICK_S = 0.02  # kernel timestamps come from a coarse clock: they may lag time.time()
 _READS = 8  # reads of a file that keeps changing under the reader before giving up
 _UNSUPPORTED = (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV)
 _exchanging = fscalls.can_exchange()
-# Directory -> the time.time() just before its last sync began: what was renamed or
-# exchanged in it before then is durable.
-_synced: dict[str, float] = {}
 # Temp files holding a version an exchange took out of place, until `retire`.
 _retired: set[str] = set()
 _made: set[str] = set()  # empty temp files `retire` made for their targets' next write
@@ -90,7 +75,7 @@ def stage(path: Path | str, data: bytes, *, sync: bool = False, spare: bool = Fa
         held = 0
         if spare and _exchanging:
             tmp = os.path.join(head, f".{name}.spare")
-            fd, held = _open_spare(tmp, target, _synced.get(head, 0.0) - _TICK_S)
+            fd, held = _open_spare(tmp, target, durable.synced_at(head) - _TICK_S)
         swap = fd >= 0
         if not swap:
             # Named after this process: a crash leaves it for sweep_temp_files.
@@ -218,43 +203,3 @@ def read_file(path: Path) -> bytes | None:
     except OSError as e:
         raise SnapshotUnavailable(f"cannot read {path}: {e}") from e
     raise SnapshotUnavailable(f"cannot read {path}: it kept changing while it was read")
-
-
-def fsync_dir(path: Path) -> None:
-    started = time.time()
-    _fsync(path, os.O_RDONLY | os.O_DIRECTORY, "directory ")
-    _synced[os.fspath(path)] = started
-
-
-def fsync_file(path: str) -> None:
-    _fsync(path, os.O_RDONLY, "")
-
-
-def _fsync(path: Path | str, flags: int, what: str) -> None:
-    try:
-        fd = os.open(path, flags)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError as e:
-        raise SnapshotUnavailable(f"cannot fsync {what}{path}: {e}") from e
-
-
-def sync_all(directory: Path) -> None:
-    """Flush the filesystem holding `directory` (fscalls.syncfs); OSError on failure."""
-    started = time.time()
-    fscalls.syncfs(directory)
-    _synced[os.fspath(directory)] = started
-
-
-def make_dirs(path: Path, *, sync: bool = True) -> None:
-    """Create `path` (and parents) if missing, its new entry durable in its parent."""
-    if path.is_dir():
-        return
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise SnapshotUnavailable(f"cannot create {path}: {e}") from e
-    if sync:
-        fsync_dir(path.parent)

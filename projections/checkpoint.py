@@ -31,7 +31,8 @@ from eventlog._exceptions import (
 from eventlog.segments import log_end
 from eventlog.settings import Settings
 
-from .atomic import make_dirs, read_file, write_atomic
+from .atomic import read_file, write_atomic
+from .durable import make_dirs
 
 __all__ = [
     "Checkpoint",

@@ -17,8 +17,9 @@ from eventlog._exceptions import CorruptSnapshot, SnapshotUnavailable
 from eventlog.records import StoredEvent
 from eventlog.settings import Settings
 
-from .atomic import fsync_dir, make_dirs, write_atomic
+from .atomic import write_atomic
 from .checkpoint import load_json, parked_dir
+from .durable import fsync_dir, make_dirs
 
 __all__ = ["ParkRecord", "read_park", "read_parks", "remove_park", "write_park"]
 

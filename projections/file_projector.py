@@ -31,8 +31,8 @@ from eventlog.records import StoredEvent
 from eventlog.segments import Cursor, partition_dir
 from eventlog.settings import Settings
 
-from .atomic import fsync_dir, make_dirs
 from .checkpoint import check_partitions, lock_projection, now_ms, read_checkpoint, sweep_temp_files
+from .durable import fsync_dir, make_dirs
 from .file_cache import Cache, Entry
 from .file_health import parked, progress
 from .file_parked import reapply_parked

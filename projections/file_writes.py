@@ -30,8 +30,9 @@ from eventlog.notify import PROGRESS, Ringer
 from eventlog.settings import Settings
 
 from . import fscalls
-from .atomic import Staged, drop_temps, fsync_dir, fsync_file, install, retire, sync_all
+from .atomic import Staged, drop_temps, install, retire
 from .checkpoint import PROJECTOR, Checkpoint, now_ms, write_checkpoint
+from .durable import fsync_dir, fsync_file, sync_all
 from .file_cache import Cache
 from .file_parking import ParkRecord, write_park
 from .fold import Fold

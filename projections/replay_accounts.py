@@ -23,8 +23,8 @@ from eventlog.records import partition_of
 from eventlog.segments import log_ends
 from eventlog.settings import Settings
 
-from .atomic import fsync_dir
 from .checkpoint import check_partitions, lock_projection
+from .durable import fsync_dir
 from .file_parking import read_park, remove_park
 from .redis_applier import RedisApplier
 from .redis_scripts import Scripts

@@ -17,8 +17,9 @@ import orjson
 from eventlog._exceptions import SnapshotUnavailable
 from eventlog.settings import Settings
 
-from .atomic import fsync_dir, make_dirs, read_file, write_atomic
+from .atomic import read_file, write_atomic
 from .checkpoint import now_ms
+from .durable import fsync_dir, make_dirs
 from .file_parking import ParkRecord, write_park
 from .fold import Fold
 from .replay_fold import Poisoned

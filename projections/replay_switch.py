@@ -22,8 +22,8 @@ from eventlog._exceptions import ProjectorBusy, SnapshotUnavailable
 from eventlog.notify import PROGRESS, Bell
 from eventlog.settings import Settings
 
-from .atomic import fsync_dir
 from .checkpoint import checkpoint_dir, read_checkpoint
+from .durable import fsync_dir
 
 __all__ = ["lock_holder", "paused", "renameat2", "switch", "wait_for_projector"]
 

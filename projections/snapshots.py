@@ -27,7 +27,8 @@ import orjson
 from eventlog._exceptions import CorruptSnapshot
 from eventlog.settings import Settings
 
-from .atomic import Staged, fsync_dir, install, make_dirs, read_file, retire, stage
+from .atomic import Staged, install, read_file, retire, stage
+from .durable import fsync_dir, make_dirs
 from .fold import Fold
 from .fragments import Parts
 from .times import offer_score

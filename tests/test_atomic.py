@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from eventlog._exceptions import SnapshotUnavailable
-from projections import atomic, fscalls
+from projections import atomic, durable, fscalls
 
 
 def write(path: Path, data: bytes) -> None:
@@ -49,10 +49,10 @@ def test_a_rested_spare_is_overwritten_in_place_and_swapped_with_the_file(
     second = path.stat().st_ino
     assert second != first and spare_of(path).stat().st_ino == first
     assert spare_of(path).read_bytes() == b"one"
-    atomic.fsync_dir(tmp_path)  # the exchange is durable: the spare may be overwritten
+    durable.fsync_dir(tmp_path)  # the exchange is durable: the spare may be overwritten
     write(path, b"three, longer")  # no new inode from now on: the two take turns
     assert (path.stat().st_ino, spare_of(path).stat().st_ino) == (first, second)
-    atomic.fsync_dir(tmp_path)
+    durable.fsync_dir(tmp_path)
     write(path, b"4")  # shorter than what the spare held: cut to length
     assert (path.stat().st_ino, spare_of(path).stat().st_ino) == (second, first)
     assert path.read_bytes() == b"4" and spare_of(path).read_bytes() == b"three, longer"
@@ -73,7 +73,7 @@ def test_a_spare_is_left_alone_until_it_rested_and_its_exchange_is_durable(
     write(path, b"one")
     write(path, b"two")  # an empty new spare has no reader: used at once, it holds "one"
     if synced:
-        atomic.fsync_dir(tmp_path)
+        durable.fsync_dir(tmp_path)
     held = spare_of(path).stat()
     write(path, b"three")  # a reader may hold it, or a power cut undo its exchange
     after = spare_of(path).stat()
@@ -81,7 +81,7 @@ def test_a_spare_is_left_alone_until_it_rested_and_its_exchange_is_durable(
     assert path.read_bytes() == b"three" and spare_of(path).read_bytes() == b"one"
     assert [p.read_bytes() for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == [b"two"]
     if not synced:
-        atomic.sync_all(tmp_path)  # one flush of the filesystem counts as a sync
+        durable.sync_all(tmp_path)  # one flush of the filesystem counts as a sync
         write(path, b"four")
         assert path.stat().st_ino == held.st_ino and path.read_bytes() == b"four"
 
@@ -127,7 +127,7 @@ def test_a_filesystem_that_cannot_exchange_gets_renames(
     monkeypatch.setattr(fscalls, "exchange", refuse)
     path = tmp_path / "x.json"
     write(path, b"one")
-    atomic.fsync_dir(tmp_path)
+    durable.fsync_dir(tmp_path)
     write(path, b"two")  # staged in the spare, then renamed over the file instead
     assert path.read_bytes() == b"two" and not spare_of(path).exists()
     assert atomic._exchanging is False
