@@ -14,7 +14,7 @@ A spare is overwritten only when two things hold; until then a temp file is used
   exchanged): a reader that opened the target just before an exchange still
   holds the spare's inode. `read_file` also reads again if the file changed
   while it was read.
-- Its directory was synced since (fsync_dir or sync_all here): until then a power
+- Its directory was synced since (durable.fsync_dir or sync_all): until then a power
   cut could undo the exchange and leave the target naming the overwritten inode.
 Where exchange is not available the temp file is always used.
 
