@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import random
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,9 @@ __all__ = ["add_arguments", "generate_log", "run"]
 _STATES = ("Accepted", "Declined", "Canceled", "Expired", "InEscrow", "Countered")
 _FRIEND_STATES = ("awaiting_reply", "negotiating", "closed")
 _FLUSH_BYTES = 8 << 20
+
+# Called with each generated event's partition, offset and stream entry values.
+Sink = Callable[[int, int, list[bytes | str]], None]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -144,10 +148,23 @@ class _Mix:
         return "NegotiationsSaved", doc
 
 
-def generate_log(log_dir: Path, partitions: int, events: int, accounts: int, seed: int = 7) -> int:
-    """Write `events` valid log lines into empty partitions; return the bytes written."""
+def generate_log(
+    log_dir: Path,
+    partitions: int,
+    events: int,
+    accounts: int,
+    seed: int = 7,
+    *,
+    first_account: int | None = None,
+    sink: Sink | None = None,
+) -> int:
+    """Write `events` valid log lines into empty partitions; return the bytes written.
+
+    `first_account`: the SteamID64 the accounts start at (steam_ids' default if None);
+    `sink` also gets every event's stream entry (to fill the partition streams).
+    """
     check_partitions(log_dir, partitions)
-    ids = steam_ids(accounts)
+    ids = steam_ids(accounts) if first_account is None else steam_ids(accounts, first_account)
     where = [partition_of(a, partitions) for a in ids]
     state = [_Account() for _ in ids]
     offsets = [0] * partitions
@@ -172,7 +189,9 @@ def generate_log(log_dir: Path, partitions: int, events: int, accounts: int, see
                 str(uuid_utils.uuid7()), account, acc.version, p, offsets[p], kind, ts, data, meta
             )
             offsets[p] += 1
-            line = event.encode()[0]
+            line, values = event.encode()
+            if sink is not None:
+                sink(p, event.offset, values)
             buffers[p].append(line)
             sizes[p] += len(line)
             if sizes[p] >= _FLUSH_BYTES:
