@@ -47,10 +47,19 @@ class OfferStream:
     gets traffic.
     """
 
-    def __init__(self, seed: int, accounts: int = 4096, update_share: float = 0.5) -> None:
+    def __init__(
+        self,
+        seed: int,
+        accounts: int = 4096,
+        update_share: float = 0.5,
+        first_account: int | None = None,
+    ) -> None:
+        """`first_account`: the SteamID64 the pool starts at (steam_ids' default if None)."""
         rng = random.Random(seed)
         self.rng = rng
-        self.accounts = steam_ids(accounts)
+        self.accounts = (
+            steam_ids(accounts) if first_account is None else steam_ids(accounts, first_account)
+        )
         friends = steam_ids(64, start=76561198123456789)
         self.templates = [make_offer(rng, 0, rng.choice(friends)) for _ in range(256)]
         self.update_share = update_share
