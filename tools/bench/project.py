@@ -20,8 +20,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import Future
@@ -38,9 +36,10 @@ from ..cmd_project import processes as cmd_processes
 from . import baselines
 from .common import BenchContext, status
 from .http_cpu import redis_cpu_seconds
+from .project_share import run_shares
 from .workload import OfferStream
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["Applied", "add_arguments", "redis_catch_up", "run"]
 
 _WINDOW = 8192
 _EVALSHA_SECONDS = 3.0
@@ -116,46 +115,12 @@ def _drive(projector: Any, batch: int, redis_url: str) -> Applied:
     return Applied(count, wall, cpu, redis_cpu_seconds(redis_url) - redis0)
 
 
-def _redis(settings: Settings, processes: int) -> Applied:
-    from ..cmd_project import DEFAULT_BATCH
-    from ..cmd_serve import settings_env
-
-    env = {**os.environ, **settings_env(settings)}
-    env.pop("TRADELOG_CONFIG", None)
-    argv = [sys.executable, "-m", "tools.bench.project_share"]
-    batch = str(DEFAULT_BATCH["redis"])
-    shares = [
-        subprocess.Popen(
-            [*argv, str(i), str(processes), batch],
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(processes)
-    ]
-    try:
-        for share in shares:
-            said = share.stdout.readline().strip() if share.stdout else ""
-            if said != "ready":
-                raise RuntimeError(f"a Redis projector process did not start (it said {said!r})")
-        redis0, start = redis_cpu_seconds(settings.redis_url), time.perf_counter()
-        for share in shares:
-            if share.stdin is not None:
-                share.stdin.write("go\n")
-                share.stdin.flush()
-        results = [orjson.loads(share.communicate()[0]) for share in shares]
-        wall = time.perf_counter() - start
-    finally:
-        for share in shares:
-            if share.poll() is None:
-                share.kill()
-                share.wait()
-    if any(share.returncode for share in shares):
-        raise RuntimeError("a Redis projector process failed (its error is above)")
-    events = sum(int(r["events"]) for r in results)
-    cpu = sum(float(r["cpu"]) for r in results)
-    return Applied(events, wall, cpu, redis_cpu_seconds(settings.redis_url) - redis0)
+def redis_catch_up(settings: Settings, processes: int) -> Applied:
+    """The Redis projector's processes catch up together, from where they stand."""
+    shares = run_shares(settings, processes, "redis")
+    events = sum(int(r["events"]) for r in shares.results)
+    cpu = sum(float(r["cpu"]) for r in shares.results)
+    return Applied(events, shares.wall, cpu, shares.redis_cpu)
 
 
 def _file(settings: Settings) -> Applied:
@@ -189,7 +154,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     logging.getLogger("tradelog").setLevel(logging.WARNING)
     processes = cmd_processes(settings, args.project_processes)
     status(f"Redis projector from empty, {processes} processes ({_load()})")
-    on_redis = _redis(settings, processes)
+    on_redis = redis_catch_up(settings, processes)
     status(f"file projector from empty, fsync {settings.fsync} ({_load()})")
     on_file = _file(settings)
     for name, got in (("redis", on_redis), ("file", on_file)):
