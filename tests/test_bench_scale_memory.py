@@ -1,19 +1,64 @@
-"""The big log the scale and memory benches are built on holds the same events in the file
-and in the streams."""
+"""`tradelog bench scale`: on tiny logs it reports exactly the figures and ratios it
+promises, all positive, and leaves nothing behind; the big log the scale and memory benches
+are built on holds the same events in the file and in the streams."""
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
+import orjson
 import redis
 
 from eventlog.keys import Keys
 from eventlog.segments import Cursor, log_ends, partition_dir
 from eventlog.settings import Settings
 from eventlog.streamlog import StreamLog
+from tests.test_replay import TRADELOG
 from tools.bench.biglog import drop_keys, make_log
 
 MakeSettings = Callable[..., Settings]
+
+
+def bench(cwd: Path, *args: str) -> dict[str, Any]:
+    # Its own temp data dir and private redis-server: nothing from the environment is used.
+    done = subprocess.run(
+        [TRADELOG, "bench", *args, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+        cwd=cwd,
+    )
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = orjson.loads(done.stdout)
+    assert not list(cwd.iterdir())
+    return result
+
+
+def assert_reports(
+    result: dict[str, Any], scenario: str, figures: set[str], ratios: set[str]
+) -> None:
+    assert set(result) == {"scenario", "figures", "ratios"}
+    assert result["scenario"] == scenario
+    assert set(result["figures"]) == figures
+    assert set(result["ratios"]) == ratios
+    for value in [*result["figures"].values(), *result["ratios"].values()]:
+        assert isinstance(value, int | float) and value > 0
+
+
+def test_bench_scale_reports_its_figures(tmp_path: Path) -> None:
+    sizes = ["--scale-small-events", "300", "--scale-events", "2000", "--scale-accounts", "50"]
+    result = bench(tmp_path, "scale", *sizes, "--scale-apply", "400", "--scale-rounds", "2")
+    kinds = ("append", "file_apply", "redis_apply")
+    assert_reports(
+        result,
+        "scale",
+        {f"{kind}_per_s_{size}" for kind in kinds for size in ("10k", "1m")},
+        {f"{kind}_1m_vs_10k" for kind in kinds},
+    )
 
 
 def test_the_big_log_holds_the_same_events_in_file_and_streams(

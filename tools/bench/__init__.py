@@ -42,6 +42,7 @@ SCENARIOS: dict[str, str] = {
     "http": "tools.bench.http",
     "project": "tools.bench.project",
     "replay": "tools.bench.replay",
+    "scale": "tools.bench.scale",
 }
 
 
