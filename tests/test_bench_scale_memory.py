@@ -1,6 +1,6 @@
-"""`tradelog bench scale`: on tiny logs it reports exactly the figures and ratios it
-promises, all positive, and leaves nothing behind; the big log the scale and memory benches
-are built on holds the same events in the file and in the streams."""
+"""`tradelog bench scale` and `bench memory`: on tiny logs each reports exactly the figures
+and ratios it promises, all positive, and leaves nothing behind; the log they are built on
+holds the same events in the file and in the streams."""
 
 from __future__ import annotations
 
@@ -58,6 +58,19 @@ def test_bench_scale_reports_its_figures(tmp_path: Path) -> None:
         "scale",
         {f"{kind}_per_s_{size}" for kind in kinds for size in ("10k", "1m")},
         {f"{kind}_1m_vs_10k" for kind in kinds},
+    )
+
+
+def test_bench_memory_reports_its_figures(tmp_path: Path) -> None:
+    logs = ["--memory-small", "500", "--memory-large", "2000", "--memory-accounts", "20"]
+    result = bench(tmp_path, "memory", *logs, "--memory-requests", "100")
+    names, sizes = ("file", "redis"), ("small", "large")
+    projectors = {f"{name}_projector_rss_mb_{size}" for name in names for size in sizes}
+    assert_reports(
+        result,
+        "memory",
+        {"api_worker_rss_mb", *projectors},
+        {"file_projector_large_vs_small", "redis_projector_large_vs_small"},
     )
 
 

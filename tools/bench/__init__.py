@@ -40,6 +40,7 @@ __all__ = ["SCENARIOS", "register", "run"]
 SCENARIOS: dict[str, str] = {
     "append": "tools.bench.append",
     "http": "tools.bench.http",
+    "memory": "tools.bench.memory",
     "project": "tools.bench.project",
     "replay": "tools.bench.replay",
     "scale": "tools.bench.scale",
