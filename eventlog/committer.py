@@ -27,6 +27,7 @@ from .commands import AppendResult, Command
 from .filelog import PartitionFile
 from .records import FRIENDS_REMOVED, LEGACY_IMPORTED, StoredEvent, utc_ts
 from .state import Findings, PartitionState
+from .state_file import Mark, load_state, save_state
 from .stream_copy import StreamCopy
 
 if TYPE_CHECKING:
@@ -39,6 +40,8 @@ log = logging.getLogger("tradelog.writer")
 _MAX_BATCH = 2048
 _BATCH_FSYNC_S = 0.010
 STOP = object()  # queued to stop a committer
+SAVE_AFTER_READING = 10_000  # events read at once (another process's, or a start's)
+SAVE_EVERY = 100_000  # events since the command side was last saved
 
 
 class Committer:
@@ -51,6 +54,10 @@ class Committer:
         self.file = PartitionFile(writer.settings.log_dir, partition, writer.settings.segment_bytes)
         self.state = PartitionState()
         self.stream = StreamCopy(writer, partition, self.file.dir)
+        self._unsaved = 0  # events the state holds beyond its saved copy (state_file)
+        self._last_id = ""  # the last of them
+        self._mark: Mark | None = None  # of the last save (or load): the next goes on from it
+        self._loaded = False
         self.dirty_since: float | None = None
         self.thread = threading.Thread(
             target=self._run, name=f"tradelog-commit-p{partition:02d}", daemon=True
@@ -84,6 +91,8 @@ class Committer:
                 self._commit(batch)
             if stop:
                 self._sync_dirty()
+                if self._unsaved:
+                    self._save()
                 self.file.close()
                 return
 
@@ -97,9 +106,12 @@ class Committer:
 
     def _commit(self, batch: list[Job]) -> None:
         outcomes: list[tuple[Job, Any]] = []
+        if not self._loaded:
+            self._load()
         try:
             with self.file.locked():
-                for event in self.file.catch_up():
+                caught = self.file.catch_up()
+                for event in caught:
                     self.state.observe(event)
                 events = self._decide_all(batch, outcomes)
                 redis_ok = self._write(events) if events else False
@@ -107,6 +119,13 @@ class Committer:
             self._reset()
             settle([(job, e) for job in batch])
             return
+        last = events or caught
+        if last:
+            self._last_id = last[-1].id
+            self._unsaved += len(caught) + len(events)
+            # A long read (the first, on a big log) is saved at once; then now and then.
+            if len(caught) >= SAVE_AFTER_READING or self._unsaved >= SAVE_EVERY:
+                self._save()
         answers: list[tuple[Job, Any]] = []
         for job, outcome in outcomes:
             if isinstance(outcome, BaseException):
@@ -204,3 +223,19 @@ class Committer:
             self.file.close()
         self.file = PartitionFile(self.w.settings.log_dir, self.p, self.w.settings.segment_bytes)
         self.state = PartitionState()
+        self._load()
+
+    def _load(self) -> None:
+        """Start from the saved command side, if the log still holds what it names."""
+        self._loaded = True
+        self._unsaved = 0
+        self._mark = None
+        loaded = load_state(self.file.dir)
+        if loaded is not None:
+            self._mark, self.state = loaded
+            self.file.restore(self._mark[0])
+
+    def _save(self) -> None:
+        at = self.file.position()
+        self._mark = save_state(self.file.dir, at, self._last_id, self.state, self._mark)
+        self._unsaved = 0

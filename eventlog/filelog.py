@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ._exceptions import LogUnavailable, PartitionMismatch
 from .records import StoredEvent
-from .segments import Cursor, partition_dir, segment_path
+from .segments import Cursor, Position, partition_dir, segment_path
 
 __all__ = ["PartitionFile", "check_partitions"]
 
@@ -80,6 +80,13 @@ class PartitionFile:
     @property
     def next_offset(self) -> int:
         return self._cursor.next_offset
+
+    def position(self) -> Position:
+        return self._cursor.at()
+
+    def restore(self, at: Position) -> None:
+        """Start reading at `at` (a saved command side holds what lies before)."""
+        self._cursor.restore(at)
 
     def close(self) -> None:
         self._cursor.close()

@@ -9,6 +9,7 @@ acknowledged): readers wait for them, the writer cuts them off under the lock.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
@@ -42,6 +43,16 @@ def segment_bases(pdir: Path) -> list[int]:
     return sorted(int(n[:-6]) for n in names if n.endswith(".jsonl") and n[:-6].isdigit())
 
 
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a cursor stands: the next offset, and where that line starts."""
+
+    offset: int
+    base: int  # the segment's first offset
+    pos: int  # byte in the segment
+    line: int  # line number in the segment
+
+
 class Cursor:
     """A position in one partition: the next offset, and where its line starts."""
 
@@ -68,6 +79,14 @@ class Cursor:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+    def at(self) -> Position:
+        return Position(self.next_offset, self.base, self.pos, self.line)
+
+    def restore(self, at: Position) -> None:
+        """Stand where `at` once said, without reading what lies before."""
+        self.close()
+        self.next_offset, self.base, self.pos, self.line = at.offset, at.base, at.pos, at.line
 
     def _seek(self, offset: int) -> None:
         bases = [b for b in segment_bases(self.pdir) if b <= offset]

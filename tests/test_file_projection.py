@@ -280,6 +280,7 @@ def test_each_touched_account_is_written_once_per_batch_then_the_checkpoint(
 ) -> None:
     s = make_settings()
     append_mixed(s, 300, seed=3)
+    installs.clear()  # the writer's own files (its saved command side): not the projector's
     projector = FileProjector(s)
     replaced = installs
     try:
@@ -429,6 +430,7 @@ def test_a_batch_of_many_snapshots_is_synced_once_before_any_is_renamed(
     assert fscalls.available()  # Linux: the one-flush path is the one taken
     s = make_settings(fsync="always")
     append_mixed(s, 120, seed=5)
+    installs.clear()  # the writer's own files (its saved command side): not the projector's
     steps = installs
     real_syncfs = fscalls.syncfs
 
