@@ -119,13 +119,6 @@ class Committer:
             self._reset()
             settle([(job, e) for job in batch])
             return
-        last = events or caught
-        if last:
-            self._last_id = last[-1].id
-            self._unsaved += len(caught) + len(events)
-            # A long read (the first, on a big log) is saved at once; then now and then.
-            if len(caught) >= SAVE_AFTER_READING or self._unsaved >= SAVE_EVERY:
-                self._save()
         answers: list[tuple[Job, Any]] = []
         for job, outcome in outcomes:
             if isinstance(outcome, BaseException):
@@ -134,6 +127,14 @@ class Committer:
                 findings, placed = outcome
                 answers.append((job, self._result(job[0], findings, placed, redis_ok)))
         settle(answers)
+        last = events or caught
+        if last:
+            self._last_id = last[-1].id
+            self._unsaved += len(caught) + len(events)
+            # A long read (the first, on a big log) is saved at once; then now and then.
+            # After the answers: a big partition's save takes a while.
+            if len(caught) >= SAVE_AFTER_READING or self._unsaved >= SAVE_EVERY:
+                self._save()
 
     def _decide_all(self, batch: list[Job], outcomes: list[tuple[Job, Any]]) -> list[StoredEvent]:
         events: list[StoredEvent] = []
@@ -230,12 +231,20 @@ class Committer:
         self._loaded = True
         self._unsaved = 0
         self._mark = None
-        loaded = load_state(self.file.dir)
+        try:
+            loaded = load_state(self.file.dir)
+        except Exception:  # a shortcut only: whatever fails, read the partition whole
+            log.exception("cannot load the saved command side of %s", self.file.dir)
+            loaded = None
         if loaded is not None:
             self._mark, self.state = loaded
             self.file.restore(self._mark[0])
 
     def _save(self) -> None:
         at = self.file.position()
-        self._mark = save_state(self.file.dir, at, self._last_id, self.state, self._mark)
+        try:
+            self._mark = save_state(self.file.dir, at, self._last_id, self.state, self._mark)
+        except Exception:  # a shortcut only: the next start reads more, nothing is lost
+            log.exception("cannot save the command side of %s", self.file.dir)
+            self._mark = None
         self._unsaved = 0

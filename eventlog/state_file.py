@@ -19,14 +19,15 @@ from the beginning, as without it, so a damaged line is still found and named.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import zlib
-from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import orjson
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .segments import Position, segment_bases, segment_path
 from .state import AccountState, Findings, PartitionState, Receipt
@@ -36,8 +37,8 @@ __all__ = ["Mark", "load_state", "save_state"]
 log = logging.getLogger("tradelog.writer")
 
 NAME = "command-state.json"
-_FORMAT = 1
-_BACK = 1 << 20  # how far before the position the last line is looked for
+_FORMAT = 1  # a change to what PartitionState.observe keeps must change this (and _Saved)
+_BACK = 1 << 16  # how far before the position the last line is first looked for
 _CHUNK = 4 << 20
 _START = Position(0, 0, 0, 0)
 
@@ -78,12 +79,27 @@ def save_state(
         os.replace(tmp, path)
     except (OSError, TypeError) as e:  # TypeError: a value orjson cannot encode
         log.warning("cannot save the command side of %s: %s", pdir, e)
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
     return at, crc
+
+
+class _Saved(BaseModel):
+    """The file, as written by save_state: anything else is not trusted."""
+
+    model_config = ConfigDict(strict=True)
+
+    format: Literal[1]
+    position: tuple[int, int, int, int]
+    last_id: str
+    crc: int
+    accounts: dict[str, tuple[int, dict[str, Any], dict[str, Any], str | None]]
+    receipts: list[tuple[str, str, str, str, int, int, str, tuple[str, Any, Any, list[str]]]]
 
 
 def load_state(pdir: Path) -> tuple[Mark, PartitionState] | None:
     """The saved state and its mark (position and CRC), if the log still holds it."""
+    _sweep(pdir)
     try:
         raw = (pdir / NAME).read_bytes()
     except FileNotFoundError:
@@ -92,31 +108,43 @@ def load_state(pdir: Path) -> tuple[Mark, PartitionState] | None:
         log.warning("cannot read the command side of %s: %s", pdir, e)
         return None
     try:
-        body = orjson.loads(raw)
-        if body.get("format") != _FORMAT:
-            return None
-        at = Position(*(int(v) for v in body["position"]))
-        state = _state(body)
-        last_id, crc = str(body["last_id"]), body["crc"]
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
-        log.warning("ignoring an unreadable %s in %s: %r", NAME, pdir, e)
+        saved = _Saved.model_validate_json(raw)
+    except ValidationError as e:
+        log.warning("ignoring %s in %s: not as saved (%d errors)", NAME, pdir, e.error_count())
         return None
-    if at.offset and not (_holds(pdir, at, last_id) and _prefix_crc(pdir, at) == crc):
+    at = Position(*saved.position)
+    if at.offset and not (_holds(pdir, at, saved.last_id) and _prefix_crc(pdir, at) == saved.crc):
         log.warning("ignoring %s in %s: the log no longer holds what it names", NAME, pdir)
         return None
-    return (at, int(crc)), state
+    return (at, saved.crc), _state(saved)
 
 
-def _state(body: dict[str, Any]) -> PartitionState:
+def _state(saved: _Saved) -> PartitionState:
     state = PartitionState()
-    for account, (version, offers, friends, sha) in body["accounts"].items():
-        state.accounts[account] = AccountState(int(version), dict(offers), dict(friends), sha)
-    receipts: OrderedDict[tuple[str, str], Receipt] = OrderedDict()
-    for account, key, event_id, kind, version, offset, ts, found in body["receipts"]:
+    for account, (version, offers, friends, sha) in saved.accounts.items():
+        state.accounts[account] = AccountState(version, offers, friends, sha)
+    for account, key, event_id, kind, version, offset, ts, found in saved.receipts:
         findings = Findings(found[0], found[1], found[2], tuple(found[3]))
-        receipts[(account, key)] = Receipt(event_id, kind, int(version), int(offset), ts, findings)
-    state.receipts = receipts
+        state.receipts[(account, key)] = Receipt(event_id, kind, version, offset, ts, findings)
     return state
+
+
+def _sweep(pdir: Path) -> None:
+    """Remove temp files of saves that a crash cut short (their process is gone)."""
+    for tmp in pdir.glob(f".{NAME}.*.tmp"):
+        pid = tmp.name[len(NAME) + 2 : -4]
+        if pid.isdigit() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _prefix_crc(pdir: Path, at: Position, since: Mark = (_START, 0)) -> int | None:
@@ -150,18 +178,21 @@ def _holds(pdir: Path, at: Position, last_id: str) -> bool:
     """True if the line before `at` is the event `last_id`, at offset at.offset - 1."""
     if at.pos == 0:  # a segment's start: it is named by its first offset
         return segment_path(pdir, at.base).exists() and at.base == at.offset
+    back = _BACK
     try:
         with open(segment_path(pdir, at.base), "rb") as f:
-            start = max(0, at.pos - _BACK)
-            f.seek(start)
-            chunk = f.read(at.pos - start)
+            while True:  # back far enough for the whole line (a big document's)
+                start = max(0, at.pos - back)
+                f.seek(start)
+                chunk = f.read(at.pos - start)
+                if len(chunk) != at.pos - start or not chunk.endswith(b"\n"):
+                    return False
+                begin = chunk.rfind(b"\n", 0, len(chunk) - 1) + 1
+                if begin or not start:
+                    break
+                back *= 2
     except OSError:
         return False
-    if len(chunk) != at.pos - start or not chunk.endswith(b"\n"):
-        return False
-    begin = chunk.rfind(b"\n", 0, len(chunk) - 1) + 1
-    if begin == 0 and start > 0:
-        return False  # a line longer than we looked back: do not guess
     try:
         event = orjson.loads(chunk[begin:])
         return bool(event["id"] == last_id and event["offset"] == at.offset - 1)

@@ -77,14 +77,15 @@ def stage(path: Path | str, data: bytes, *, sync: bool = False, spare: bool = Fa
             tmp = os.path.join(head, f".{name}.spare")
             fd, held = _open_spare(tmp, target, durable.synced_at(head) - _TICK_S)
         swap = fd >= 0
+        # Named after this process: a crash leaves it for sweep_temp_files.
+        temp = os.path.join(head, f".{name}.{os.getpid()}.tmp")
         if not swap:
-            # Named after this process: a crash leaves it for sweep_temp_files.
-            tmp = os.path.join(head, f".{name}.{os.getpid()}.tmp")
-            if tmp in _retired:  # it holds a version a reader may still have open
-                _free(tmp)
-            _made.discard(tmp)
-            # Made by `retire` after an earlier write, it exists: no inode is created here.
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            tmp = temp
+            fd = _open_temp(tmp)
+        elif temp in _made:  # the spare serves again: no temp file is kept for it
+            _made.discard(temp)
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
         try:
             view = memoryview(data)
             done = 0
@@ -105,20 +106,35 @@ def stage(path: Path | str, data: bytes, *, sync: bool = False, spare: bool = Fa
     return Staged(tmp, target, swap, trade)
 
 
-def _free(tmp: str) -> None:
-    _retired.discard(tmp)
+def _open_temp(tmp: str) -> int:
+    """The temp file opened for writing: the empty one `retire` made (no reader has it)
+    as it is, else a new inode, so that a version a reader may hold is never written over."""
+    if tmp in _made:
+        _made.discard(tmp)
+        with contextlib.suppress(FileNotFoundError):
+            return os.open(tmp, os.O_WRONLY | os.O_TRUNC)
+    _unlink(tmp)  # an old version out of place, or a failed write's leftover
+    return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+
+
+def _unlink(tmp: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(tmp)
+    _retired.discard(tmp)  # only once it is gone
 
 
 def retire(*, remake: bool = True) -> None:
     """Free the versions temp-file exchanges took out of place and (`remake`) make each
     temp file anew for its target's next write. Call it off the writes' path: after
-    announcing them."""
+    announcing them, from the thread that installs them (the projector's own: its pool
+    only stages, without spares)."""
     for tmp in list(_retired):
-        with contextlib.suppress(OSError):  # the next write makes its temp file itself
-            _free(tmp)
-            if remake:
+        try:
+            _unlink(tmp)
+        except OSError:
+            continue  # still out of place: the next write of its target makes a new inode
+        if remake:
+            with contextlib.suppress(OSError):
                 os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
                 _made.add(tmp)
 

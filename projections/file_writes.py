@@ -98,7 +98,9 @@ class Writes:
         """Write a batch: at once (its progress rung), or in the pool until `finish`."""
         items = self._cache.items
         folds = batch.folds
-        stage = partial(stage_snapshot, self.settings, sync=self._fsync_each)
+        # Unsynced (fsync off), spares never count as durable; and an exchanged temp file
+        # lacks the flush a rename over a file gets on ext4: new files, renamed.
+        stage = partial(stage_snapshot, self.settings, sync=self._fsync_each, spare=self.sync)
         if len(folds) == 1 and self.sync:  # the live case: its own fsync, no filesystem flush
             write = partial(write_snapshot, self.settings)
             batch.sizes = {a: write(a, f, items[a].memo) for a, f in folds.items()}

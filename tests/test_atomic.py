@@ -115,6 +115,40 @@ def test_a_file_rewritten_faster_than_its_spare_rests_keeps_inode_work_off_the_w
     assert sorted(p.name for p in tmp_path.iterdir()) == [".x.json.spare", "x.json"]
 
 
+def test_a_version_out_of_place_is_never_written_over_even_when_freeing_it_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(atomic, "SPARE_REST_S", 3600.0)
+    path = tmp_path / "x.json"
+    write(path, b"one")
+    write(path, b"two")
+    temp = tmp_path / f".x.json.{os.getpid()}.tmp"
+    real_unlink = os.unlink
+    failures = [str(temp)]
+
+    def unlink(target: Any, *args: Any, **kwargs: Any) -> None:
+        if failures and os.fspath(target) == failures[0]:
+            failures.pop()
+            raise OSError(errno.EIO, "injected")
+        real_unlink(target, *args, **kwargs)
+
+    with open(path, "rb") as reader:
+        write(path, b"three")  # "two" now waits at the temp name
+        monkeypatch.setattr(os, "unlink", unlink)
+        atomic.retire()  # cannot free it: it stays out of place, and is not made anew
+        assert temp.read_bytes() == b"two"
+        write(path, b"FOUR")  # a new inode: the one holding "two" is unlinked, not truncated
+        assert reader.read() == b"two"
+    assert path.read_bytes() == b"FOUR" and temp.read_bytes() == b"three"
+    # Once the spare may serve again, the temp file kept for the account goes.
+    atomic.retire()
+    assert temp.exists() and temp.stat().st_size == 0
+    monkeypatch.setattr(atomic, "SPARE_REST_S", 0.0)
+    durable.fsync_dir(tmp_path)
+    write(path, b"five")
+    assert not temp.exists() and spare_of(path).read_bytes() == b"FOUR"
+
+
 def test_a_filesystem_that_cannot_exchange_gets_renames(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -5,6 +5,7 @@ the log no longer holds what it names."""
 from __future__ import annotations
 
 import random
+import subprocess
 from pathlib import Path
 
 import orjson
@@ -138,7 +139,7 @@ def test_a_line_damaged_before_the_saved_position_is_still_found_and_named(
     assert caught.value.line == 11 and str(seg) in str(caught.value)
 
 
-@pytest.mark.parametrize("damage", ["cut", "rewritten", "garbage", "other-format"])
+@pytest.mark.parametrize("damage", ["cut", "rewritten", "garbage", "other-format", "wrong-field"])
 def test_a_saved_state_the_log_does_not_hold_is_ignored(
     settings1: Settings, monkeypatch: pytest.MonkeyPatch, damage: str
 ) -> None:
@@ -155,8 +156,12 @@ def test_a_saved_state_the_log_does_not_hold_is_ignored(
         seg.write_bytes(b"".join(lines[:-1]) + lines[-1].replace(old.encode(), new.encode()))
     elif damage == "garbage":
         (pdir / state_file.NAME).write_bytes(b"{not json")
-    else:
+    elif damage == "other-format":
         (pdir / state_file.NAME).write_bytes(b'{"format": 99}')
+    else:  # where it points and what it sums still right, one receipt malformed
+        saved = orjson.loads((pdir / state_file.NAME).read_bytes())
+        saved["receipts"][0][7] = "ab"
+        (pdir / state_file.NAME).write_bytes(orjson.dumps(saved))
     assert state_file.load_state(pdir) is None
     reads = _reads(monkeypatch)
     with Writer(settings1) as restarted:
@@ -180,3 +185,15 @@ def test_the_checksum_carries_on_across_restarts_and_segments(
         _mixed(writer, random.Random(30), 5, "z")
         assert writer._parts[P].state.accounts == _full_read(s).accounts
     assert reads[0] == 0
+
+
+def test_a_save_cut_short_by_a_crash_leaves_no_temp_file_behind(settings1: Settings) -> None:
+    with Writer(settings1) as writer:
+        _mixed(writer, random.Random(11), 5, "a")
+    pdir = _pdir(settings1)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = pdir / f".{state_file.NAME}.{dead.pid}.tmp"
+    stale.write_bytes(b"half a sa")
+    state_file.load_state(pdir)
+    assert not stale.exists()
