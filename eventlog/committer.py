@@ -7,7 +7,8 @@ partition lock reads what other processes appended, decides each command
 write and one fsync, and adds it to the partition's stream (stream_copy.py).
 The stream write is bounded: in phases 1-2 Redis being down or slow never
 fails an append, the result says `redis_written: false` and the relay fills
-the stream in later.
+the stream in later. What it knows of the partition is saved now and then
+(state_saves.py), so that a restart reads only what came after.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from .commands import AppendResult, Command
 from .filelog import PartitionFile
 from .records import FRIENDS_REMOVED, LEGACY_IMPORTED, StoredEvent, utc_ts
 from .state import Findings, PartitionState
-from .state_file import Mark, load_state, save_state
+from .state_saves import Saves
 from .stream_copy import StreamCopy
 
 if TYPE_CHECKING:
@@ -40,8 +41,6 @@ log = logging.getLogger("tradelog.writer")
 _MAX_BATCH = 2048
 _BATCH_FSYNC_S = 0.010
 STOP = object()  # queued to stop a committer
-SAVE_AFTER_READING = 10_000  # events read at once (another process's, or a start's)
-SAVE_EVERY = 100_000  # events since the command side was last saved
 
 
 class Committer:
@@ -54,10 +53,7 @@ class Committer:
         self.file = PartitionFile(writer.settings.log_dir, partition, writer.settings.segment_bytes)
         self.state = PartitionState()
         self.stream = StreamCopy(writer, partition, self.file.dir)
-        self._unsaved = 0  # events the state holds beyond its saved copy (state_file)
-        self._last_id = ""  # the last of them
-        self._mark: Mark | None = None  # of the last save (or load): the next goes on from it
-        self._loaded = False
+        self.saves = Saves()  # read from it at the first batch, in this thread
         self.dirty_since: float | None = None
         self.thread = threading.Thread(
             target=self._run, name=f"tradelog-commit-p{partition:02d}", daemon=True
@@ -91,8 +87,7 @@ class Committer:
                 self._commit(batch)
             if stop:
                 self._sync_dirty()
-                if self._unsaved:
-                    self._save()
+                self.saves.save(self.file, self.state)
                 self.file.close()
                 return
 
@@ -106,8 +101,8 @@ class Committer:
 
     def _commit(self, batch: list[Job]) -> None:
         outcomes: list[tuple[Job, Any]] = []
-        if not self._loaded:
-            self._load()
+        if not self.saves.loaded:
+            self.state = self.saves.load(self.file)
         try:
             with self.file.locked():
                 caught = self.file.catch_up()
@@ -127,14 +122,7 @@ class Committer:
                 findings, placed = outcome
                 answers.append((job, self._result(job[0], findings, placed, redis_ok)))
         settle(answers)
-        last = events or caught
-        if last:
-            self._last_id = last[-1].id
-            self._unsaved += len(caught) + len(events)
-            # A long read (the first, on a big log) is saved at once; then now and then.
-            # After the answers: a big partition's save takes a while.
-            if len(caught) >= SAVE_AFTER_READING or self._unsaved >= SAVE_EVERY:
-                self._save()
+        self.saves.note(caught, events, self.file, self.state)  # after the answers: it may save
 
     def _decide_all(self, batch: list[Job], outcomes: list[tuple[Job, Any]]) -> list[StoredEvent]:
         events: list[StoredEvent] = []
@@ -223,28 +211,4 @@ class Committer:
         with contextlib.suppress(OSError):
             self.file.close()
         self.file = PartitionFile(self.w.settings.log_dir, self.p, self.w.settings.segment_bytes)
-        self.state = PartitionState()
-        self._load()
-
-    def _load(self) -> None:
-        """Start from the saved command side, if the log still holds what it names."""
-        self._loaded = True
-        self._unsaved = 0
-        self._mark = None
-        try:
-            loaded = load_state(self.file.dir)
-        except Exception:  # a shortcut only: whatever fails, read the partition whole
-            log.exception("cannot load the saved command side of %s", self.file.dir)
-            loaded = None
-        if loaded is not None:
-            self._mark, self.state = loaded
-            self.file.restore(self._mark[0])
-
-    def _save(self) -> None:
-        at = self.file.position()
-        try:
-            self._mark = save_state(self.file.dir, at, self._last_id, self.state, self._mark)
-        except Exception:  # a shortcut only: the next start reads more, nothing is lost
-            log.exception("cannot save the command side of %s", self.file.dir)
-            self._mark = None
-        self._unsaved = 0
+        self.state = self.saves.load(self.file)

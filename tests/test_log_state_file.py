@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from eventlog import committer, state_file
+from eventlog import state_file, state_saves
 from eventlog._exceptions import CorruptLog
 from eventlog.commands import AppendResult
 from eventlog.records import partition_of
@@ -94,7 +94,7 @@ def test_a_restarted_writer_reads_only_what_follows_the_saved_state(
         first = _mixed(writer, rng, 300, "a")
     assert (_pdir(settings1) / state_file.NAME).exists()  # saved at a clean close
     with monkeypatch.context() as m:  # another process appends after the save, then dies
-        m.setattr(committer, "save_state", lambda *args: None)
+        m.setattr(state_saves, "save_state", lambda *args: None)
         with Writer(settings1) as other:
             between = sum(r.appended for r in _mixed(other, random.Random(4), 20, "b"))
     reads = _reads(monkeypatch)
