@@ -18,7 +18,7 @@ from projections.daemon import Projector, install_stop_signals
 from projections.daemon import run as run_daemon
 
 from .cli import settings_from
-from .project_group import die_with_parent, run_group
+from .project_group import die_with_parent, projector_client, run_group
 
 __all__ = ["register"]
 
@@ -27,7 +27,6 @@ __all__ = ["register"]
 # accounts: 50k per step ~1.3x the rate of 20k). Live, steps stay small: each takes only
 # what has arrived. A step also stops at 64 MiB of log, so big events stay bounded.
 DEFAULT_BATCH = {"file": 50_000, "redis": 20_000}
-_TIMEOUT_MS = 10_000
 
 
 def register(
@@ -93,15 +92,10 @@ def build(projection: str, settings: Settings, share: tuple[int, int] = (0, 1)) 
 
         return FileProjector(settings, freeze_gc=True)  # this process is only the projector
     # Imported lazily: the file projector must run where Redis (and its client) is absent.
-    from eventlog.redisconn import connect
     from projections.redis_projector import RedisProjector
     from projections.redis_slot import adopt, take_slot
 
-    # TRADELOG_REDIS_TIMEOUT_MS bounds a writer's calls; a projector has no caller to
-    # answer, and one batch's replies may take Redis longer than that on a busy host.
-    client = connect(settings, timeout_ms=max(settings.redis_timeout_ms, _TIMEOUT_MS))
-    if client is None:
-        raise SettingsError("TRADELOG_REDIS_URL: the Redis projector needs Redis; it is empty")
+    client = projector_client(settings)
     i, n = share
     slot = take_slot(settings.run_dir, i)  # its lock is held until this process exits
     partitions = [p for p in range(settings.partitions) if p % n == i]

@@ -19,15 +19,20 @@ import signal
 import subprocess
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from eventlog._exceptions import SettingsError
 from eventlog.settings import Settings
 
 from .cmd_serve import settings_env
 
-__all__ = ["die_with_parent", "run_group"]
+if TYPE_CHECKING:
+    import redis
+
+__all__ = ["die_with_parent", "projector_client", "run_group"]
 
 _POLL_S = 0.1
+_TIMEOUT_MS = 10_000
 _PR_SET_PDEATHSIG = 1
 _STOPPED = (-signal.SIGTERM, -signal.SIGINT)  # a share stopped by a signal before its handler
 
@@ -40,15 +45,24 @@ def die_with_parent(parent: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
+def projector_client(settings: Settings) -> redis.Redis:
+    """A Redis client for a projector process (the group's parent or a share)."""
+    from eventlog.redisconn import connect
+
+    # TRADELOG_REDIS_TIMEOUT_MS bounds a writer's calls; a projector has no caller to
+    # answer, and one batch's replies may take Redis longer than that on a busy host.
+    client = connect(settings, timeout_ms=max(settings.redis_timeout_ms, _TIMEOUT_MS))
+    if client is None:
+        raise SettingsError("TRADELOG_REDIS_URL: the Redis projector needs Redis; it is empty")
+    return client
+
+
 def _adopt(settings: Settings, n: int) -> None:
     """Hand what dead consumers of this host hold to the shares about to start."""
     from eventlog.keys import Keys
-    from eventlog.redisconn import connect
     from projections.redis_slot import adopt, slot_name
 
-    client = connect(settings)
-    if client is None:
-        raise SettingsError("TRADELOG_REDIS_URL: the Redis projector needs Redis; it is empty")
+    client = projector_client(settings)
     try:
         owners = {p: slot_name(p % n) for p in range(settings.partitions)}
         adopt(client, Keys(settings.key_prefix), settings.run_dir, owners)
@@ -69,7 +83,6 @@ def run_group(settings: Settings, n: int, *, until_caught_up: bool, batch: int |
         argv.append("--until-caught-up")
     if batch is not None:
         argv += ["--batch", str(batch)]
-    _adopt(settings, n)
     procs: list[subprocess.Popen[bytes]] = []
     asked: list[int] = []
 
@@ -82,6 +95,7 @@ def run_group(settings: Settings, n: int, *, until_caught_up: bool, batch: int |
     # Before any share starts: a stop asked for meanwhile reaches every share started.
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    _adopt(settings, n)
     for i in range(n):
         if not asked:
             procs.append(subprocess.Popen([*argv, "--share", f"{i}/{n}"], env=env))
