@@ -19,7 +19,8 @@ from eventlog.settings import Settings
 from .checkpoint import lock_projection, now_ms
 from .file_parking import ParkRecord, read_park, remove_park, write_park
 from .fold import apply
-from .snapshots import read_snapshot, write_snapshots
+from .snapshot_writes import write_snapshots
+from .snapshots import read_snapshot
 
 __all__ = ["reapply_parked"]
 

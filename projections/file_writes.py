@@ -36,7 +36,7 @@ from .durable import fsync_dir, fsync_file, sync_all
 from .file_cache import Cache
 from .file_parking import ParkRecord, write_park
 from .fold import Fold
-from .snapshots import stage_snapshot, write_snapshot
+from .snapshot_writes import stage_snapshot, write_snapshot
 
 __all__ = ["Batch", "Writes"]
 

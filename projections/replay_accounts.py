@@ -31,7 +31,8 @@ from .redis_scripts import Scripts
 from .replay_files import written_by_projector
 from .replay_fold import Folded, fold_log
 from .replay_redis import redis_client, replace_account
-from .snapshots import snapshot_path, write_snapshots
+from .snapshot_writes import write_snapshots
+from .snapshots import snapshot_path
 
 __all__ = ["AccountResult", "replay_accounts"]
 

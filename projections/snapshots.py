@@ -1,4 +1,4 @@
-"""Snapshot files: `negotiations/<steamId>.json`, the legacy format, written atomically.
+"""Snapshot files: `negotiations/<steamId>.json`, the legacy format, and reading them back.
 
 A snapshot is the account's document as orjson indents it (2 spaces, as the
 legacy service wrote it) with the applied `version` as the document's own
@@ -11,13 +11,12 @@ that block (`shadow`) and put back in place, so no client field is ever lost.
 Readers never parse more than they must: a top-level key is the only place a
 line starts with exactly two spaces and a quote (JSON strings escape newlines),
 so the version and the reserved block are found by searching from the end.
+Writing them (atomically, durably) is snapshot_writes.py.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,8 +26,7 @@ import orjson
 from eventlog._exceptions import CorruptSnapshot
 from eventlog.settings import Settings
 
-from .atomic import Staged, install, read_file, retire, stage
-from .durable import fsync_dir, make_dirs
+from .atomic import read_file
 from .fold import Fold
 from .fragments import Parts
 from .times import offer_score
@@ -44,9 +42,6 @@ __all__ = [
     "read_document_bytes",
     "read_snapshot",
     "snapshot_path",
-    "stage_snapshot",
-    "write_snapshot",
-    "write_snapshots",
 ]
 
 RESERVED = "_tradelog"
@@ -214,55 +209,3 @@ def read_document(settings: Settings, account: str) -> tuple[dict[str, Any] | No
     except orjson.JSONDecodeError as e:
         raise CorruptSnapshot(str(snapshot_path(settings, account)), f"not JSON: {e}") from e
     return doc, version
-
-
-def write_snapshots(
-    settings: Settings,
-    folds: Iterable[tuple[str, Fold]],
-    pool: Executor | None = None,
-    *,
-    sync: bool = True,
-) -> dict[str, int]:
-    """Write each account's snapshot, durably, then sync the directory once.
-
-    With a pool the writes run in parallel: fsync releases the GIL, and the disk
-    merges concurrent flushes. Returns each account's snapshot size in bytes.
-    """
-
-    def one(item: tuple[str, Fold]) -> tuple[str, int]:
-        return item[0], write_snapshot(settings, item[0], item[1], sync=sync)
-
-    make_dirs(settings.snapshot_dir, sync=sync)
-    sizes = dict(pool.map(one, folds) if pool is not None else map(one, folds))
-    if sync and sizes:
-        fsync_dir(settings.snapshot_dir)
-    retire(remake=False)  # each account once: no next write to make a temp file for
-    return sizes
-
-
-def stage_snapshot(
-    settings: Settings,
-    account: str,
-    fold: Fold,
-    memo: Memo | None = None,
-    *,
-    sync: bool = False,
-    spare: bool = True,
-) -> tuple[Staged, int]:
-    """Write one snapshot to be installed (see `atomic.stage`); and its size in bytes."""
-    data = encode(fold, memo)
-    return stage(snapshot_path(settings, account), data, sync=sync, spare=spare), len(data)
-
-
-def write_snapshot(
-    settings: Settings,
-    account: str,
-    fold: Fold,
-    memo: Memo | None = None,
-    *,
-    sync: bool = True,
-) -> int:
-    """Write one snapshot durably (not its directory entry); return its size in bytes."""
-    staged, size = stage_snapshot(settings, account, fold, memo, sync=sync)
-    install(staged)
-    return size
