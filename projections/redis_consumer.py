@@ -7,7 +7,7 @@ acknowledged only once applied, so a crash costs a redelivery, which the
 version compare-and-set makes harmless. XAUTOCLAIM takes over what a dead
 consumer left pending. A lease per partition (SET NX PX, renewed as it goes)
 lets one consumer at a time read a partition, so with several consumers an
-account's events still arrive in order.
+account's events still arrive in order. Entry ids and fields: redis_entries.
 """
 
 from __future__ import annotations
@@ -16,39 +16,17 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-import orjson
 import redis
 
-from eventlog._exceptions import CorruptLog
 from eventlog.keys import Keys
-from eventlog.records import FIELDS, StoredEvent
+from eventlog.records import StoredEvent
 
+from .redis_entries import Entries, entry_id, offset_of, read_entry
 from .redis_scripts import LEASE, Call, Scripts
 
 __all__ = ["Consumer"]
 
 log = logging.getLogger("tradelog.projector.redis")
-
-_NAMES = [name.encode() for name in FIELDS]
-_Entries = list[tuple[bytes, Any]]  # (entry id, flat field/value list or None if deleted)
-
-
-def offset_of(entry_id: bytes) -> int:
-    """The log offset of a stream entry id (`0-<offset+1>`)."""
-    return int(entry_id.split(b"-", 1)[1]) - 1
-
-
-def entry_id(event: StoredEvent) -> bytes:
-    return b"0-%d" % (event.offset + 1)
-
-
-def _decode(f: list[bytes]) -> StoredEvent:
-    if len(f) == 20 and f[0::2] == _NAMES:  # as StoredEvent.encode writes it
-        return StoredEvent(
-            f[1].decode(), f[3].decode(), int(f[5]), int(f[7]), int(f[9]), f[11].decode(),
-            f[13].decode(), orjson.loads(f[15]), orjson.loads(f[17]), int(f[19]),
-        )  # fmt: skip
-    return StoredEvent.from_stream_fields(dict(zip(f[0::2], f[1::2], strict=True)))
 
 
 class Consumer:
@@ -133,7 +111,7 @@ class Consumer:
 
     def xread(
         self, ids: dict[int, str], count: int, block: int | None = None
-    ) -> dict[int, _Entries]:
+    ) -> dict[int, Entries]:
         streams: dict[Any, Any] = {self.streams[p]: i for p, i in ids.items()}
         reply: Any = self._raw.xreadgroup(self.group, self.name, streams, count=count, block=block)
         # RESP3 answers a map, RESP2 a list of [stream, entries].
@@ -157,7 +135,7 @@ class Consumer:
     def _read(self, max_events: int) -> tuple[list[StoredEvent], dict[int, list[bytes]]]:
         held = sorted(self.held)
         count = max(1, max_events // max(1, len(held)))
-        batches: dict[int, _Entries] = {}
+        batches: dict[int, Entries] = {}
         full: set[int] = set()
         mine = [p for p in held if p in self.dirty]
         if mine:
@@ -177,22 +155,11 @@ class Consumer:
                 if not fields:  # deleted from the stream: nothing to apply
                     gone.setdefault(p, []).append(eid)
                     continue
-                events.append(self._event(p, eid, fields))
+                events.append(read_entry(self.streams[p], p, eid, fields))
             if entries:
                 top = offset_of(entries[-1][0])
                 self.delivered[p] = max(top, self.delivered.get(p, -1))
         return events, gone
-
-    def _event(self, p: int, eid: bytes, fields: list[bytes]) -> StoredEvent:
-        offset = offset_of(eid)
-        try:
-            event = _decode(fields)
-        except (KeyError, TypeError, ValueError) as e:
-            raise CorruptLog(self.streams[p], offset, f"unreadable stream entry: {e!r}") from e
-        if event.offset != offset or event.partition != p:
-            where = f"{event.partition}:{event.offset}"
-            raise CorruptLog(self.streams[p], offset, f"the entry says it is at {where}")
-        return event
 
     def pending_elsewhere(self, event: StoredEvent) -> bool:
         """True if an entry before `event` is still pending with another consumer."""

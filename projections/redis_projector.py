@@ -33,7 +33,8 @@ from eventlog.settings import Settings
 
 from .gcpause import paused
 from .redis_applier import Batch, Outcome, RedisApplier
-from .redis_consumer import Consumer, entry_id
+from .redis_consumer import Consumer
+from .redis_entries import entry_id
 
 __all__ = ["RedisProjector"]
 
