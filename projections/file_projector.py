@@ -12,7 +12,8 @@ An account whose event cannot be applied (the fold raises, its version leaves
 a gap, its snapshot is unreadable) is parked: its later events wait, in order,
 in a dead-letter record while every other account goes on.
 
-The Folds' cache is in file_cache, re-applying a parked account in file_parked.
+Reading the logs is in file_tail, the Folds' cache in file_cache, re-applying a
+parked account in file_parked.
 """
 
 from __future__ import annotations
@@ -20,15 +21,9 @@ from __future__ import annotations
 import logging
 import os
 
-from eventlog._exceptions import (
-    CheckpointAhead,
-    PartitionMismatch,
-    ProjectionGap,
-    SnapshotUnavailable,
-)
+from eventlog._exceptions import PartitionMismatch, ProjectionGap, SnapshotUnavailable
 from eventlog.notify import APPENDED, Bell
 from eventlog.records import StoredEvent
-from eventlog.segments import Cursor, partition_dir
 from eventlog.settings import Settings
 
 from .checkpoint import check_partitions, lock_projection, now_ms, read_checkpoint, sweep_temp_files
@@ -37,6 +32,7 @@ from .file_cache import Cache, Entry
 from .file_health import parked, progress
 from .file_parked import reapply_parked
 from .file_parking import ParkRecord, read_parks
+from .file_tail import Tail
 from .file_writes import SAVE_IDLE_S, WRITERS, Writes
 from .fold import Fold, apply
 from .gcpause import paused
@@ -50,7 +46,6 @@ log = logging.getLogger("tradelog.projector.file")
 # document's encoded parts about as much again, see fragments.py): 128 MiB keeps
 # a few thousand busy accounts hot and the projector's RSS bounded however long the log.
 CACHE_BYTES = 128 << 20
-STEP_BYTES = 64 << 20  # log bytes one step reads at most, whatever its event limit
 
 
 class FileProjector:
@@ -76,7 +71,7 @@ class FileProjector:
                     f"the checkpoint has partitions beyond {settings.partitions}"
                 )
             positions = {p: cp.positions.get(p, 0) for p in range(settings.partitions)}
-            self.cursors = [self._cursor(p, positions[p]) for p in range(settings.partitions)]
+            self.tail = Tail(settings, positions)
             self.parks = read_parks(settings)
             sweep_temp_files(settings)
             make_dirs(settings.snapshot_dir, sync=settings.fsync != "off")
@@ -88,8 +83,6 @@ class FileProjector:
         except BaseException:
             os.close(self._lock_fd)
             raise
-        self._pending: list[list[StoredEvent]] = [[] for _ in range(settings.partitions)]
-        self._turn = 0
         self._cache = Cache(cache_bytes)
         self.writes = Writes(settings, self._cache, self.parks, positions, writers)
         self.applied = self.skipped = self.parked_events = 0
@@ -98,42 +91,6 @@ class FileProjector:
     def positions(self) -> dict[int, int]:
         """Per partition, the next offset to apply once the batch in flight is in place."""
         return self.writes.positions
-
-    def _cursor(self, p: int, offset: int) -> Cursor:
-        cursor = Cursor(partition_dir(self.settings.log_dir, p), p, offset)
-        if cursor.next_offset < offset:
-            cursor.close()
-            raise CheckpointAhead(
-                f"the checkpoint says partition {p} is applied up to offset "
-                f"{offset} but its log ends at {cursor.next_offset}"
-            )
-        return cursor
-
-    def _take(self, limit: int) -> list[StoredEvent]:
-        """Up to `limit` available events, partitions in turn (each in its own order).
-
-        Bounded in bytes too: whole-document events can be megabytes each.
-        """
-        out: list[StoredEvent] = []
-        budget = STEP_BYTES
-        n = self.settings.partitions
-        start, self._turn = self._turn, (self._turn + 1) % n
-        for i in range(n):
-            p = (start + i) % n
-            cursor = self.cursors[p]
-            while (want := limit - len(out)) > 0 and budget > 0:
-                pending = self._pending[p]
-                if not pending:
-                    base, pos = cursor.base, cursor.pos
-                    # limit=1: one read chunk (or one long line) per call, so the
-                    # budget is checked at least every few megabytes.
-                    pending, _ = cursor.read(limit=1)
-                    if not pending:
-                        break
-                    budget -= cursor.pos - (pos if cursor.base == base else 0)
-                out.extend(pending[:want])
-                self._pending[p] = pending[want:]
-        return out
 
     def _entry(self, account: str) -> Entry:
         entry = self._cache.get(account)
@@ -196,7 +153,7 @@ class FileProjector:
         idle wait never leave one behind.
         """
         with paused(self.freeze_gc):
-            events = self._take(max(1, max_events))
+            events = self.tail.take(max(1, max_events))
             if not events:
                 self.writes.finish()
                 return 0
@@ -234,8 +191,7 @@ class FileProjector:
 
     def _release(self) -> None:
         self.bell.close()
-        for cursor in self.cursors:
-            cursor.close()
+        self.tail.close()
         if self._lock_fd >= 0:
             os.close(self._lock_fd)
             self._lock_fd = -1

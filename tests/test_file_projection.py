@@ -407,7 +407,7 @@ def test_a_step_reads_a_bounded_number_of_bytes(
     with Writer(s) as writer:
         for i in range(60):
             writer.append(ACCOUNTS[i % 3], "NegotiationsSaved", {**big, "n": i})
-    monkeypatch.setattr("projections.file_projector.STEP_BYTES", 1 << 20)
+    monkeypatch.setattr("projections.file_tail.STEP_BYTES", 1 << 20)
     projector = FileProjector(s)
     try:
         sizes = []

@@ -1,0 +1,68 @@
+"""The file projector's reading side: every partition's file log, taken in turn.
+
+Each partition is read by its own Cursor from the checkpoint's offset (an
+offset beyond the end of its log is refused). A step takes the available
+events round-robin over partitions, each in its own order, bounded in count and
+in log bytes: whole-document events can be megabytes each.
+"""
+
+from __future__ import annotations
+
+from eventlog._exceptions import CheckpointAhead
+from eventlog.records import StoredEvent
+from eventlog.segments import Cursor, partition_dir
+from eventlog.settings import Settings
+
+__all__ = ["STEP_BYTES", "Tail"]
+
+STEP_BYTES = 64 << 20  # log bytes one step reads at most, whatever its event limit
+
+
+class Tail:
+    """The partitions' file logs, read from the given offsets."""
+
+    def __init__(self, settings: Settings, positions: dict[int, int]) -> None:
+        self.settings = settings
+        self.cursors = [self._cursor(p, positions[p]) for p in range(settings.partitions)]
+        self._pending: list[list[StoredEvent]] = [[] for _ in range(settings.partitions)]
+        self._turn = 0
+
+    def _cursor(self, p: int, offset: int) -> Cursor:
+        cursor = Cursor(partition_dir(self.settings.log_dir, p), p, offset)
+        if cursor.next_offset < offset:
+            cursor.close()
+            raise CheckpointAhead(
+                f"the checkpoint says partition {p} is applied up to offset "
+                f"{offset} but its log ends at {cursor.next_offset}"
+            )
+        return cursor
+
+    def take(self, limit: int) -> list[StoredEvent]:
+        """Up to `limit` available events, partitions in turn (each in its own order).
+
+        Bounded in bytes too: whole-document events can be megabytes each.
+        """
+        out: list[StoredEvent] = []
+        budget = STEP_BYTES
+        n = self.settings.partitions
+        start, self._turn = self._turn, (self._turn + 1) % n
+        for i in range(n):
+            p = (start + i) % n
+            cursor = self.cursors[p]
+            while (want := limit - len(out)) > 0 and budget > 0:
+                pending = self._pending[p]
+                if not pending:
+                    base, pos = cursor.base, cursor.pos
+                    # limit=1: one read chunk (or one long line) per call, so the
+                    # budget is checked at least every few megabytes.
+                    pending, _ = cursor.read(limit=1)
+                    if not pending:
+                        break
+                    budget -= cursor.pos - (pos if cursor.base == base else 0)
+                out.extend(pending[:want])
+                self._pending[p] = pending[want:]
+        return out
+
+    def close(self) -> None:
+        for cursor in self.cursors:
+            cursor.close()
