@@ -4,10 +4,11 @@ A step renews the consumer's partition leases, takes over entries a dead
 consumer left pending (redis_consumer), reads a batch (own pending entries
 first, then new ones) and sends its scripts in one write (redis_applier).
 While Redis runs them, the next batch is read and folded; then the first
-batch's replies are read, what it applied or parked is acknowledged, and the
-positions reached are published: `keys.progress("redis")` (partition -> next
-offset to apply, `heartbeat` -> ms) and a ring of the progress bell, so API
-workers answering read-your-writes wake at once. Any number of projectors may
+batch's replies are read, what it applied or parked is acknowledged
+(redis_inflight), and the positions reached are published:
+`keys.progress("redis")` (partition -> next offset to apply, `heartbeat` -> ms)
+and a ring of the progress bell, so API workers answering read-your-writes
+wake at once. Any number of projectors may
 run, on any host; each partition is read by one at a time.
 """
 
@@ -18,7 +19,6 @@ import logging
 import os
 import socket
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -32,9 +32,9 @@ from eventlog.records import StoredEvent
 from eventlog.settings import Settings
 
 from .gcpause import paused
-from .redis_applier import Batch, Outcome, RedisApplier
+from .redis_applier import Outcome, RedisApplier
 from .redis_consumer import Consumer
-from .redis_entries import entry_id
+from .redis_inflight import InFlight
 
 __all__ = ["RedisProjector"]
 
@@ -88,8 +88,7 @@ class RedisProjector:
         self._lease_due = 0.0
         self._parked_due = 0.0
         self._freeze_gc = freeze_gc
-        self._inflight: deque[tuple[Batch, dict[int, int]]] = deque()
-        self._waits: dict[str, int] = {}  # account -> lowest offset of ours waiting
+        self._inflight = InFlight()
         self._thaw_due = time.monotonic() + _THAW_S
 
     def _guard(self, fn: Callable[..., T], *args: Any) -> T:
@@ -120,7 +119,7 @@ class RedisProjector:
                 return self._guard(self._step, max_events)
         except RedisUnavailable:
             self.consumer.dirty.update(self.consumer.partitions)  # read again what was read
-            self._inflight.clear()
+            self._inflight.batches.clear()
             self.applier.forget()
             raise
 
@@ -128,15 +127,15 @@ class RedisProjector:
         self._maintain(time.monotonic())
         consumer = self.consumer
         handled = 0
-        worked = bool(self._inflight)
+        worked = bool(self._inflight.batches)
         if consumer.dirty & consumer.held:
             # Our pending entries are read again next, and those in flight are among them;
             # so are the waiting ones, in order before any later event of their accounts.
-            handled += self._finish(len(self._inflight))
-            self._waits.clear()
+            handled += self._finish(len(self._inflight.batches))
+            self._inflight.waits.clear()
         # Two batches in flight at most: Redis runs one while the next one is folded.
-        while consumer.held and len(self._inflight) < 2:
-            if self._inflight and consumer.dirty & consumer.held:
+        while consumer.held and len(self._inflight.batches) < 2:
+            if self._inflight.batches and consumer.dirty & consumer.held:
                 break
             events, gone = consumer.read(max_events)
             if gone:
@@ -147,14 +146,11 @@ class RedisProjector:
             worked = True
             batch = self.applier.submit(events, self._transient)
             if batch is not None:
-                lowest: dict[int, int] = {}
-                for event in events:
-                    lowest.setdefault(event.partition, event.offset)
-                self._inflight.append((batch, lowest))
-        if self._inflight:
+                self._inflight.add(batch, events)
+        if self._inflight.batches:
             handled += self._finish(1)
         if not handled:  # nothing came back handled: never report "caught up" with work in flight
-            handled += self._finish(len(self._inflight))
+            handled += self._finish(len(self._inflight.batches))
         if not worked:
             self.waiting = 0
         return handled
@@ -162,16 +158,15 @@ class RedisProjector:
     def _transient(self, event: StoredEvent) -> bool:
         """True if the event before `event` may still come: it waits in an earlier batch
         of ours, or is pending with another consumer."""
-        lowest = self._waits.get(event.account)
-        if lowest is not None and lowest < event.offset:
+        if self._inflight.behind(event):
             return True
         return self.consumer.pending_elsewhere(event)
 
     def _finish(self, count: int) -> int:
         """Finish the oldest `count` batches in flight; return how many entries they handled."""
         handled = 0
-        for _ in range(min(count, len(self._inflight))):
-            batch, _ = self._inflight.popleft()
+        for _ in range(min(count, len(self._inflight.batches))):
+            batch, _ = self._inflight.batches.popleft()
             outcome = self.applier.finish(batch)
             handled += len(outcome.handled)
             self._complete(outcome, {})
@@ -181,21 +176,7 @@ class RedisProjector:
         """Acknowledge what a batch handled and publish the positions reached."""
         if outcome.parked:
             log.error("parked accounts: %s", ", ".join(outcome.parked))
-        acks = {p: list(ids) for p, ids in gone.items()}
-        for event in outcome.handled:
-            acks.setdefault(event.partition, []).append(entry_id(event))
-        waiting: dict[int, int] = {}
-        for event in outcome.handled:
-            self._waits.pop(event.account, None)
-        for event in outcome.waiting:
-            waiting[event.partition] = min(event.offset, waiting.get(event.partition, event.offset))
-            self._waits[event.account] = min(
-                event.offset, self._waits.get(event.account, event.offset)
-            )
-        unapplied = dict(waiting)
-        for _, lowest in self._inflight:
-            for p, offset in lowest.items():
-                unapplied[p] = min(offset, unapplied.get(p, offset))
+        acks, waiting, unapplied = self._inflight.settle(outcome, gone)
         self.waiting = len(outcome.waiting)
         self.positions.update(self.consumer.ack(acks, waiting, unapplied))
         self._publish()
@@ -251,7 +232,7 @@ class RedisProjector:
         """Finish the batches in flight, then give the leases back so another consumer
         takes over at once."""
         try:
-            self._guard(self._finish, len(self._inflight))
+            self._guard(self._finish, len(self._inflight.batches))
             self._guard(self.consumer.lease, 0)
         except RedisUnavailable as e:
             log.warning("could not release the leases: %s", e)
