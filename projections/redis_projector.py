@@ -14,7 +14,6 @@ run, on any host; each partition is read by one at a time.
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import socket
@@ -31,7 +30,7 @@ from eventlog.keys import Keys
 from eventlog.records import StoredEvent
 from eventlog.settings import Settings
 
-from .gcpause import paused
+from .gcpause import Freezer, paused
 from .redis_applier import Outcome, RedisApplier
 from .redis_consumer import Consumer
 from .redis_inflight import InFlight
@@ -41,8 +40,6 @@ __all__ = ["RedisProjector"]
 log = logging.getLogger("tradelog.projector.redis")
 
 T = TypeVar("T")
-
-_THAW_S = 600.0  # how often frozen objects are handed back to the cycle collector
 
 
 class RedisProjector:
@@ -67,7 +64,7 @@ class RedisProjector:
         leases expire (`lease_ms`) and its entries have idled `claim_idle_ms`.
         `partitions` limits which partitions it may read (default: all), so several
         processes can share the work; `lease_ms=0` reads them without leases.
-        `freeze_gc` keeps the cycle collector off the cached states (see `_freeze`)."""
+        `freeze_gc` keeps the cycle collector off the cached states (gcpause.Freezer)."""
         self.settings = settings
         self.client = client
         self.keys = Keys(settings.key_prefix)
@@ -87,9 +84,8 @@ class RedisProjector:
         self.waiting = 0  # entries read but not applied: behind a gap that may still close
         self._lease_due = 0.0
         self._parked_due = 0.0
-        self._freeze_gc = freeze_gc
+        self._freezer = Freezer() if freeze_gc else None
         self._inflight = InFlight()
-        self._thaw_due = time.monotonic() + _THAW_S
 
     def _guard(self, fn: Callable[..., T], *args: Any) -> T:
         try:
@@ -180,19 +176,8 @@ class RedisProjector:
         self.waiting = len(outcome.waiting)
         self.positions.update(self.consumer.ack(acks, waiting, unapplied))
         self._publish()
-        if self._freeze_gc:
-            self._freeze()
-
-    def _freeze(self) -> None:
-        # The cache holds millions of long-lived objects (documents, acyclic: reference
-        # counting frees them); rescanning them in every full collection halved the
-        # apply rate. Frozen objects are skipped; a periodic thaw collects any cycles.
-        now = time.monotonic()
-        if now >= self._thaw_due:
-            gc.unfreeze()
-            gc.collect()
-            self._thaw_due = now + _THAW_S
-        gc.freeze()
+        if self._freezer is not None:
+            self._freezer.freeze()
 
     def _publish(self) -> None:
         progress = {str(p): n for p, n in self.positions.items()}
