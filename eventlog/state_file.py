@@ -29,7 +29,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from .segments import Position, segment_bases, segment_path
+from .segments import Position, last_line, segment_bases, segment_path
 from .state import AccountState, Findings, PartitionState, Receipt
 
 __all__ = ["Mark", "load_state", "save_state"]
@@ -38,7 +38,6 @@ log = logging.getLogger("tradelog.writer")
 
 NAME = "command-state.json"
 _FORMAT = 1  # a change to what PartitionState.observe keeps must change this (and _Saved)
-_BACK = 1 << 16  # how far before the position the last line is first looked for
 _CHUNK = 4 << 20
 _START = Position(0, 0, 0, 0)
 
@@ -178,23 +177,15 @@ def _holds(pdir: Path, at: Position, last_id: str) -> bool:
     """True if the line before `at` is the event `last_id`, at offset at.offset - 1."""
     if at.pos == 0:  # a segment's start: it is named by its first offset
         return segment_path(pdir, at.base).exists() and at.base == at.offset
-    back = _BACK
     try:
         with open(segment_path(pdir, at.base), "rb") as f:
-            while True:  # back far enough for the whole line (a big document's)
-                start = max(0, at.pos - back)
-                f.seek(start)
-                chunk = f.read(at.pos - start)
-                if len(chunk) != at.pos - start or not chunk.endswith(b"\n"):
-                    return False
-                begin = chunk.rfind(b"\n", 0, len(chunk) - 1) + 1
-                if begin or not start:
-                    break
-                back *= 2
+            found = last_line(f, at.pos)
     except OSError:
         return False
+    if found is None or found[0] != at.pos - 1:  # no line ends right there (a shorter log)
+        return False
     try:
-        event = orjson.loads(chunk[begin:])
+        event = orjson.loads(found[1])
         return bool(event["id"] == last_id and event["offset"] == at.offset - 1)
     except (orjson.JSONDecodeError, KeyError, TypeError):  # not that event, or no event
         return False
