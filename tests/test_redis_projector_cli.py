@@ -19,7 +19,7 @@ from eventlog.keys import Keys
 from eventlog.settings import Settings
 from projections.redis_slot import take_slot
 from tests.test_redis_projection import assert_matches_fold, stream_events
-from tools.cmd_serve import settings_env
+from tools.cmd_serve import child_env
 
 ROOT = Path(__file__).resolve().parent.parent
 ACCOUNTS = [str(76561199027634480 + 7919 * i) for i in range(40)]
@@ -49,7 +49,7 @@ def _cli(s: Settings, *args: str) -> list[str]:
 
 
 def _env(s: Settings) -> dict[str, str]:
-    return {**os.environ, **settings_env(s)}
+    return child_env(s)
 
 
 def _fill(s: Settings, count: int) -> None:

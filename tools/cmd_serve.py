@@ -40,6 +40,14 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+def child_env(settings: Settings) -> dict[str, str]:
+    """This process's environment with the settings in it as resolved here: a child
+    started with it builds the same Settings (TRADELOG_CONFIG is dropped, as it is read)."""
+    env = {k: v for k, v in os.environ.items() if k != "TRADELOG_CONFIG"}
+    env.update(settings_env(settings))
+    return env
+
+
 def _stopping(signum: int, frame: object) -> None:
     """Nothing to do: uvicorn has shut down by the time this runs."""
 

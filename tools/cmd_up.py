@@ -10,7 +10,6 @@ says so, and starts the relay and the Redis projector once Redis answers.
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from eventlog.redisconn import connect
 from eventlog.settings import Settings
 
 from .cli import Subparsers, settings_from
-from .cmd_serve import add_server_flags, settings_env
+from .cmd_serve import add_server_flags, child_env
 
 __all__ = ["register"]
 
@@ -76,8 +75,7 @@ def run(args: argparse.Namespace) -> int:
     if created:
         print(f"tradelog: generated an API key in {settings.data_dir}/api_key (mode 0600)")
         print(f"tradelog: X-API-Key: {keys[0]}", flush=True)
-    env = {**os.environ, **settings_env(settings)}
-    env.pop("TRADELOG_CONFIG", None)
+    env = child_env(settings)
     exe = [sys.executable, "-m", "tools.cli"]
     children = [
         Child("api", [*exe, "serve"]),

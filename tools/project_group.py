@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from eventlog._exceptions import SettingsError
 from eventlog.settings import Settings
 
-from .cmd_serve import settings_env
+from .cmd_serve import child_env
 
 if TYPE_CHECKING:
     import redis
@@ -76,8 +76,7 @@ def _status(code: int) -> int:
 
 def run_group(settings: Settings, n: int, *, until_caught_up: bool, batch: int | None) -> int:
     """Run the N shares until stopped (or all caught up); return the group's exit status."""
-    env = {**os.environ, **settings_env(settings)}
-    env.pop("TRADELOG_CONFIG", None)  # the settings are all in env now, as resolved here
+    env = child_env(settings)
     argv = [sys.executable, "-m", "tools.cli", "project", "redis", "--parent", str(os.getpid())]
     if until_caught_up:
         argv.append("--until-caught-up")

@@ -16,7 +16,6 @@ the Redis server's CPU seconds meanwhile.
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 import sys
 import threading
@@ -55,10 +54,9 @@ def memory_kb(pid: int | str = "self") -> dict[str, int]:
 def run_shares(settings: Settings, processes: int, projection: str = "redis") -> Shares:
     """Catch `projection` up in `processes` children started together (see above)."""
     from ..cmd_project import DEFAULT_BATCH
-    from ..cmd_serve import settings_env
+    from ..cmd_serve import child_env
 
-    env = {**os.environ, **settings_env(settings)}
-    env.pop("TRADELOG_CONFIG", None)
+    env = child_env(settings)
     argv = [sys.executable, "-m", "tools.bench.project_share"]
     batch = str(DEFAULT_BATCH[projection])
     shares = [
