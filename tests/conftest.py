@@ -79,6 +79,12 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
 
 
 @pytest.fixture
+def rsettings(make_settings: Callable[..., Settings], redis_url: str) -> Settings:
+    """Settings for tests of the Redis side: the test's own redis-server, 4 partitions."""
+    return make_settings(redis_url=redis_url, fsync="off", partitions=4, redis_timeout_ms=5000)
+
+
+@pytest.fixture
 def settings(make_settings: Callable[..., Settings]) -> Settings:
     """File-only settings in the test's temp dir (modules needing others override it)."""
     return make_settings()

@@ -157,11 +157,6 @@ def upsert(
 
 
 @pytest.fixture
-def rsettings(make_settings: MakeSettings, redis_url: str) -> Settings:
-    return make_settings(redis_url=redis_url, fsync="off", partitions=4, redis_timeout_ms=5000)
-
-
-@pytest.fixture
 def writer(rsettings: Settings) -> Iterator[Writer]:
     with Writer(rsettings) as w:
         yield w

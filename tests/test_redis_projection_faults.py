@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,11 +36,6 @@ PROCS = Path(__file__).parent / "procs"
 ACCOUNTS = [str(76561199027634480 + 7919 * i) for i in range(6)]
 FRIENDS = [str(76561198123456789 + i) for i in range(3)]
 STATES = ("Active", "Accepted", "Declined", "InEscrow")
-
-
-@pytest.fixture
-def rsettings(make_settings: Callable[..., Settings], redis_url: str) -> Settings:
-    return make_settings(redis_url=redis_url, fsync="off", partitions=4, redis_timeout_ms=5000)
 
 
 class Appender:

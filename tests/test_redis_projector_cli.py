@@ -26,11 +26,6 @@ ACCOUNTS = [str(76561199027634480 + 7919 * i) for i in range(40)]
 
 
 @pytest.fixture
-def rsettings(make_settings: Callable[..., Settings], redis_url: str) -> Settings:
-    return make_settings(redis_url=redis_url, fsync="off", partitions=4, redis_timeout_ms=5000)
-
-
-@pytest.fixture
 def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
     started: list[subprocess.Popen[bytes]] = []
     yield started
