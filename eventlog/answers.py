@@ -1,6 +1,6 @@
 """Where a committed command's answer goes: the Future its caller waits on.
 
-A caller on a thread waits on a concurrent Future, which the committer's thread can
+A caller on a thread waits on a concurrent Future, which the commit loop's thread can
 settle directly. A coroutine waits on an asyncio Future, which only its own loop may
 touch: its answers go over in one call_soon_threadsafe per loop and batch.
 """

@@ -1,29 +1,26 @@
-"""A partition's committer: group commit, the version checks, and the dual write.
+"""A partition's committer: the version checks and the file half of the dual write.
 
-Each partition has one committer thread per process. Callers queue commands;
-the committer takes every command waiting, and under one hold of the
-partition lock reads what other processes appended, decides each command
-(version check, idempotent retry, what it finds), writes the batch with one
-write and one fsync, and adds it to the partition's stream (stream_copy.py).
-The stream write is bounded: in phases 1-2 Redis being down or slow never
-fails an append, the result says `redis_written: false` and the relay fills
-the stream in later. What it knows of the partition is saved now and then
-(state_saves.py), so that a restart reads only what came after.
+A committer holds what the writer knows of one partition: its file, its command
+side, its stream copy. The commit loop (commit_loop.py) drives it a round at a
+time: `stage` takes the partition lock, reads what other processes appended,
+decides each command (version check, idempotent retry, what it finds) and
+writes the batch with one write; the loop then syncs, adds the batch to the
+stream, and `finish` releases the lock and answers. What it knows of the
+partition is saved now and then (state_saves.py), so that a restart reads only
+what came after.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import queue
-import threading
-import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import uuid_utils
 
 from ._exceptions import LogUnavailable, VersionConflict
-from .answers import Job, settle
+from .answers import Job
 from .commands import AppendResult, Command
 from .filelog import PartitionFile
 from .records import FRIENDS_REMOVED, LEGACY_IMPORTED, StoredEvent, utc_ts
@@ -34,64 +31,70 @@ from .stream_copy import StreamCopy
 if TYPE_CHECKING:
     from .writer import Writer
 
-__all__ = ["STOP", "Committer"]
+__all__ = ["Committer", "Staged"]
 
 log = logging.getLogger("tradelog.writer")
 
-_MAX_BATCH = 2048
-_BATCH_FSYNC_S = 0.010
-STOP = object()  # queued to stop a committer
+BATCH_FSYNC_S = 0.010  # fsync=batch: how long a written batch may wait for its fsync
+
+
+@dataclass(slots=True)
+class Staged:
+    """A batch written to the file under the partition lock, not yet answered."""
+
+    batch: list[Job]
+    outcomes: list[tuple[Job, Any]]  # (job, (findings, placed)) or (job, exception)
+    caught: list[StoredEvent]  # what other processes had appended before it
+    events: list[StoredEvent]  # what it appended
+    entries: list[list[bytes | str]]  # the events' stream values
 
 
 class Committer:
-    """One partition's committer: its queue, file, command-side state and thread."""
+    """One partition of a writer: its file, command-side state and stream copy."""
 
     def __init__(self, writer: Writer, partition: int) -> None:
         self.w = writer
         self.p = partition
-        self.q: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.file = PartitionFile(writer.settings.log_dir, partition, writer.settings.segment_bytes)
         self.state = PartitionState()
         self.stream = StreamCopy(writer, partition, self.file.dir)
-        self.saves = Saves()  # read from it at the first batch, in this thread
-        self.dirty_since: float | None = None
-        self.thread = threading.Thread(
-            target=self._run, name=f"tradelog-commit-p{partition:02d}", daemon=True
-        )
-        self.thread.start()
+        self.saves = Saves()  # read from it at the first batch, in the loop's thread
+        self.dirty_since: float | None = None  # fsync=batch: written, not yet synced
 
-    def _run(self) -> None:
-        while True:
-            timeout = None
-            if self.dirty_since is not None:
-                timeout = max(0.0, self.dirty_since + _BATCH_FSYNC_S - time.monotonic())
-            try:
-                item = self.q.get(timeout=timeout)
-            except queue.Empty:
-                self._sync_dirty()
-                continue
-            batch: list[Job] = []
-            stop = item is STOP
-            if not stop:
-                batch.append(item)
-            while len(batch) < _MAX_BATCH:
-                try:
-                    item = self.q.get_nowait()
-                except queue.Empty:
-                    break
-                if item is STOP:
-                    stop = True
-                    break
-                batch.append(item)
-            if batch:
-                self._commit(batch)
-            if stop:
-                self._sync_dirty()
-                self.saves.save(self.file, self.state)
-                self.file.close()
-                return
+    def stage(self, batch: list[Job]) -> Staged:
+        """Decide and write `batch` under the partition lock, which stays held (the
+        lock must be taken). On failure the lock is released and the error raised:
+        nothing of the batch is acknowledged."""
+        try:
+            if not self.saves.loaded:
+                self.state = self.saves.load(self.file)
+            caught = self.file.catch_up()
+            for event in caught:
+                self.state.observe(event)
+            outcomes: list[tuple[Job, Any]] = []
+            events = self._decide_all(batch, outcomes)
+            entries: list[list[bytes | str]] = []
+            if events:
+                encoded = [e.encode() for e in events]
+                self.file.write(b"".join([line for line, _ in encoded]), len(events))
+                entries = [values for _, values in encoded]
+        except BaseException:
+            self.fail()
+            raise
+        return Staged(batch, outcomes, caught, events, entries)
 
-    def _sync_dirty(self) -> None:
+    def sync(self, now: float) -> None:
+        """Make the staged batch as durable as the fsync policy says acks are."""
+        policy = self.w.settings.fsync
+        if policy == "always":
+            self.file.sync()
+        elif policy == "batch":
+            if self.dirty_since is None:
+                self.dirty_since = now
+            elif now - self.dirty_since >= BATCH_FSYNC_S:
+                self.sync_dirty()
+
+    def sync_dirty(self) -> None:
         if self.dirty_since is not None:
             try:
                 self.file.sync()
@@ -99,30 +102,40 @@ class Committer:
                 log.exception("batch fsync failed")
             self.dirty_since = None
 
-    def _commit(self, batch: list[Job]) -> None:
-        outcomes: list[tuple[Job, Any]] = []
-        if not self.saves.loaded:
-            self.state = self.saves.load(self.file)
-        try:
-            with self.file.locked():
-                caught = self.file.catch_up()
-                for event in caught:
-                    self.state.observe(event)
-                events = self._decide_all(batch, outcomes)
-                redis_ok = self._write(events) if events else False
-        except Exception as e:  # the batch failed as a whole: nothing of it is acknowledged
-            self._reset()
-            settle([(job, e) for job in batch])
-            return
+    def due(self) -> float | None:
+        """When a batch written under fsync=batch must be synced (None: none waits)."""
+        return None if self.dirty_since is None else self.dirty_since + BATCH_FSYNC_S
+
+    def fail(self) -> None:
+        """Give up a staged batch: release the lock and forget decisions never made durable."""
+        self.file.unlock()
+        # State may hold decisions of a batch that never reached the disk: rebuild from it.
+        with contextlib.suppress(OSError):
+            self.file.close()
+        self.file = PartitionFile(self.w.settings.log_dir, self.p, self.w.settings.segment_bytes)
+        self.state = self.saves.load(self.file)
+
+    def finish(self, staged: Staged, redis_ok: bool) -> list[tuple[Job, Any]]:
+        """Release the lock; the answers of the staged batch."""
+        self.file.unlock()
         answers: list[tuple[Job, Any]] = []
-        for job, outcome in outcomes:
+        for job, outcome in staged.outcomes:
             if isinstance(outcome, BaseException):
                 answers.append((job, outcome))
             else:
                 findings, placed = outcome
                 answers.append((job, self._result(job[0], findings, placed, redis_ok)))
-        settle(answers)
-        self.saves.note(caught, events, self.file, self.state)  # after the answers: it may save
+        return answers
+
+    def noted(self, staged: Staged) -> None:
+        """Count the batch toward the next save of the command side (after the answers:
+        it may save)."""
+        self.saves.note(staged.caught, staged.events, self.file, self.state)
+
+    def close(self) -> None:
+        self.sync_dirty()
+        self.saves.save(self.file, self.state)
+        self.file.close()
 
     def _decide_all(self, batch: list[Job], outcomes: list[tuple[Job, Any]]) -> list[StoredEvent]:
         events: list[StoredEvent] = []
@@ -171,23 +184,6 @@ class Committer:
         )
         return event, self.state.observe(event), False
 
-    def _write(self, events: list[StoredEvent]) -> bool:
-        encoded = [e.encode() for e in events]
-        self.file.write(b"".join([line for line, _ in encoded]), len(events))
-        policy = self.w.settings.fsync
-        if policy == "always":
-            self.file.sync()
-        elif policy == "batch":
-            now = time.monotonic()
-            if self.dirty_since is None:
-                self.dirty_since = now
-            elif now - self.dirty_since >= _BATCH_FSYNC_S:
-                self._sync_dirty()
-        # The file projector reads only the file: it starts on the batch (durable as the
-        # policy makes acks durable) while the stream is written.
-        self.w.ringer.ring()
-        return self.stream.add(events[0].offset, [values for _, values in encoded])
-
     def _result(
         self, cmd: Command, findings: Findings, placed: tuple[StoredEvent | None, bool],
         redis_ok: bool,
@@ -205,10 +201,3 @@ class Committer:
             redis_written=redis_ok if not duplicate else event.offset <= self.stream.top,
             findings=findings,
         )  # fmt: skip
-
-    def _reset(self) -> None:
-        # State may hold decisions of a batch that never reached the disk: rebuild from it.
-        with contextlib.suppress(OSError):
-            self.file.close()
-        self.file = PartitionFile(self.w.settings.log_dir, self.p, self.w.settings.segment_bytes)
-        self.state = self.saves.load(self.file)

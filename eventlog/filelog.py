@@ -95,16 +95,26 @@ class PartitionFile:
             self._wfd = None
         os.close(self._lock_fd)
 
-    @contextmanager
-    def locked(self) -> Iterator[None]:
+    def lock(self, wait: bool = True) -> bool:
+        """Take the partition lock; without `wait`, False if another holds it."""
         try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
         except OSError as e:
             raise LogUnavailable(f"cannot lock {self.dir}: {e}") from e
+        return True
+
+    def unlock(self) -> None:
+        fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        self.lock()
         try:
             yield
         finally:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            self.unlock()
 
     def catch_up(self) -> list[StoredEvent]:
         """Read what was appended since we last looked; cut off a torn tail. Hold the lock."""

@@ -20,7 +20,7 @@ from .streamlog import StreamLog
 if TYPE_CHECKING:
     from .writer import Writer
 
-__all__ = ["StreamCopy"]
+__all__ = ["StreamCopy", "add_all"]
 
 log = logging.getLogger("tradelog.writer")
 
@@ -82,3 +82,28 @@ class StreamCopy:
             filled = [m.encode()[1] for m in missing[:gap]]
             stream.append_values(self.p, e.actual_top + 1, filled + entries)
         return True
+
+
+def add_all(
+    writer: Writer, batches: list[tuple[StreamCopy, int, list[list[bytes | str]]]]
+) -> list[bool]:
+    """Add a round's batches, one per partition, to their streams in one round trip;
+    for each, whether its stream took it. A stream that refused is handled as `add`
+    handles it (filled in, set back, or left to the relay)."""
+    stream = writer.stream
+    if stream is None or time.monotonic() < writer.redis_retry_at:
+        return [False] * len(batches)
+    try:
+        taken = stream.append_many([(c.p, first, entries) for c, first, entries in batches])
+    except Exception as e:
+        # Durable in the files by now: the appends stand and the relay copies them later.
+        log.warning("stream append failed: %s", e)
+        writer.redis_retry_at = time.monotonic() + _REDIS_RETRY_S
+        writer.redis_failures += 1
+        return [False] * len(batches)
+    out = []
+    for (copy, first, entries), ok in zip(batches, taken, strict=True):
+        if ok:
+            copy.top = first + len(entries) - 1
+        out.append(ok or copy.add(first, entries))
+    return out

@@ -60,6 +60,36 @@ class StreamLog:
         if status != 1:
             raise StreamMismatch(partition, first - 1, int(value))
 
+    def append_many(
+        self, batches: Sequence[tuple[int, int, Sequence[Sequence[bytes | str]]]]
+    ) -> list[bool]:
+        """Add several partitions' entries (partition, first offset, values) in one round
+        trip; for each, whether the stream took it. One that did not (its stream not
+        where it follows, or the script not loaded) is for `append_values` to retry and
+        explain; RedisUnavailable if Redis could not be asked."""
+        packed = []
+        for p, first, entries in batches:
+            args = [v for values in entries for v in values]
+            command: Any = ("EVALSHA", self._sha, 1, self.keys.log(p), first, len(FIELDS), *args)
+            packed.append(hiredis.pack_command(command))
+        pool = self.client.connection_pool
+        conn: Any = pool.get_connection()  # redis-py's Connection is untyped here
+        taken: list[bool] = []
+        try:
+            conn.send_packed_command(packed, check_health=False)
+            for _ in packed:
+                try:
+                    status, _top = conn.read_response()
+                except redis.ResponseError:  # read whole: the connection stays in step
+                    status = 0
+                taken.append(status == 1)
+        except redis.RedisError as e:
+            conn.disconnect()
+            raise RedisUnavailable(f"cannot append to the streams: {e}") from e
+        finally:
+            pool.release(conn)
+        return taken
+
     def _evalsha(self, key: str, args: list[bytes | str | int]) -> Any:
         # Packed with hiredis in one call: redis-py's generic packer costs ~6 us an
         # event here (an isinstance per argument), more than the script itself.

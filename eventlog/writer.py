@@ -1,4 +1,4 @@
-"""The writer: appends commands to the log, one committer per partition (committer.py).
+"""The writer: appends commands to the log, committed a round at a time (commit_loop.py).
 
 The API and the import tool use one Writer per process; it is thread-safe and
 answers concurrent Futures or, from a coroutine, asyncio Futures.
@@ -14,8 +14,9 @@ from typing import Any
 import redis
 
 from ._exceptions import LogUnavailable
+from .answers import Job
 from .commands import AppendResult, Command, make_command
-from .committer import STOP, Committer
+from .commit_loop import STOP, CommitLoop
 from .filelog import check_partitions
 from .keys import Keys
 from .notify import APPENDED, Ringer
@@ -41,31 +42,26 @@ class Writer:
         self.redis_retry_at = 0.0
         self.redis_failures = 0
         self.ringer = Ringer(settings.run_dir, APPENDED)
-        self._parts: dict[int, Committer] = {}
         self._lock = threading.Lock()
         self._closed = False
+        self._loop = CommitLoop(self)
+        self._parts = self._loop.parts  # owned by the loop's thread
 
-    def _partition(self, p: int) -> Committer:
-        part = self._parts.get(p)
-        if part is None:
-            with self._lock:
-                if self._closed:
-                    raise LogUnavailable("the writer is closed")
-                part = self._parts.get(p)
-                if part is None:
-                    part = self._parts[p] = Committer(self, p)
-        return part
+    def _put(self, job: Job) -> None:
+        if self._closed:
+            raise LogUnavailable("the writer is closed")
+        self._loop.q.put(job)
 
     def submit(self, cmd: Command) -> Future[AppendResult]:
         fut: Future[AppendResult] = Future()
-        self._partition(cmd.partition).q.put((cmd, fut, None))
+        self._put((cmd, fut, None))
         return fut
 
     def submit_async(self, cmd: Command) -> asyncio.Future[AppendResult]:
         """Queue a command from a coroutine; the answer is set on the running loop."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[AppendResult] = loop.create_future()
-        self._partition(cmd.partition).q.put((cmd, fut, loop))
+        self._put((cmd, fut, loop))
         return fut
 
     def command(
@@ -109,12 +105,11 @@ class Writer:
 
     def close(self) -> None:
         with self._lock:
+            if self._closed:
+                return
             self._closed = True
-            parts = list(self._parts.values())
-        for part in parts:
-            part.q.put(STOP)
-        for part in parts:
-            part.thread.join()
+        self._loop.q.put(STOP)
+        self._loop.thread.join()
         self.ringer.close()
         if self.stream is not None:
             self.stream.client.close()
