@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 from collections.abc import AsyncIterator
 
@@ -15,6 +14,7 @@ from starlette.routing import Route
 
 from eventlog.settings import Settings, load_settings
 from eventlog.writer import Writer
+from projections.gcpause import tune_for_service
 
 from . import negotiations as neg
 from . import ops
@@ -83,8 +83,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         waiter = ProgressWaiter(settings.run_dir, reads.projector, reads.durable_positions)
         waiter.start()
         app.state.tradelog = AppState(settings, writer, reads, waiter)
-        gc.freeze()  # see tools.cli: keep cyclic-GC pauses off the request path
-        gc.set_threshold(50_000, 20, 100)
+        tune_for_service()  # keep cyclic-GC pauses off the request path
         try:
             yield
         finally:

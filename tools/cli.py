@@ -8,7 +8,6 @@ passed down.
 from __future__ import annotations
 
 import argparse
-import gc
 import importlib
 import logging
 import sys
@@ -16,6 +15,7 @@ from typing import Any
 
 from eventlog._exceptions import TradelogError
 from eventlog.settings import Settings, load_settings
+from projections.gcpause import tune_for_service
 
 __all__ = ["Subparsers", "main", "settings_from"]
 
@@ -86,10 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    # Long-lived processes keep many small objects: a frozen start-up heap and a
-    # higher first threshold take cyclic-GC pauses off the append path.
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
+    tune_for_service()
     try:
         code = args.func(args)
     except TradelogError as e:

@@ -31,6 +31,7 @@ import redis
 from eventlog import AppendResult, Writer
 from eventlog.keys import Keys
 from eventlog.records import TRADE_OFFER_UPSERTED
+from projections.gcpause import tune_for_service
 
 from . import baselines
 from .common import BenchContext, status
@@ -60,6 +61,7 @@ def _library_tasks(index: int, params: dict[str, Any], wait_for_go: Callable[[],
     settings = params["settings"]
     window: int = params["in_flight"]
     count: int = params["writers"]
+    tune_for_service()  # as `tradelog serve` and the CLI run a Writer
 
     async def main() -> list[dict[str, Any]]:
         streams = [OfferStream(seed=i) for i in range(count)]
@@ -72,35 +74,34 @@ def _library_tasks(index: int, params: dict[str, Any], wait_for_go: Callable[[],
             deadline = start + params["seconds"]
 
             async def one(stream: OfferStream) -> dict[str, Any]:
+                # A done-callback per append and a semaphore for the window: asyncio.wait
+                # over the whole window would cost the harness O(window) per wake-up.
                 latencies = array("d")
                 failed: list[BaseException] = []
                 unwritten = 0
-                inflight: set[asyncio.Future[AppendResult]] = set()
-                began: dict[asyncio.Future[AppendResult], float] = {}
+                slots = asyncio.Semaphore(window)
                 submitted = 0
                 last = start
-                while True:
-                    more = time.perf_counter() < deadline
-                    while more and len(inflight) < window:
-                        account, data = stream.next()
-                        t0 = time.perf_counter()
-                        cmd = writer.command(account, TRADE_OFFER_UPSERTED, data, source="bench")
-                        fut = writer.submit_async(cmd)
-                        began[fut] = t0
-                        inflight.add(fut)
-                        submitted += 1
-                    if not inflight:
-                        break
-                    done, inflight = await asyncio.wait(
-                        inflight, return_when=asyncio.FIRST_COMPLETED
-                    )
+
+                def done(t0: float, fut: asyncio.Future[AppendResult]) -> None:
+                    nonlocal unwritten, last
                     last = time.perf_counter()
-                    for fut in done:
-                        latencies.append(last - began.pop(fut))
-                        if fut.exception() is not None:
-                            failed.append(fut.exception())  # type: ignore[arg-type]
-                        elif not fut.result().redis_written:
-                            unwritten += 1
+                    latencies.append(last - t0)
+                    if fut.exception() is not None:
+                        failed.append(fut.exception())  # type: ignore[arg-type]
+                    elif not fut.result().redis_written:
+                        unwritten += 1
+                    slots.release()
+
+                while time.perf_counter() < deadline:
+                    await slots.acquire()
+                    account, data = stream.next()
+                    t0 = time.perf_counter()
+                    cmd = writer.command(account, TRADE_OFFER_UPSERTED, data, source="bench")
+                    writer.submit_async(cmd).add_done_callback(partial(done, t0))
+                    submitted += 1
+                for _ in range(window):  # let the window drain
+                    await slots.acquire()
                 return {
                     "submitted": submitted,
                     "warm_up": 0,
@@ -144,6 +145,7 @@ def _library_writer(index: int, params: dict[str, Any], wait_for_go: Callable[[]
         slots.release()
 
     warm_up = stream.account_per_partition(settings.partitions)
+    tune_for_service()  # as `tradelog serve` and the CLI run a Writer
     with Writer(settings) as writer:
         # Untimed: start every partition's committer and warm the imports and caches up.
         for account in warm_up:
