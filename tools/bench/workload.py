@@ -13,7 +13,6 @@ import multiprocessing as mp
 import queue
 import random
 import traceback
-from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -36,6 +35,9 @@ def percentile(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     rank = min(len(ordered), max(1, math.ceil(q / 100 * len(ordered))))
     return ordered[rank - 1]
+
+
+_RECENT = 4096  # offers an update may pick from
 
 
 class OfferStream:
@@ -66,7 +68,10 @@ class OfferStream:
         self.stamps = [utc_ts() for _ in range(16)]  # fixed strings: no clock in the loop
         # Offer ids unique per stream: a seed's own range of 20-digit-safe numbers.
         self.next_id = 10_000_000_000 + seed * 1_000_000_000
-        self.recent: deque[tuple[str, str]] = deque(maxlen=4096)
+        # The last 4096 offers added, overwritten round-robin: a list, whose indexing is
+        # O(1) (a deque's walks its blocks), for the random pick below.
+        self.recent: list[tuple[str, str]] = []
+        self._added = 0
 
     def next(self) -> tuple[str, dict[str, Any]]:
         rng = self.rng
@@ -82,7 +87,11 @@ class OfferStream:
         account = self.accounts[rng.randrange(len(self.accounts))]
         oid = str(self.next_id)
         self.next_id += 1
-        self.recent.append((account, oid))
+        if len(self.recent) < _RECENT:
+            self.recent.append((account, oid))
+        else:
+            self.recent[self._added % _RECENT] = (account, oid)
+        self._added += 1
         template = self.templates[rng.randrange(len(self.templates))]
         return account, {"offer": {**template, "trade_offer_id": oid}}
 
