@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from concurrent.futures import InvalidStateError
 from typing import Any
 
 from .commands import AppendResult, Command
@@ -31,15 +32,18 @@ def _settle_async(items: list[tuple[asyncio.Future[AppendResult], Any]]) -> None
 
 
 def settle(answers: list[tuple[Job, Any]]) -> None:
-    """Set each job's answer, a result or an exception, on its Future."""
+    """Set each job's answer, a result or an exception, on its Future (one its caller
+    cancelled, or answered already, is left as it is)."""
     by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, Any]]] = {}
     for (_, fut, loop), value in answers:
         if loop is not None:
             by_loop.setdefault(loop, []).append((fut, value))
-        elif isinstance(value, BaseException):
-            fut.set_exception(value)
-        else:
-            fut.set_result(value)
+            continue
+        with contextlib.suppress(InvalidStateError):  # cancelled meanwhile
+            if isinstance(value, BaseException):
+                fut.set_exception(value)
+            else:
+                fut.set_result(value)
     for loop, items in by_loop.items():
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
             loop.call_soon_threadsafe(_settle_async, items)

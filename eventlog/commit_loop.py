@@ -97,29 +97,40 @@ class CommitLoop:
         self._waiting = {}
         for job in jobs:
             groups.setdefault(job[0].partition, []).append(job)
-        answers: list[tuple[Job, Any]] = []
-        staged = self._stage_all(groups, answers)
-        staged = self._sync(staged, answers)
-        if staged:
-            self.w.ringer.ring()
-            written = [(part, s) for part, s in staged if s.events]
-            batches = [(part.stream, s.events[0].offset, s.entries) for part, s in written]
-            took = add_all(self.w, batches)
-            in_stream = {part.p for (part, _), ok in zip(written, took, strict=True) if ok}
-            for part, s in staged:
-                answers.extend(part.finish(s, part.p in in_stream))
-        settle(answers)
+        staged: list[tuple[Committer, Staged]] = []
+        try:
+            answers: list[tuple[Job, Any]] = []
+            self._stage_all(groups, staged, answers)
+            staged[:] = self._sync(staged, answers)
+            if staged:
+                self.w.ringer.ring()
+                written = [(part, s) for part, s in staged if s.events]
+                batches = [(part.stream, s.events[0].offset, s.entries) for part, s in written]
+                took = add_all(self.w, batches)
+                in_stream = {part.p for (part, _), ok in zip(written, took, strict=True) if ok}
+                for part, s in staged:
+                    answers.extend(part.finish(s, part.p in in_stream))
+            settle(answers)
+        except Exception as e:  # a bug: no caller may wait forever, no lock stay held
+            log.exception("a commit round failed")
+            for part, _ in staged:
+                part.fail()
+            ours = [p for p in groups if p not in self._waiting]
+            settle([(job, e) for p in ours for job in groups[p]])
+            return
         for part, s in staged:
             part.noted(s)
 
     def _stage_all(
-        self, groups: dict[int, list[Job]], answers: list[tuple[Job, Any]]
-    ) -> list[tuple[Committer, Staged]]:
+        self,
+        groups: dict[int, list[Job]],
+        staged: list[tuple[Committer, Staged]],
+        answers: list[tuple[Job, Any]],
+    ) -> None:
         """Lock and stage each partition's batch; leave those another process holds to
         the next round. A lock is waited for only while none is held (no deadlock
         between processes): one passed over `_MAX_PASSES` rounds, else the first
         passed over if no other could be taken."""
-        staged: list[tuple[Committer, Staged]] = []
         passed: list[int] = []
         overdue = [p for p in sorted(groups) if self._passes.get(p, 0) >= _MAX_PASSES]
         for p in overdue + [p for p in sorted(groups) if p not in overdue]:
@@ -134,7 +145,6 @@ class CommitLoop:
                 self._passes[p] = self._passes.get(p, 0) + 1
             else:
                 self._passes.pop(p, None)
-        return staged
 
     def _stage(
         self,

@@ -11,8 +11,10 @@ from collections.abc import Iterator
 from concurrent.futures import Future
 from contextlib import ExitStack, contextmanager
 
+import pytest
 import redis
 
+from eventlog import commit_loop
 from eventlog.commands import AppendResult
 from eventlog.filelog import PartitionFile
 from eventlog.keys import Keys
@@ -91,3 +93,33 @@ def test_a_round_fills_in_the_one_stream_that_was_behind(
     assert all(r.redis_written for r in results)
     assert [r.version for r in results] == [2] * P + [3] * P
     assert assert_level(rsettings, stream) == 3 * P
+
+
+def test_an_append_its_caller_cancelled_does_not_stop_the_writer(settings: Settings) -> None:
+    account = account_in(0, settings.partitions)
+    with Writer(settings) as writer, held(settings, 0) as locks:
+        cancelled = submit(writer, account, 1)
+        assert cancelled.cancel()  # still queued: the loop waits for the lock
+        locks[0].unlock()
+        result = submit(writer, account, 2).result(timeout=DEADLINE_S)
+    assert result.version == 2  # the cancelled one was appended all the same
+
+
+def test_a_round_that_fails_unexpectedly_answers_its_callers_and_lets_the_locks_go(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    account = account_in(1, settings.partitions)
+
+    def broken(*args: object) -> list[bool]:
+        raise RuntimeError("a bug in the round")
+
+    with Writer(settings) as writer:
+        assert submit(writer, account, 1).result(timeout=DEADLINE_S).version == 1
+        monkeypatch.setattr(commit_loop, "add_all", broken)
+        with pytest.raises(RuntimeError, match="a bug in the round"):
+            submit(writer, account, 2).result(timeout=DEADLINE_S)
+        with held(settings, 1):  # the lock was let go
+            pass
+        monkeypatch.undo()
+        # The failed round's event reached the file: the writer read it back.
+        assert submit(writer, account, 3).result(timeout=DEADLINE_S).version == 3
