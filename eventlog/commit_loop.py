@@ -8,9 +8,10 @@ out together. One thread for all partitions, not one each: the threads of a
 process share one interpreter lock, and a thread per partition spent more of
 the writer's time handing it over than appending.
 
-A partition whose lock another process holds is left to the next round rather
-than waited for while others are held; the loop blocks on a lock only when it
-holds none, so processes taking several partitions' locks never deadlock.
+The loop never waits for a partition lock: one that another process holds is
+tried again a little later (0.5 ms, doubling up to 10 ms) while the other
+partitions' commands go on, so no process can hold up this one's other
+partitions, and processes taking several locks never deadlock.
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ import logging
 import queue
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from ._exceptions import LogUnavailable
 from .answers import Job, settle
 from .committer import Committer, Staged
+from .round_sync import SyncPool
 from .stream_copy import add_all
 
 if TYPE_CHECKING:
@@ -35,8 +36,7 @@ __all__ = ["STOP", "CommitLoop"]
 log = logging.getLogger("tradelog.writer")
 
 _MAX_ROUND = 8192  # commands taken into one round
-_SYNC_THREADS = 8
-_MAX_PASSES = 4  # rounds a partition whose lock is busy may be left to the next
+_RETRY_S = (0.0005, 0.010)  # the first and the longest wait before a busy lock is tried again
 STOP = object()  # queued to stop the loop
 
 
@@ -47,39 +47,48 @@ class CommitLoop:
         self.w = writer
         self.q: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.parts: dict[int, Committer] = {}
-        self._waiting: dict[int, list[Job]] = {}  # jobs of partitions left to the next round
-        self._passes: dict[int, int] = {}  # rounds each of those has been passed over
-        self._pool = ThreadPoolExecutor(_SYNC_THREADS, thread_name_prefix="tradelog-fsync")
+        self._waiting: dict[int, list[Job]] = {}  # partitions whose lock was busy: next round
+        self._retry = _RETRY_S[0]
+        self._syncs = SyncPool()
         self.thread = threading.Thread(target=self._run, name="tradelog-commit", daemon=True)
         self.thread.start()
 
     def _run(self) -> None:
-        stop = False
-        while not stop:
-            jobs: list[Job] = []
-            if not self._waiting:
-                try:
-                    item = self.q.get(timeout=self._timeout())
-                except queue.Empty:
-                    self._sync_due()
-                    continue
-                if item is STOP:
-                    stop = True
-                else:
-                    jobs.append(item)
-            while not stop and len(jobs) < _MAX_ROUND:
-                try:
-                    item = self.q.get_nowait()
-                except queue.Empty:
-                    break
-                if item is STOP:
-                    stop = True
-                else:
-                    jobs.append(item)
-            self._round(jobs)
-            while stop and self._waiting:
-                self._round([])
-        self._close()
+        try:
+            stop = False
+            while not stop or self._waiting:
+                jobs, stop = self._take(stop)
+                if jobs or self._waiting:
+                    progressed = self._round(jobs)
+                    self._retry = _RETRY_S[0] if progressed else min(self._retry * 2, _RETRY_S[1])
+                self._sync_due()
+        except BaseException:  # a bug: close the writer rather than leave callers waiting
+            log.exception("the commit loop failed: the writer takes no more appends")
+        finally:
+            self._close()
+
+    def _take(self, stop: bool) -> tuple[list[Job], bool]:
+        """The commands queued, waiting for the first until a batch sync is due or, with
+        partitions left waiting, their retry."""
+        timeout = self._timeout()
+        if self._waiting:
+            timeout = self._retry if timeout is None else min(timeout, self._retry)
+        jobs: list[Job] = []
+        try:
+            item = self.q.get(timeout=timeout)
+        except queue.Empty:
+            return jobs, stop
+        while True:
+            if item is STOP:
+                stop = True
+            else:
+                jobs.append(item)
+            if len(jobs) >= _MAX_ROUND:
+                return jobs, stop
+            try:
+                item = self.q.get_nowait()
+            except queue.Empty:
+                return jobs, stop
 
     def _timeout(self) -> float | None:
         due = [d for part in self.parts.values() if (d := part.due()) is not None]
@@ -92,16 +101,19 @@ class CommitLoop:
             if due is not None and due <= now:
                 part.sync_dirty()
 
-    def _round(self, jobs: list[Job]) -> None:
+    def _round(self, jobs: list[Job]) -> bool:
+        """Commit a round; whether any partition of it could be locked."""
         groups = self._waiting
         self._waiting = {}
         for job in jobs:
             groups.setdefault(job[0].partition, []).append(job)
         staged: list[tuple[Committer, Staged]] = []
+        answers: list[tuple[Job, Any]] = []
         try:
-            answers: list[tuple[Job, Any]] = []
-            self._stage_all(groups, staged, answers)
-            staged[:] = self._sync(staged, answers)
+            for p in sorted(groups):
+                if not self._stage(p, groups[p], staged, answers):
+                    self._waiting[p] = groups[p]  # its lock is busy: the next round
+            staged[:] = self._syncs.sync(staged, answers)
             if staged:
                 self.w.ringer.ring()
                 written = [(part, s) for part, s in staged if s.events]
@@ -117,102 +129,48 @@ class CommitLoop:
                 part.fail()
             ours = [p for p in groups if p not in self._waiting]
             settle([(job, e) for p in ours for job in groups[p]])
-            return
+            return True
         for part, s in staged:
             part.noted(s)
-
-    def _stage_all(
-        self,
-        groups: dict[int, list[Job]],
-        staged: list[tuple[Committer, Staged]],
-        answers: list[tuple[Job, Any]],
-    ) -> None:
-        """Lock and stage each partition's batch; leave those another process holds to
-        the next round. A lock is waited for only while none is held (no deadlock
-        between processes): one passed over `_MAX_PASSES` rounds, else the first
-        passed over if no other could be taken."""
-        passed: list[int] = []
-        overdue = [p for p in sorted(groups) if self._passes.get(p, 0) >= _MAX_PASSES]
-        for p in overdue + [p for p in sorted(groups) if p not in overdue]:
-            if not self._stage(p, groups[p], not staged and p in overdue, staged, answers):
-                passed.append(p)
-        if passed and not staged:  # none taken: wait for the first (none is held)
-            first = passed.pop(0)
-            self._stage(first, groups[first], True, staged, answers)
-        for p in groups:
-            if p in passed:
-                self._waiting[p] = groups[p]
-                self._passes[p] = self._passes.get(p, 0) + 1
-            else:
-                self._passes.pop(p, None)
+        return len(self._waiting) < len(groups)
 
     def _stage(
         self,
         p: int,
         batch: list[Job],
-        wait: bool,
         staged: list[tuple[Committer, Staged]],
         answers: list[tuple[Job, Any]],
     ) -> bool:
-        """Stage one partition's batch; False if its lock is held elsewhere (and not
-        waited for). A batch that fails is answered with the error."""
+        """Stage one partition's batch; False if another process holds its lock. A batch
+        that fails is answered with the error."""
         try:
-            part = self._part(p)
-            if not part.file.lock(wait):
+            part = self.parts.get(p)
+            if part is None or part.dead:
+                part = self.parts[p] = Committer(self.w, p)
+            if not part.file.lock(wait=False):
                 return False
             staged.append((part, part.stage(batch)))
         except Exception as e:  # the batch failed as a whole: nothing of it is acknowledged
             answers.extend((job, e) for job in batch)
         return True
 
-    def _sync(
-        self, staged: list[tuple[Committer, Staged]], answers: list[tuple[Job, Any]]
-    ) -> list[tuple[Committer, Staged]]:
-        """Sync each written batch; those whose sync failed are answered with the error."""
-        now = time.monotonic()
-        written = [(part, s) for part, s in staged if s.events]
-
-        def sync(item: tuple[Committer, Staged]) -> BaseException | None:
-            try:
-                item[0].sync(now)
-            except Exception as e:
-                return e
-            return None
-
-        # fsync=always: the files are synced in parallel, which the filesystem's journal
-        # commits together (8 partitions: ~1 ms, against ~2.2 ms one after another).
-        if len(written) > 1 and self.w.settings.fsync == "always":
-            errors = list(self._pool.map(sync, written))
-        else:
-            errors = [sync(item) for item in written]
-        failed = set()
-        for (part, s), e in zip(written, errors, strict=True):
-            if e is not None:
-                part.fail()
-                answers.extend((job, e) for job in s.batch)
-                failed.add(part.p)
-        return [(part, s) for part, s in staged if part.p not in failed]
-
-    def _part(self, p: int) -> Committer:
-        part = self.parts.get(p)
-        if part is None:
-            part = self.parts[p] = Committer(self.w, p)
-        return part
-
     def _close(self) -> None:
-        self._pool.shutdown()
+        self.w.refuse()  # from here on, submits fail at once
+        self._syncs.close()
         for part in self.parts.values():
             try:
                 part.close()
             except Exception:
                 log.exception("cannot close partition %d", part.p)
-        # Queued after the stop (a race with close): never committed, so say so.
-        late: list[tuple[Job, Any]] = []
+        # What is left (after a failure of the loop, or a race with close) was never
+        # committed: say so.
+        closed = LogUnavailable("the writer is closed")
+        late: list[tuple[Job, Any]] = [(job, closed) for b in self._waiting.values() for job in b]
         while True:
             try:
                 item = self.q.get_nowait()
             except queue.Empty:
                 break
             if item is not STOP:
-                late.append((item, LogUnavailable("the writer is closed")))
+                late.append((item, closed))
         settle(late)

@@ -12,7 +12,6 @@ what came after.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -60,6 +59,7 @@ class Committer:
         self.stream = StreamCopy(writer, partition, self.file.dir)
         self.saves = Saves()  # read from it at the first batch, in the loop's thread
         self.dirty_since: float | None = None  # fsync=batch: written, not yet synced
+        self.dead = False  # failed and could not be opened again
 
     def stage(self, batch: list[Job]) -> Staged:
         """Decide and write `batch` under the partition lock, which stays held (the
@@ -107,12 +107,19 @@ class Committer:
         return None if self.dirty_since is None else self.dirty_since + BATCH_FSYNC_S
 
     def fail(self) -> None:
-        """Give up a staged batch: release the lock and forget decisions never made durable."""
-        self.file.unlock()
+        """Give up a staged batch: let the lock go and forget decisions never made durable.
+        Never raises: a partition that cannot be opened again is `dead`, for the loop to
+        replace by a new committer."""
+        self.file.close()  # lets the lock go
+        try:
+            self.file = PartitionFile(
+                self.w.settings.log_dir, self.p, self.w.settings.segment_bytes
+            )
+        except Exception:
+            log.exception("cannot open partition %d again", self.p)
+            self.dead = True
+            return
         # State may hold decisions of a batch that never reached the disk: rebuild from it.
-        with contextlib.suppress(OSError):
-            self.file.close()
-        self.file = PartitionFile(self.w.settings.log_dir, self.p, self.w.settings.segment_bytes)
         self.state = self.saves.load(self.file)
 
     def finish(self, staged: Staged, redis_ok: bool) -> list[tuple[Job, Any]]:

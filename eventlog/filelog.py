@@ -9,6 +9,7 @@ its whole batch with one write and one fsync.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -89,11 +90,17 @@ class PartitionFile:
         self._cursor.restore(at)
 
     def close(self) -> None:
-        self._cursor.close()
+        """Close its files (the lock with them); never raises, may be called again."""
+        with contextlib.suppress(OSError):
+            self._cursor.close()
         if self._wfd is not None:
-            os.close(self._wfd)
+            with contextlib.suppress(OSError):
+                os.close(self._wfd)
             self._wfd = None
-        os.close(self._lock_fd)
+        if self._lock_fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._lock_fd)
+            self._lock_fd = -1
 
     def lock(self, wait: bool = True) -> bool:
         """Take the partition lock; without `wait`, False if another holds it."""

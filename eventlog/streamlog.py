@@ -83,7 +83,7 @@ class StreamLog:
                 except redis.ResponseError:  # read whole: the connection stays in step
                     status = 0
                 taken.append(status == 1)
-        except redis.RedisError as e:
+        except Exception as e:  # a connection out of step is never handed back as it is
             conn.disconnect()
             raise RedisUnavailable(f"cannot append to the streams: {e}") from e
         finally:

@@ -43,16 +43,26 @@ class Writer:
         self.redis_failures = 0
         self.ringer = Ringer(settings.run_dir, APPENDED)
         self._lock = threading.Lock()
-        self._closed = False
+        self._closed = False  # submits refused
+        self._closing = False  # close() called
         self._loop = CommitLoop(self)
         self._parts = self._loop.parts  # owned by the loop's thread
 
     def _put(self, job: Job) -> None:
-        if self._closed:
-            raise LogUnavailable("the writer is closed")
-        self._loop.q.put(job)
+        # Under the lock: once close() has queued STOP, nothing is queued after it.
+        with self._lock:
+            if self._closed:
+                raise LogUnavailable("the writer is closed")
+            self._loop.q.put(job)
+
+    def refuse(self) -> None:
+        """Take no more commands (the writer is closing, or its commit loop failed)."""
+        with self._lock:
+            self._closed = True
 
     def submit(self, cmd: Command) -> Future[AppendResult]:
+        """Queue a command; its Future is answered from the writer's commit thread, which
+        runs the Future's callbacks too: keep them short, never wait on the writer there."""
         fut: Future[AppendResult] = Future()
         self._put((cmd, fut, None))
         return fut
@@ -104,15 +114,17 @@ class Writer:
         return await self.submit_async(cmd)
 
     def close(self) -> None:
+        """Commit what was queued, then stop; a second call waits for the first."""
         with self._lock:
-            if self._closed:
-                return
             self._closed = True
-        self._loop.q.put(STOP)
+            first, self._closing = not self._closing, True
+            if first:
+                self._loop.q.put(STOP)
         self._loop.thread.join()
-        self.ringer.close()
-        if self.stream is not None:
-            self.stream.client.close()
+        if first:
+            self.ringer.close()
+            if self.stream is not None:
+                self.stream.client.close()
 
     def __enter__(self) -> Writer:
         return self

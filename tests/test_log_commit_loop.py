@@ -7,14 +7,17 @@ to their streams together still fills in a stream that was behind.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
 
 import pytest
 import redis
 
 from eventlog import commit_loop
+from eventlog._exceptions import LogUnavailable
 from eventlog.commands import AppendResult
 from eventlog.filelog import PartitionFile
 from eventlog.keys import Keys
@@ -23,7 +26,7 @@ from eventlog.settings import Settings
 from eventlog.streamlog import StreamLog
 from eventlog.writer import Writer
 
-from .test_log_redis_outage import assert_level
+from .test_log_redis_outage import assert_level, wait_for
 
 DEADLINE_S = 10.0
 
@@ -56,20 +59,38 @@ def held(settings: Settings, *partitions: int) -> Iterator[dict[int, PartitionFi
 
 def test_a_partition_locked_elsewhere_does_not_hold_up_the_others(settings: Settings) -> None:
     P = settings.partitions
-    first, busy, free = (account_in(p, P) for p in (0, 2, 1))
-    with Writer(settings) as writer, held(settings, 0, 2) as locks:
-        # The loop waits for partition 0 (it holds no lock then) or passes it over; either
-        # way the commands to 1 and 2 are queued before it can take 0.
-        f_first = submit(writer, first, 1)
-        f_busy = submit(writer, busy, 2)
-        f_free = submit(writer, free, 3)
-        locks[0].unlock()
-        assert f_free.result(timeout=DEADLINE_S).version == 1
-        assert f_first.result(timeout=DEADLINE_S).version == 1
+    busy, free = account_in(2, P), account_in(0, P)
+    with Writer(settings) as writer, held(settings, 2) as locks:
+        f_busy = submit(writer, busy, 1)  # first: a loop that waited for its lock would stall
+        results = [submit(writer, free, n).result(timeout=DEADLINE_S) for n in range(2, 5)]
+        assert [r.version for r in results] == [1, 2, 3]
         assert not f_busy.done()  # partition 2 is still locked by "the other process"
         locks[2].unlock()
         result = f_busy.result(timeout=DEADLINE_S)
     assert (result.version, result.partition, result.offset) == (1, 2, 0)
+
+
+def test_batch_fsync_goes_on_while_a_partition_is_locked_elsewhere(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fsync=batch syncs a written partition within ~10 ms, whatever else waits."""
+    settings = make_settings(fsync="batch")
+    synced: list[int] = []
+    sync = PartitionFile.sync
+
+    def counted(self: PartitionFile) -> None:
+        synced.append(self.partition)
+        sync(self)
+
+    monkeypatch.setattr(PartitionFile, "sync", counted)
+    with Writer(settings) as writer:
+        assert submit(writer, account_in(0, settings.partitions), 1).result(DEADLINE_S).appended
+        with held(settings, 2) as locks:
+            f_busy = submit(writer, account_in(2, settings.partitions), 2)
+            wait_for(lambda: 0 in synced, DEADLINE_S, "partition 0's batch fsync")
+            assert not f_busy.done()
+            locks[2].unlock()
+            f_busy.result(timeout=DEADLINE_S)
 
 
 def test_a_round_fills_in_the_one_stream_that_was_behind(
@@ -123,3 +144,44 @@ def test_a_round_that_fails_unexpectedly_answers_its_callers_and_lets_the_locks_
         monkeypatch.undo()
         # The failed round's event reached the file: the writer read it back.
         assert submit(writer, account, 3).result(timeout=DEADLINE_S).version == 3
+
+
+def test_a_partition_that_cannot_be_synced_nor_opened_again_fails_alone(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An fsync error on one partition, and its reopening failing too: its callers get the
+    error; the round's other partitions commit, no lock stays held, the writer goes on
+    (and opens the partition anew once it can)."""
+    P = settings.partitions
+    a0, a1, a2 = (account_in(p, P) for p in (0, 1, 2))
+    broken = threading.Event()
+    sync, init = PartitionFile.sync, PartitionFile.__init__
+
+    def failing_sync(self: PartitionFile) -> None:
+        if broken.is_set() and self.partition == 1:
+            raise LogUnavailable("cannot fsync: EIO")
+        sync(self)
+
+    def failing_init(self: PartitionFile, log_dir: Path, p: int, segment_bytes: int) -> None:
+        if broken.is_set() and p == 1:
+            raise LogUnavailable("cannot open partition 1: EMFILE")
+        init(self, log_dir, p, segment_bytes)
+
+    monkeypatch.setattr(PartitionFile, "sync", failing_sync)
+    monkeypatch.setattr(PartitionFile, "__init__", failing_init)
+    with Writer(settings) as writer:
+        for n, account in enumerate((a0, a1, a2)):
+            assert submit(writer, account, n).result(timeout=DEADLINE_S).version == 1
+        broken.set()
+        with held(settings, 0) as locks:  # the next round takes 1 and 2 together
+            f0, f1, f2 = (submit(writer, a, 10 + n) for n, a in enumerate((a0, a1, a2)))
+            with pytest.raises(LogUnavailable, match="EIO"):
+                f1.result(timeout=DEADLINE_S)
+            assert f2.result(timeout=DEADLINE_S).version == 2
+            with held(settings, 2):  # let go again
+                pass
+            locks[0].unlock()
+            assert f0.result(timeout=DEADLINE_S).version == 2
+        broken.clear()
+        # The failed batch reached the file before its fsync failed: read back, it counts.
+        assert submit(writer, a1, 20).result(timeout=DEADLINE_S).version == 3
