@@ -9,7 +9,7 @@ import redis
 
 from eventlog._exceptions import RedisUnavailable
 from eventlog.history import account_events
-from eventlog.segments import log_ends
+from eventlog.log_end import log_ends
 from eventlog.settings import Settings
 from eventlog.writer import Writer
 

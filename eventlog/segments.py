@@ -11,23 +11,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 import orjson
 
 from ._exceptions import CorruptLog, LogUnavailable
 from .records import StoredEvent
-from .settings import Settings
 
-__all__ = [
-    "Cursor",
-    "last_line",
-    "log_end",
-    "log_ends",
-    "partition_dir",
-    "segment_bases",
-    "segment_path",
-]
+__all__ = ["Cursor", "Position", "partition_dir", "segment_bases", "segment_path"]
 
 _CHUNK = 4 << 20
 
@@ -192,51 +182,3 @@ class Cursor:
             out.append(event)
             self.next_offset += 1
             start = end + 1
-
-
-def last_line(f: BinaryIO, end: int) -> tuple[int, bytes] | None:
-    """The last complete line of `f` before byte `end`: where its newline is, and the
-    line without it; None if there is none. Reads back from `end`, doubling until the
-    whole line is in, so a long file costs only its tail."""
-    want = 1 << 16
-    while True:
-        start = max(0, end - want)
-        f.seek(start)
-        block = f.read(end - start)
-        stop = block.rfind(b"\n")  # bytes after it are a torn tail, not a line
-        if stop < 0 and start == 0:
-            return None
-        if stop >= 0:
-            begin = block.rfind(b"\n", 0, stop) + 1
-            if begin > 0 or start == 0:
-                return start + stop, block[begin:stop]
-        want *= 2
-
-
-def log_end(pdir: Path) -> int:
-    """A partition's next offset, from the last complete line of its last segment.
-
-    Reads the tail only (last_line), so health checks stay cheap however long the
-    segment is.
-    """
-    bases = segment_bases(pdir)
-    if not bases:
-        return 0
-    path = segment_path(pdir, bases[-1])
-    try:
-        with open(path, "rb") as f:
-            found = last_line(f, f.seek(0, os.SEEK_END))
-        if found is None:
-            return bases[-1]  # the segment holds no complete line yet
-        return int(orjson.loads(found[1])["offset"]) + 1
-    except FileNotFoundError:
-        return bases[-1]
-    except OSError as e:
-        raise LogUnavailable(f"cannot read the end of {path}: {e}") from e
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-        raise CorruptLog(str(path), 0, f"last line is not an event: {e}") from e
-
-
-def log_ends(settings: Settings) -> dict[int, int]:
-    """Each partition's next offset now."""
-    return {p: log_end(partition_dir(settings.log_dir, p)) for p in range(settings.partitions)}

@@ -29,7 +29,8 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from .segments import Position, last_line, segment_bases, segment_path
+from .log_end import last_line
+from .segments import Position, segment_bases, segment_path
 from .state import AccountState, Findings, PartitionState, Receipt
 
 __all__ = ["Mark", "load_state", "save_state"]

@@ -28,7 +28,7 @@ from eventlog._exceptions import (
     ProjectorBusy,
     SnapshotUnavailable,
 )
-from eventlog.segments import log_end
+from eventlog.log_end import log_end
 from eventlog.settings import Settings
 
 from .atomic import read_file, write_atomic

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from eventlog.segments import log_ends
+from eventlog.log_end import log_ends
 from eventlog.settings import Settings
 
 from .checkpoint import PROJECTOR, now_ms, read_checkpoint

@@ -27,7 +27,7 @@ rebuild pass and its report), `replay_offline`, `replay_accounts`,
 
 from __future__ import annotations
 
-from eventlog.segments import log_ends
+from eventlog.log_end import log_ends
 
 from .replay_accounts import AccountResult, replay_accounts
 from .replay_fold import Folded, Poisoned, Tick, fold_log, read_log

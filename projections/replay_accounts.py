@@ -19,8 +19,8 @@ import redis
 from eventlog._exceptions import RedisUnavailable, SnapshotUnavailable
 from eventlog.events import check_steam_id
 from eventlog.keys import Keys
+from eventlog.log_end import log_ends
 from eventlog.records import partition_of
-from eventlog.segments import log_ends
 from eventlog.settings import Settings
 
 from .checkpoint import check_partitions, lock_projection

@@ -16,8 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from eventlog._exceptions import ProjectorBusy, SnapshotUnavailable
+from eventlog.log_end import log_ends
 from eventlog.records import StoredEvent, partition_of
-from eventlog.segments import log_ends
 from eventlog.settings import Settings
 
 from .checkpoint import (

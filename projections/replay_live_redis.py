@@ -18,8 +18,8 @@ import redis
 
 from eventlog._exceptions import RedisUnavailable, TradelogError
 from eventlog.keys import Keys
+from eventlog.log_end import log_ends
 from eventlog.records import StoredEvent
-from eventlog.segments import log_ends
 from eventlog.settings import Settings
 from lua import source
 

@@ -19,7 +19,7 @@ import redis
 
 from eventlog._exceptions import ProjectorBusy
 from eventlog.keys import Keys
-from eventlog.segments import log_ends
+from eventlog.log_end import log_ends
 from eventlog.settings import Settings
 
 from .checkpoint import (

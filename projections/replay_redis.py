@@ -14,9 +14,10 @@ import redis
 
 from eventlog._exceptions import RedisUnavailable, SettingsError
 from eventlog.keys import Keys
+from eventlog.log_end import log_end
 from eventlog.records import partition_of
 from eventlog.redisconn import connect
-from eventlog.segments import log_end, partition_dir
+from eventlog.segments import partition_dir
 from eventlog.settings import Settings
 
 from .checkpoint import now_ms

@@ -13,7 +13,8 @@ import orjson
 import redis
 
 from eventlog.keys import Keys
-from eventlog.segments import Cursor, log_ends, partition_dir
+from eventlog.log_end import log_ends
+from eventlog.segments import Cursor, partition_dir
 from eventlog.settings import Settings
 from eventlog.streamlog import StreamLog
 from tests.test_replay import TRADELOG

@@ -12,7 +12,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from eventlog.segments import Cursor, log_end, partition_dir
+from eventlog.log_end import log_end
+from eventlog.segments import Cursor, partition_dir
 from tests.conftest import SAMPLES_DIR
 
 SAMPLES = SAMPLES_DIR

@@ -10,9 +10,10 @@ import orjson
 from rich.console import Console
 
 from eventlog.events import check_steam_id
+from eventlog.log_end import log_end
 from eventlog.notify import APPENDED, Bell
 from eventlog.records import EVENT_TYPES, StoredEvent, partition_of
-from eventlog.segments import Cursor, log_end, partition_dir
+from eventlog.segments import Cursor, partition_dir
 
 from .cli import Subparsers, settings_from
 

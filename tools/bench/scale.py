@@ -42,9 +42,9 @@ from typing import Any
 import redis
 
 from eventlog.keys import Keys
+from eventlog.log_end import log_ends
 from eventlog.redisconn import connect
 from eventlog.relay import Relay
-from eventlog.segments import log_ends
 from eventlog.settings import Settings
 from eventlog.streamlog import StreamLog
 
