@@ -6,37 +6,31 @@ use the library), each keeping a window of TradeOfferUpserted appends in
 flight for a fixed time. With `--processes` each writer is a process with its
 own Writer on the same data dir, so the partitions' flocks are contended
 across processes and every batch starts by catching up on what the others
-appended. Beside it, in the same run: raw pipelined XADD of entries of the
-same shape (the ceiling), and the legacy scheme's upsert from as many
-processes (the floor).
+appended (those workers are in append_library). Beside it, in the same run:
+raw pipelined XADD of entries of the same shape (the ceiling), and the legacy
+scheme's upsert from as many processes (the floor).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import random
-import threading
 import time
 from array import array
 from collections.abc import Callable
-from concurrent.futures import Future
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import redis
 
-from eventlog import AppendResult, Writer
 from eventlog.keys import Keys
-from eventlog.records import TRADE_OFFER_UPSERTED
-from projections.gcpause import tune_for_service
 
 from . import baselines
+from .append_library import library_tasks, library_writer
 from .common import BenchContext, status
 from .legacy import LegacyStore, make_document, make_offer, steam_ids
-from .workload import OfferStream, percentile, run_processes, sample_events
+from .workload import percentile, run_processes, sample_events
 
 __all__ = ["add_arguments", "run"]
 
@@ -54,126 +48,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="one process (and Writer) per writer instead of tasks sharing one Writer",
     )
-
-
-def _library_tasks(index: int, params: dict[str, Any], wait_for_go: Callable[[], None]) -> Any:
-    """One process, one Writer, `writers` asyncio tasks each with a window in flight."""
-    settings = params["settings"]
-    window: int = params["in_flight"]
-    count: int = params["writers"]
-    tune_for_service()  # as `tradelog serve` and the CLI run a Writer
-
-    async def main() -> list[dict[str, Any]]:
-        streams = [OfferStream(seed=i) for i in range(count)]
-        with Writer(settings) as writer:
-            for account in streams[0].account_per_partition(settings.partitions):
-                data = streams[0].next()[1]
-                await writer.append_async(account, TRADE_OFFER_UPSERTED, data, source="bench")
-            wait_for_go()
-            start = time.perf_counter()
-            deadline = start + params["seconds"]
-
-            async def one(stream: OfferStream) -> dict[str, Any]:
-                # A done-callback per append and a semaphore for the window: asyncio.wait
-                # over the whole window would cost the harness O(window) per wake-up.
-                latencies = array("d")
-                failed: list[BaseException] = []
-                unwritten = 0
-                slots = asyncio.Semaphore(window)
-                submitted = 0
-                last = start
-
-                def done(t0: float, fut: asyncio.Future[AppendResult]) -> None:
-                    nonlocal unwritten, last
-                    last = time.perf_counter()
-                    latencies.append(last - t0)
-                    if fut.exception() is not None:
-                        failed.append(fut.exception())  # type: ignore[arg-type]
-                    elif not fut.result().redis_written:
-                        unwritten += 1
-                    slots.release()
-
-                while time.perf_counter() < deadline:
-                    await slots.acquire()
-                    account, data = stream.next()
-                    t0 = time.perf_counter()
-                    cmd = writer.command(account, TRADE_OFFER_UPSERTED, data, source="bench")
-                    writer.submit_async(cmd).add_done_callback(partial(done, t0))
-                    submitted += 1
-                for _ in range(window):  # let the window drain
-                    await slots.acquire()
-                return {
-                    "submitted": submitted,
-                    "warm_up": 0,
-                    "start": start,
-                    "end": last,
-                    "errors": [repr(e) for e in failed[:5]],
-                    "failed": len(failed),
-                    "not_written": unwritten,
-                    "latencies": latencies.tobytes(),
-                }
-
-            results = await asyncio.gather(*(one(s) for s in streams))
-        results[0]["warm_up"] = settings.partitions
-        return list(results)
-
-    return asyncio.run(main())
-
-
-def _library_writer(index: int, params: dict[str, Any], wait_for_go: Callable[[], None]) -> Any:
-    """One writer process: a Writer, a window of appends in flight, for `seconds`."""
-    settings = params["settings"]
-    window: int = params["in_flight"]
-    stream = OfferStream(seed=index)
-    slots = threading.Semaphore(window)
-    latencies = array("d")
-    # Callbacks run on several committer threads: only single appends and stores
-    # here, which the GIL makes atomic, so no lock is added to the measured path.
-    failed: list[BaseException] = []
-    unwritten: list[str] = []
-    last = [0.0]
-
-    def done(t0: float, fut: Future[AppendResult]) -> None:
-        end = time.perf_counter()
-        latencies.append(end - t0)
-        error = fut.exception()
-        if error is not None:
-            failed.append(error)
-        elif not fut.result().redis_written:
-            unwritten.append(fut.result().account)
-        last[0] = end
-        slots.release()
-
-    warm_up = stream.account_per_partition(settings.partitions)
-    tune_for_service()  # as `tradelog serve` and the CLI run a Writer
-    with Writer(settings) as writer:
-        # Untimed: start every partition's committer and warm the imports and caches up.
-        for account in warm_up:
-            writer.append(account, TRADE_OFFER_UPSERTED, stream.next()[1], source="bench")
-        wait_for_go()
-        # perf_counter is CLOCK_MONOTONIC on Linux: comparable between the processes.
-        start = time.perf_counter()
-        deadline = start + params["seconds"]
-        submitted = 0
-        while submitted % 64 or time.perf_counter() < deadline:
-            slots.acquire()
-            account, data = stream.next()
-            t0 = time.perf_counter()
-            cmd = writer.command(account, TRADE_OFFER_UPSERTED, data, source="bench")
-            writer.submit(cmd).add_done_callback(partial(done, t0))
-            submitted += 1
-        for _ in range(window):  # let the window drain
-            slots.acquire()
-    return {
-        "submitted": submitted,
-        "warm_up": len(warm_up),
-        "start": start,
-        "end": last[0],
-        "errors": [repr(e) for e in failed[:5]],
-        "failed": len(failed),
-        "not_written": len(unwritten),
-        "latencies": latencies.tobytes(),
-    }
 
 
 def _legacy_writer(index: int, params: dict[str, Any], wait_for_go: Callable[[], None]) -> Any:
@@ -222,9 +96,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "writers": args.writers,
     }
     if args.processes:
-        lib = run_processes(_library_writer, [params] * args.writers, timeout=seconds + 120)
+        lib = run_processes(library_writer, [params] * args.writers, timeout=seconds + 120)
     else:
-        lib = run_processes(_library_tasks, [params], timeout=seconds + 120)[0]
+        lib = run_processes(library_tasks, [params], timeout=seconds + 120)[0]
     failed = sum(r["failed"] for r in lib)
     acked = sum(r["submitted"] for r in lib) - failed
     wall = max(r["end"] for r in lib) - min(r["start"] for r in lib)
