@@ -29,7 +29,8 @@ from eventlog.keys import Keys
 from . import baselines
 from .append_library import library_tasks, library_writer
 from .common import BenchContext, status
-from .legacy import LegacyStore, make_document, make_offer, steam_ids
+from .legacy import LegacyStore
+from .legacy_docs import make_document, make_offer, steam_ids
 from .workload import percentile, run_processes, sample_events
 
 __all__ = ["add_arguments", "run"]

@@ -24,7 +24,7 @@ from typing import Any
 
 from .common import BenchContext, status
 from .http_cpu import fsync_probe
-from .legacy import steam_ids
+from .legacy_docs import steam_ids
 
 __all__ = ["add_arguments", "run"]
 

@@ -16,7 +16,8 @@ from typing import Any
 import orjson
 
 from .http_stack import Stack
-from .legacy import LegacyStore, make_document
+from .legacy import LegacyStore
+from .legacy_docs import make_document
 from .loadgen import connect, request_bytes, run_loop
 from .workload import percentile
 

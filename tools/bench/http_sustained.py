@@ -22,7 +22,7 @@ from . import baselines
 from .common import BenchContext, status
 from .http_cpu import find_pids, redis_cpu_seconds, tree_cpu_seconds
 from .http_stack import Stack
-from .legacy import make_offer, steam_ids
+from .legacy_docs import make_offer, steam_ids
 from .loadgen import LoadResult, RequestFactory, request_bytes, run_load
 from .workload import OfferStream, percentile
 

@@ -23,7 +23,8 @@ from typing import Any
 import orjson
 
 from .http_stack import Stack
-from .legacy import LegacyStore, make_document, make_offer, steam_ids
+from .legacy import LegacyStore
+from .legacy_docs import make_document, make_offer, steam_ids
 from .loadgen import Conn, connect, request_bytes, run_loop
 from .workload import percentile
 

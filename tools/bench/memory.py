@@ -2,7 +2,7 @@
 
 API worker: `tradelog serve` with one worker (uvicorn then serves in that very
 process) and the file projector beside it, as http_stack starts them. Warm-up:
-a ~300 KB document (legacy.make_document: 200 offers, 50 friends) POSTed to 4
+a ~300 KB document (legacy_docs.make_document: 200 offers, 50 friends) POSTed to 4
 accounts, then `--memory-requests` (4,000) requests over 8 keep-alive
 connections: every fourth a GET of one of those documents, the others `bench
 http`'s sustained mix of writes (atomic upserts, friend PUTs, small saves).
@@ -43,7 +43,7 @@ from eventlog.settings import Settings
 from ..cmd_project import processes as cmd_processes
 from .biglog import drop_keys, make_log
 from .common import BenchContext, status
-from .legacy import steam_ids
+from .legacy_docs import steam_ids
 from .project_share import memory_kb, run_shares
 
 if TYPE_CHECKING:

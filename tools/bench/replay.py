@@ -37,7 +37,7 @@ from eventlog.records import StoredEvent, partition_of
 from eventlog.segments import partition_dir, segment_path
 
 from .common import BenchContext, status
-from .legacy import make_offer, steam_ids
+from .legacy_docs import make_offer, steam_ids
 
 __all__ = ["add_arguments", "generate_log", "run"]
 

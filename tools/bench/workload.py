@@ -20,7 +20,7 @@ import uuid_utils
 
 from eventlog.records import TRADE_OFFER_UPSERTED, StoredEvent, partition_of, utc_ts
 
-from .legacy import make_offer, steam_ids
+from .legacy_docs import make_offer, steam_ids
 
 __all__ = ["OfferStream", "percentile", "run_processes", "sample_events"]
 
