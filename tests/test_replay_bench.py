@@ -16,7 +16,7 @@ from eventlog.records import StoredEvent
 from eventlog.settings import Settings
 from projections.replay import Folded, fold_log, log_ends
 from tests.test_replay import TRADELOG
-from tools.bench.replay import generate_log
+from tools.bench.replay_log import generate_log
 
 MakeSettings = Callable[..., Settings]
 

@@ -1,6 +1,6 @@
 """A big log made fast, as the input of `bench scale` and `bench memory`.
 
-replay's generator writes the events straight into the partition segments
+replay_log's generator writes the events straight into the partition segments
 (valid offsets and versions, the bots' mix), untimed: the writer's group commit
 would spend minutes on what is only a scenario's input. Here every event also
 goes to its partition's stream, in batches through `append_if_next` (the
@@ -23,7 +23,7 @@ from eventlog.settings import Settings
 from eventlog.streamlog import StreamLog
 from projections.gcpause import paused
 
-from .replay import generate_log
+from .replay_log import generate_log
 
 __all__ = ["drop_keys", "make_log"]
 

@@ -1,11 +1,8 @@
 """Scenario `replay`: rebuild both projections from a log of `--events` (1,000,000) events.
 
-The log is generated straight into the partition segments as JSON lines
-(`StoredEvent.encode`, correct offsets and gap-free versions), untimed: the
-writer's group commit would spend minutes on what is only the scenario's input.
-The mix is what the bots write: mostly TradeOfferUpserted over `--replay-accounts`
-(10,000) accounts (new offers with items, and state changes of earlier ones),
-with friend upserts, removals and whole-document saves between them.
+The log is generated straight into the partition segments, untimed, by
+replay_log.generate_log: the bots' mix, mostly TradeOfferUpserted, over
+`--replay-accounts` (10,000) accounts.
 
 Then `projections.replay.rebuild` runs once for both projections, as `tradelog
 replay all` does: one pass folds every account in memory (partitions split over
@@ -23,188 +20,19 @@ that combined rebuild (the slowest worker's), `fold_seconds` the shared fold pas
 from __future__ import annotations
 
 import argparse
-import random
 import time
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import uuid_utils
-
-from eventlog.filelog import check_partitions
-from eventlog.records import StoredEvent, partition_of
-from eventlog.segments import partition_dir, segment_path
-
 from .common import BenchContext, status
-from .legacy_docs import make_offer, steam_ids
+from .replay_log import generate_log
 
-__all__ = ["add_arguments", "generate_log", "run"]
-
-_STATES = ("Accepted", "Declined", "Canceled", "Expired", "InEscrow", "Countered")
-_FRIEND_STATES = ("awaiting_reply", "negotiating", "closed")
-_FLUSH_BYTES = 8 << 20
-
-# Called with each generated event's partition, offset and stream entry values.
-Sink = Callable[[int, int, list[bytes | str]], None]
+__all__ = ["add_arguments", "run"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("replay")
     g.add_argument("--events", type=int, default=1_000_000, help="events in the log (replay)")
     g.add_argument("--replay-accounts", type=int, default=10_000, help="accounts they touch")
-
-
-class _Account:
-    __slots__ = ("friends", "offers", "version")
-
-    def __init__(self) -> None:
-        self.version = 0
-        self.offers: list[str] = []
-        self.friends: list[str] = []
-
-
-class _Stamps:
-    """Event times one millisecond apart, formatted without strftime per event."""
-
-    def __init__(self) -> None:
-        self.base = datetime(2025, 9, 1, tzinfo=UTC)
-        self.second = -1
-        self.prefix = ""
-
-    def at(self, ms: int) -> str:
-        second, rest = divmod(ms, 1000)
-        if second != self.second:
-            moment = self.base + timedelta(seconds=second)
-            self.second, self.prefix = second, moment.strftime("%Y-%m-%dT%H:%M:%S.")
-        return f"{self.prefix}{rest:03d}Z"
-
-
-class _Mix:
-    """Seeded event payloads: (type, data) for an account, updating what it holds."""
-
-    def __init__(self, seed: int) -> None:
-        self.rng = random.Random(seed)
-        friends = steam_ids(64, start=76561198123456789)
-        self.friend_pool = friends
-        self.templates = [make_offer(self.rng, 0, self.rng.choice(friends)) for _ in range(256)]
-        self.next_offer = 20_000_000_000
-
-    def _new_offer(self, acc: _Account) -> dict[str, Any]:
-        oid = str(self.next_offer)
-        self.next_offer += 1
-        acc.offers.append(oid)
-        template = self.templates[self.rng.randrange(len(self.templates))]
-        return {**template, "trade_offer_id": oid}
-
-    def _friend(self, acc: _Account, ts: str) -> dict[str, Any]:
-        rng = self.rng
-        fid = rng.choice(self.friend_pool)
-        if fid not in acc.friends:
-            acc.friends.append(fid)
-        messages = [
-            {"direction": "incoming", "message": "trade?", "timestamp": ts}
-            for _ in range(rng.randint(0, 3))
-        ]
-        return {
-            "friend_steam_id": fid,
-            "negotiation": {
-                "friend_steam_id": fid,
-                "state": rng.choice(_FRIEND_STATES),
-                "followUpCount": rng.randint(0, 3),
-                "messages": messages,
-                "language": rng.choice((None, "en", {"code": "en", "confidence": 0.9})),
-                "updated_at": ts,
-            },
-        }
-
-    def next(self, account: str, acc: _Account, ts: str) -> tuple[str, dict[str, Any]]:
-        r = self.rng.random()
-        if r < 0.88:
-            if acc.offers and self.rng.random() < 0.5:
-                oid = acc.offers[self.rng.randrange(len(acc.offers))]
-                update = {"trade_offer_id": oid, "state": self.rng.choice(_STATES)}
-                return "TradeOfferUpserted", {"offer": {**update, "updated_at": ts}}
-            return "TradeOfferUpserted", {"offer": self._new_offer(acc)}
-        if r < 0.98 or (r < 0.995 and not acc.friends):
-            return "FriendNegotiationUpserted", self._friend(acc, ts)
-        if r < 0.995:
-            gone = acc.friends[: self.rng.randint(1, 2)]
-            del acc.friends[: len(gone)]
-            return "FriendsRemoved", {"friend_steam_ids": gone}
-        # A whole-document save: the bot's document with its friends and two new offers.
-        acc.offers, acc.friends = [], []
-        negotiations = {}
-        for _ in range(2):
-            friend = self._friend(acc, ts)
-            negotiations[friend["friend_steam_id"]] = friend["negotiation"]
-        doc = {
-            "account_steam_id": account,
-            "account_username": f"bot{int(account) % 1000}",
-            "our_inventory": None,
-            "trade_offers": [self._new_offer(acc), self._new_offer(acc)],
-            "negotiations": negotiations,
-        }
-        return "NegotiationsSaved", doc
-
-
-def generate_log(
-    log_dir: Path,
-    partitions: int,
-    events: int,
-    accounts: int,
-    seed: int = 7,
-    *,
-    first_account: int | None = None,
-    sink: Sink | None = None,
-) -> int:
-    """Write `events` valid log lines into empty partitions; return the bytes written.
-
-    `first_account`: the SteamID64 the accounts start at (steam_ids' default if None);
-    `sink` also gets every event's stream entry (to fill the partition streams).
-    """
-    check_partitions(log_dir, partitions)
-    ids = steam_ids(accounts) if first_account is None else steam_ids(accounts, first_account)
-    where = [partition_of(a, partitions) for a in ids]
-    state = [_Account() for _ in ids]
-    offsets = [0] * partitions
-    buffers: list[list[bytes]] = [[] for _ in range(partitions)]
-    sizes = [0] * partitions
-    files = []
-    for p in range(partitions):
-        pdir = partition_dir(log_dir, p)
-        pdir.mkdir(parents=True, exist_ok=True)
-        files.append(open(segment_path(pdir, 0), "ab"))  # noqa: SIM115 (closed below)
-    mix, stamps, pick = _Mix(seed), _Stamps(), random.Random(seed + 1)
-    meta = {"source": "bench"}
-    total = 0
-    try:
-        for i in range(events):
-            n = pick.randrange(accounts)
-            account, acc, p = ids[n], state[n], where[n]
-            ts = stamps.at(i)
-            kind, data = mix.next(account, acc, ts)
-            acc.version += 1
-            event = StoredEvent(
-                str(uuid_utils.uuid7()), account, acc.version, p, offsets[p], kind, ts, data, meta
-            )
-            offsets[p] += 1
-            line, values = event.encode()
-            if sink is not None:
-                sink(p, event.offset, values)
-            buffers[p].append(line)
-            sizes[p] += len(line)
-            if sizes[p] >= _FLUSH_BYTES:
-                files[p].write(b"".join(buffers[p]))
-                total += sizes[p]
-                buffers[p], sizes[p] = [], 0
-        for p in range(partitions):
-            files[p].write(b"".join(buffers[p]))
-            total += sizes[p]
-    finally:
-        for f in files:
-            f.close()
-    return total
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
