@@ -132,6 +132,23 @@ class Stack:
                 raise RuntimeError(f"tradelog serve: no /health within {_HEALTH_DEADLINE_S:g}s")
             time.sleep(0.05)
 
+    def append_seconds(self) -> tuple[float, int]:
+        """The API's `tradelog_append_seconds` so far: total seconds and count (every type),
+        the writes' wait for their durable append, as its /metrics reports it."""
+        req = urllib.request.Request(
+            f"http://{self.host}:{self.port}/metrics", headers={"X-API-Key": self.key}
+        )
+        with urllib.request.urlopen(req, timeout=10) as answer:
+            text = answer.read().decode()
+        total, count = 0.0, 0
+        for line in text.splitlines():
+            name, _, value = line.partition(" ")
+            if name.startswith("tradelog_append_seconds_sum"):
+                total += float(value)
+            elif name.startswith("tradelog_append_seconds_count"):
+                count += int(float(value))
+        return total, count
+
     def cpu_seconds(self) -> dict[str, float]:
         """CPU seconds each child (with uvicorn's workers) has used so far."""
         return tree_cpu_seconds({name: proc.pid for name, (proc, _) in self.children.items()})
