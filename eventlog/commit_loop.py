@@ -9,7 +9,7 @@ process share one interpreter lock, and a thread per partition spent more of
 the writer's time handing it over than appending.
 
 The loop never waits for a partition lock: one that another process holds is
-tried again a little later (0.5 ms, doubling up to 10 ms) while the other
+tried again a little later (0.5 ms, doubling up to 2 ms) while the other
 partitions' commands go on, so no process can hold up this one's other
 partitions, and processes taking several locks never deadlock.
 """
@@ -36,7 +36,7 @@ __all__ = ["STOP", "CommitLoop"]
 log = logging.getLogger("tradelog.writer")
 
 _MAX_ROUND = 8192  # commands taken into one round
-_RETRY_S = (0.0005, 0.010)  # the first and the longest wait before a busy lock is tried again
+_RETRY_S = (0.0005, 0.002)  # the first and the longest wait before a busy lock is tried again
 STOP = object()  # queued to stop the loop
 
 
