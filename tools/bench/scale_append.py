@@ -23,6 +23,7 @@ from typing import Any
 from eventlog import AppendResult, Writer
 from eventlog.records import TRADE_OFFER_UPSERTED
 from eventlog.settings import Settings
+from projections.gcpause import tune_for_service
 
 from .workload import OfferStream
 
@@ -93,6 +94,7 @@ async def _serve(settings: Settings, conn: Connection) -> None:
 
 def _main(settings: Settings, conn: Connection) -> None:  # runs in the child process
     try:
+        tune_for_service()  # as `tradelog serve` and the CLI run a Writer
         asyncio.run(_serve(settings, conn))
     except BaseException:
         conn.send({"error": traceback.format_exc()})
