@@ -153,18 +153,21 @@ class FileProjector:
         idle wait never leave one behind.
         """
         with paused(self.freeze_gc):
-            events = self.tail.take(max(1, max_events))
-            if not events:
-                self.writes.finish()
-                return 0
-            batch = self.writes.batch()
-            for event in events:
-                self._one(event, batch.folds, batch.parks)
-                batch.positions[event.partition] = event.offset + 1
+            batch = None
+            taken = 0
+            for chunk in self.tail.take(max(1, max_events)):
+                if batch is None:
+                    batch = self.writes.batch()
+                for event in chunk:
+                    self._one(event, batch.folds, batch.parks)
+                    batch.positions[event.partition] = event.offset + 1
+                taken += len(chunk)
             self.writes.finish()
+            if batch is None:
+                return 0
             self.writes.start(batch)
             self.writes.save_if_due()
-            return len(events)
+            return taken
 
     def idle(self, timeout: float) -> None:
         if not self.writes.saved:  # checkpoint, unless more work comes at once

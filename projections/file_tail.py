@@ -8,6 +8,8 @@ in log bytes: whole-document events can be megabytes each.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from eventlog._exceptions import CheckpointAhead
 from eventlog.records import StoredEvent
 from eventlog.segments import Cursor, partition_dir
@@ -37,19 +39,21 @@ class Tail:
             )
         return cursor
 
-    def take(self, limit: int) -> list[StoredEvent]:
-        """Up to `limit` available events, partitions in turn (each in its own order).
+    def take(self, limit: int) -> Iterator[list[StoredEvent]]:
+        """Up to `limit` available events, partitions in turn (each in its own order), in
+        chunks of one read each: a step folds a chunk before the next is parsed, so it
+        holds a few megabytes of events, not its whole step.
 
         Bounded in bytes too: whole-document events can be megabytes each.
         """
-        out: list[StoredEvent] = []
+        taken = 0
         budget = STEP_BYTES
         n = self.settings.partitions
         start, self._turn = self._turn, (self._turn + 1) % n
         for i in range(n):
             p = (start + i) % n
             cursor = self.cursors[p]
-            while (want := limit - len(out)) > 0 and budget > 0:
+            while (want := limit - taken) > 0 and budget > 0:
                 pending = self._pending[p]
                 if not pending:
                     base, pos = cursor.base, cursor.pos
@@ -59,9 +63,12 @@ class Tail:
                     if not pending:
                         break
                     budget -= cursor.pos - (pos if cursor.base == base else 0)
-                out.extend(pending[:want])
                 self._pending[p] = pending[want:]
-        return out
+                chunk = pending[:want]
+                del pending  # the consumer's chunk is then the only reference
+                taken += len(chunk)
+                yield chunk
+                del chunk
 
     def close(self) -> None:
         for cursor in self.cursors:
