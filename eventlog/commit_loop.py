@@ -20,6 +20,7 @@ import logging
 import queue
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from ._exceptions import LogUnavailable
@@ -37,6 +38,7 @@ log = logging.getLogger("tradelog.writer")
 
 _MAX_ROUND = 8192  # commands taken into one round
 _RETRY_S = (0.0005, 0.002)  # the first and the longest wait before a busy lock is tried again
+_WARM_THREADS = 4  # partitions read ahead at once (their first read, off the loop's thread)
 STOP = object()  # queued to stop the loop
 
 
@@ -50,6 +52,8 @@ class CommitLoop:
         self._waiting: dict[int, list[Job]] = {}  # partitions whose lock was busy: next round
         self._retry = _RETRY_S[0]
         self._syncs = SyncPool()
+        # Several: a small partition's read is not queued behind a big one's.
+        self._warmer = ThreadPoolExecutor(_WARM_THREADS, thread_name_prefix="tradelog-warm")
         self.thread = threading.Thread(target=self._run, name="tradelog-commit", daemon=True)
         self.thread.start()
 
@@ -147,6 +151,11 @@ class CommitLoop:
             part = self.parts.get(p)
             if part is None or part.dead:
                 part = self.parts[p] = Committer(self.w, p)
+            if not part.ready:  # read on the warm-up thread first: the next rounds take it
+                if not part.warming:
+                    part.warming = True
+                    self._warmer.submit(part.warm)
+                return False
             if not part.file.lock(wait=False):
                 return False
             staged.append((part, part.stage(batch)))
@@ -156,6 +165,7 @@ class CommitLoop:
 
     def _close(self) -> None:
         self.w.refuse()  # from here on, submits fail at once
+        self._warmer.shutdown()  # a partition being read is read to the end first
         self._syncs.close()
         for part in self.parts.values():
             try:

@@ -60,6 +60,25 @@ class Committer:
         self.saves = Saves()  # read from it at the first batch, in the loop's thread
         self.dirty_since: float | None = None  # fsync=batch: written, not yet synced
         self.dead = False  # failed and could not be opened again
+        self.warming = False  # its command side is being read (warm), off the loop's thread
+        self.ready = False  # read: the loop may stage on it
+
+    def warm(self) -> None:
+        """Read the saved command side and what the log holds after it, without the lock,
+        on the loop's warm-up thread while the other partitions commit (a big partition's
+        first read takes seconds). What comes after, and a torn tail, the next stage
+        reads under the lock."""
+        try:
+            self.state = self.saves.load(self.file)
+            read = self.file.read_ahead()
+            for event in read:
+                self.state.observe(event)
+            self.saves.note(read, [], self.file, self.state)
+        except Exception:
+            log.exception("cannot read partition %d ahead: its next batch reads it", self.p)
+            self.fail()  # from the saved command side again, under the lock this time
+        finally:
+            self.ready = True
 
     def stage(self, batch: list[Job]) -> Staged:
         """Decide and write `batch` under the partition lock, which stays held (the

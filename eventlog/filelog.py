@@ -123,6 +123,12 @@ class PartitionFile:
         finally:
             self.unlock()
 
+    def read_ahead(self) -> list[StoredEvent]:
+        """Read the complete lines appended since we last looked, without the lock: a
+        partial last line (a write in progress, or a crash's) is left to catch_up."""
+        events, _ = self._cursor.read()
+        return events
+
     def catch_up(self) -> list[StoredEvent]:
         """Read what was appended since we last looked; cut off a torn tail. Hold the lock."""
         events, torn = self._cursor.read()

@@ -19,6 +19,7 @@ import redis
 from eventlog import commit_loop
 from eventlog._exceptions import LogUnavailable
 from eventlog.commands import AppendResult
+from eventlog.committer import Committer
 from eventlog.filelog import PartitionFile
 from eventlog.keys import Keys
 from eventlog.records import partition_of
@@ -185,3 +186,31 @@ def test_a_partition_that_cannot_be_synced_nor_opened_again_fails_alone(
         broken.clear()
         # The failed batch reached the file before its fsync failed: read back, it counts.
         assert submit(writer, a1, 20).result(timeout=DEADLINE_S).version == 3
+
+
+def test_a_partition_read_at_start_does_not_hold_up_the_others(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer reads a partition's command side before its first commit there, off its
+    commit thread: a big partition's read (seconds, without a saved state) leaves the
+    other partitions committing."""
+    P = settings.partitions
+    big, small = account_in(1, P), account_in(3, P)
+    with Writer(settings) as writer:
+        for n in range(20):
+            submit(writer, big, n).result(timeout=DEADLINE_S)
+    gate = threading.Event()
+    warm = Committer.warm
+
+    def slow(self: Committer) -> None:
+        if self.p == 1:
+            assert gate.wait(DEADLINE_S)
+        warm(self)
+
+    monkeypatch.setattr(Committer, "warm", slow)
+    with Writer(settings) as writer:
+        f_big = submit(writer, big, 100)
+        assert submit(writer, small, 101).result(timeout=DEADLINE_S).version == 1
+        assert not f_big.done()  # partition 1 is still being read
+        gate.set()
+        assert f_big.result(timeout=DEADLINE_S).version == 21

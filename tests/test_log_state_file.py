@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -70,18 +71,20 @@ def _full_read(s: Settings) -> PartitionState:
 
 
 def _reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """How many events each catch-up of a writer's partition file returned."""
+    """How many events each read of a writer's partition file returned, in order: the
+    warm-up's read ahead first, then each catch-up under the lock."""
     from eventlog.filelog import PartitionFile
 
     counts: list[int] = []
-    real = PartitionFile.catch_up
+    for name in ("read_ahead", "catch_up"):
+        real = getattr(PartitionFile, name)
 
-    def counting(self: PartitionFile) -> list[object]:
-        events = real(self)
-        counts.append(len(events))
-        return events  # type: ignore[return-value]
+        def counting(self: PartitionFile, real: Any = real) -> list[object]:
+            events = real(self)
+            counts.append(len(events))
+            return events  # type: ignore[no-any-return]
 
-    monkeypatch.setattr(PartitionFile, "catch_up", counting)
+        monkeypatch.setattr(PartitionFile, name, counting)
     return counts
 
 
