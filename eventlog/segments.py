@@ -146,6 +146,10 @@ class Cursor:
                 chunk = os.pread(fd, min(want, left), self.pos) if left > 0 else b""
             except OSError as e:
                 raise LogUnavailable(f"cannot read {self.path}: {e}") from e
+            if left < 0:
+                # Lines read were cut off again (a writer's failed write, read by one
+                # without the lock): what this cursor holds is not the log.
+                raise CorruptLog(str(self.path), self.line, "the segment is shorter than read")
             if not chunk:
                 if self._next_segment():
                     continue

@@ -358,3 +358,22 @@ def test_receipts_hold_no_data_and_leave_after_the_window() -> None:
     state.observe(event(5, "2026-01-03T00:00:00.000Z", "new"))
     assert set(state.receipts) == {(ACCOUNT, "new")}
     assert state.account(ACCOUNT).version == 5
+
+
+def test_a_reader_whose_lines_were_cut_off_again_says_so(settings: Settings) -> None:
+    """A reader without the lock can read the complete lines of a write that then fails
+    and is cut off (disk full): its position is then past the segment's end, and its next
+    read says so instead of going on from a place that is not in the log."""
+    with Writer(settings) as w:
+        upsert(w, 0)
+        upsert(w, 1)
+    cursor = Cursor(pdir(settings), partition_of(ACCOUNT, settings.partitions))
+    try:
+        assert len(cursor.read()[0]) == 2
+        path = segment(settings)
+        with path.open("r+b") as f:
+            f.truncate(len(path.read_bytes().splitlines(keepends=True)[0]))
+        with pytest.raises(CorruptLog, match="shorter than read"):
+            cursor.read()
+    finally:
+        cursor.close()
