@@ -153,9 +153,13 @@ class CommitLoop:
                 part = self.parts[p] = Committer(self.w, p)
             if not part.ready:  # read on the warm-up thread first: the next rounds take it
                 if not part.warming:
+                    try:
+                        self._warmer.submit(part.warm)
+                    except RuntimeError:  # no new threads (the interpreter is exiting)
+                        part.warm()
                     part.warming = True
-                    self._warmer.submit(part.warm)
-                return False
+                if not part.ready:
+                    return False
             if not part.file.lock(wait=False):
                 return False
             staged.append((part, part.stage(batch)))

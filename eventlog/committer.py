@@ -24,6 +24,7 @@ from .commands import AppendResult, Command
 from .filelog import PartitionFile
 from .records import FRIENDS_REMOVED, LEGACY_IMPORTED, StoredEvent, utc_ts
 from .state import Findings, PartitionState
+from .state_file import holds
 from .state_saves import Saves
 from .stream_copy import StreamCopy
 
@@ -62,6 +63,7 @@ class Committer:
         self.dead = False  # failed and could not be opened again
         self.warming = False  # its command side is being read (warm), off the loop's thread
         self.ready = False  # read: the loop may stage on it
+        self._ahead: tuple[int, str] | None = None  # events read ahead, and the last one's id
 
     def warm(self) -> None:
         """Read the saved command side and what the log holds after it, without the lock,
@@ -73,7 +75,8 @@ class Committer:
             read = self.file.read_ahead()
             for event in read:
                 self.state.observe(event)
-            self.saves.note(read, [], self.file, self.state)
+            if read:
+                self._ahead = (len(read), read[-1].id)
         except Exception:
             log.exception("cannot read partition %d ahead: its next batch reads it", self.p)
             self.fail()  # from the saved command side again, under the lock this time
@@ -87,6 +90,8 @@ class Committer:
         try:
             if not self.saves.loaded:
                 self.state = self.saves.load(self.file)
+            if self._ahead is not None:
+                self._check_ahead(*self._ahead)
             caught = self.file.catch_up()
             for event in caught:
                 self.state.observe(event)
@@ -101,6 +106,17 @@ class Committer:
             self.fail()
             raise
         return Staged(batch, outcomes, caught, events, entries)
+
+    def _check_ahead(self, count: int, last_id: str) -> None:
+        """Under the lock, check that what `warm` read is still the log: another writer's
+        failed write is cut off again, and its complete lines may have been read meanwhile."""
+        self._ahead = None
+        if holds(self.file.dir, self.file.position(), last_id):
+            self.saves.read_ahead(count, last_id)
+            return
+        log.warning("partition %d: lines read ahead were cut off since: reading anew", self.p)
+        self.file.reset()
+        self.state = self.saves.load(self.file)
 
     def sync(self, now: float) -> None:
         """Make the staged batch as durable as the fsync policy says acks are."""

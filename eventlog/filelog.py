@@ -123,6 +123,11 @@ class PartitionFile:
         finally:
             self.unlock()
 
+    def reset(self) -> None:
+        """Read from the start again (`restore` may move on); the lock, if held, stays held."""
+        self._cursor.close()
+        self._cursor = Cursor(self.dir, self.partition)
+
     def read_ahead(self) -> list[StoredEvent]:
         """Read the complete lines appended since we last looked, without the lock: a
         partial last line (a write in progress, or a crash's) is left to catch_up."""

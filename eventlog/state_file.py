@@ -33,7 +33,7 @@ from .log_end import last_line
 from .segments import Position, segment_bases, segment_path
 from .state import AccountState, Findings, PartitionState, Receipt
 
-__all__ = ["Mark", "load_state", "save_state"]
+__all__ = ["Mark", "holds", "load_state", "save_state"]
 
 log = logging.getLogger("tradelog.writer")
 
@@ -113,7 +113,7 @@ def load_state(pdir: Path) -> tuple[Mark, PartitionState] | None:
         log.warning("ignoring %s in %s: not as saved (%d errors)", NAME, pdir, e.error_count())
         return None
     at = Position(*saved.position)
-    if at.offset and not (_holds(pdir, at, saved.last_id) and _prefix_crc(pdir, at) == saved.crc):
+    if at.offset and not (holds(pdir, at, saved.last_id) and _prefix_crc(pdir, at) == saved.crc):
         log.warning("ignoring %s in %s: the log no longer holds what it names", NAME, pdir)
         return None
     return (at, saved.crc), _state(saved)
@@ -174,7 +174,7 @@ def _prefix_crc(pdir: Path, at: Position, since: Mark = (_START, 0)) -> int | No
     return crc
 
 
-def _holds(pdir: Path, at: Position, last_id: str) -> bool:
+def holds(pdir: Path, at: Position, last_id: str) -> bool:
     """True if the line before `at` is the event `last_id`, at offset at.offset - 1."""
     if at.pos == 0:  # a segment's start: it is named by its first offset
         return segment_path(pdir, at.base).exists() and at.base == at.offset

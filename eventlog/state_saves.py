@@ -30,12 +30,14 @@ class Saves:
         self._unsaved = 0  # events the state holds beyond the saved copy
         self._last_id = ""  # the last of them
         self._mark: Mark | None = None  # of the last save (or load): the next goes on from it
+        self._long_read = False  # many events were read ahead: save at the next note
 
     def load(self, file: PartitionFile) -> PartitionState:
         """The saved state, `file` moved to where it ends; an empty one if there is none
         the log still holds."""
         self.loaded = True
         self._unsaved = 0
+        self._long_read = False
         self._mark = None
         try:
             loaded = load_state(file.dir)
@@ -48,6 +50,13 @@ class Saves:
         file.restore(self._mark[0])
         return state
 
+    def read_ahead(self, count: int, last_id: str) -> None:
+        """Count events read before the next batch (a start's read ahead, checked under
+        the lock): that batch's `note` saves at once if they were many."""
+        self._last_id = last_id
+        self._unsaved += count
+        self._long_read = count >= SAVE_AFTER_READING
+
     def note(
         self,
         caught: Sequence[StoredEvent],
@@ -58,11 +67,11 @@ class Saves:
         """Count a batch's events (read, then written); save if a save is due: at once
         after a long read (a start's, on a big log), else now and then."""
         last = written or caught
-        if not last:
-            return
-        self._last_id = last[-1].id
+        if last:
+            self._last_id = last[-1].id
         self._unsaved += len(caught) + len(written)
-        if len(caught) >= SAVE_AFTER_READING or self._unsaved >= SAVE_EVERY:
+        long_read, self._long_read = self._long_read or len(caught) >= SAVE_AFTER_READING, False
+        if self._unsaved and (long_read or self._unsaved >= SAVE_EVERY):
             self.save(file, state)
 
     def save(self, file: PartitionFile, state: PartitionState) -> None:

@@ -10,19 +10,22 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from concurrent.futures import thread as futures_thread
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+import orjson
 import pytest
 import redis
 
-from eventlog import commit_loop
+from eventlog import commit_loop, state_file
 from eventlog._exceptions import LogUnavailable
 from eventlog.commands import AppendResult
 from eventlog.committer import Committer
 from eventlog.filelog import PartitionFile
 from eventlog.keys import Keys
-from eventlog.records import partition_of
+from eventlog.records import StoredEvent, partition_of
+from eventlog.segments import partition_dir, segment_path
 from eventlog.settings import Settings
 from eventlog.streamlog import StreamLog
 from eventlog.writer import Writer
@@ -32,12 +35,16 @@ from .test_log_redis_outage import assert_level, wait_for
 DEADLINE_S = 10.0
 
 
-def account_in(partition: int, partitions: int) -> str:
-    """The first SteamID64 (from a fixed start) that lives in `partition`."""
+def account_in(partition: int, partitions: int, skip: int = 0) -> str:
+    """The first SteamID64 (from a fixed start) that lives in `partition`, after `skip`
+    others that do."""
     n = 76561199027634480
-    while partition_of(str(n), partitions) != partition:
+    while True:
+        if partition_of(str(n), partitions) == partition:
+            if not skip:
+                return str(n)
+            skip -= 1
         n += 1
-    return str(n)
 
 
 def submit(writer: Writer, account: str, n: int) -> Future[AppendResult]:
@@ -214,3 +221,55 @@ def test_a_partition_read_at_start_does_not_hold_up_the_others(
         assert not f_big.done()  # partition 1 is still being read
         gate.set()
         assert f_big.result(timeout=DEADLINE_S).version == 21
+
+
+def test_lines_read_ahead_then_cut_off_are_read_anew_under_the_lock(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The read ahead takes no lock: it can see the complete lines of another writer's
+    batch whose write then fails and is cut off, and that writer's next batch can put a
+    line of the same length in their place. The first batch checks under the lock that
+    what was read ahead is still the log, and reads anew if it is not."""
+    P = settings.partitions
+    a, b, c = (account_in(1, P, skip) for skip in range(3))
+    with Writer(settings) as writer:
+        for n, account in enumerate((a, b, b, c)):  # offsets 0-3: a v1, b v1, b v2, c v1
+            submit(writer, account, n).result(timeout=DEADLINE_S)
+    pdir = partition_dir(settings.log_dir, 1)
+    (pdir / state_file.NAME).unlink()  # a cold start: everything is read ahead
+    segment = segment_path(pdir, 0)
+    lines = segment.read_bytes().splitlines(keepends=True)
+    real_id = orjson.loads(lines[2])["id"].encode()
+    other_id = real_id[:-4] + (b"0000" if real_id[-4:] != b"0000" else b"1111")
+    # "a v2", another event of the same length, where "b v2" will be.
+    phantom = lines[2].replace(b.encode(), a.encode()).replace(real_id, other_id)
+    assert len(phantom) == len(lines[2])
+    segment.write_bytes(b"".join(lines[:2]) + phantom)  # what the read ahead sees
+    read_ahead = PartitionFile.read_ahead
+
+    def racing(self: PartitionFile) -> list[StoredEvent]:
+        events = read_ahead(self)
+        with segment.open("r+b") as f:  # the failed write is cut off...
+            f.truncate(len(lines[0]) + len(lines[1]))
+        with segment.open("ab") as f:  # ...and the other writer's next batch lands
+            f.write(lines[2] + lines[3])
+        return events
+
+    monkeypatch.setattr(PartitionFile, "read_ahead", racing)
+    with Writer(settings) as writer:
+        data = {"offer": {"trade_offer_id": "9", "state": "Active"}}
+        cmd = writer.command(a, "TradeOfferUpserted", data, expected_version=1)
+        assert writer.submit(cmd).result(timeout=DEADLINE_S).version == 2  # a was at v1
+        assert submit(writer, b, 5).result(timeout=DEADLINE_S).version == 3
+
+
+def test_a_partition_is_read_on_the_loop_when_no_thread_can_be_started(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once the interpreter is exiting, no new thread can read a partition ahead: the
+    loop reads it itself rather than leave its commands waiting forever."""
+    account = account_in(1, settings.partitions)
+    with Writer(settings) as writer:
+        monkeypatch.setattr(futures_thread, "_shutdown", True)
+        assert submit(writer, account, 1).result(timeout=DEADLINE_S).version == 1
+        assert submit(writer, account, 2).result(timeout=DEADLINE_S).version == 2
