@@ -1,13 +1,13 @@
-"""A partition's committer: the version checks and the file half of the dual write.
+"""A partition's committer: the file half of the dual write, on the partition's command side.
 
 A committer holds what the writer knows of one partition: its file, its command
-side, its stream copy. The commit loop (commit_loop.py) drives it a round at a
-time: `stage` takes the partition lock, reads what other processes appended,
-decides each command (version check, idempotent retry, what it finds) and
-writes the batch with one write; the loop then syncs, adds the batch to the
-stream, and `finish` releases the lock and answers. What it knows of the
-partition is saved now and then (state_saves.py), so that a restart reads only
-what came after.
+side, its stream copy. It is first read ahead without the lock (`warm`, on a
+warm-up thread). The commit loop (commit_loop.py) then drives it a round at a
+time: `stage`, under the partition lock, reads what other processes appended,
+decides each command (decisions.py) and writes the batch with one write; the
+loop syncs, adds the batch to the stream, and `finish` releases the lock and
+answers. What it knows of the partition is saved now and then (state_saves.py),
+so that a restart reads only what came after.
 """
 
 from __future__ import annotations
@@ -16,14 +16,12 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import uuid_utils
-
-from ._exceptions import LogUnavailable, VersionConflict
+from ._exceptions import LogUnavailable
 from .answers import Job
-from .commands import AppendResult, Command
+from .decisions import answer, decide_all
 from .filelog import PartitionFile
-from .records import FRIENDS_REMOVED, LEGACY_IMPORTED, StoredEvent, utc_ts
-from .state import Findings, PartitionState
+from .records import StoredEvent
+from .state import PartitionState
 from .state_file import holds
 from .state_saves import Saves
 from .stream_copy import StreamCopy
@@ -96,7 +94,7 @@ class Committer:
             for event in caught:
                 self.state.observe(event)
             outcomes: list[tuple[Job, Any]] = []
-            events = self._decide_all(batch, outcomes)
+            events = decide_all(self.state, self.p, self.file.next_offset, batch, outcomes)
             entries: list[list[bytes | str]] = []
             if events:
                 encoded = [e.encode() for e in events]
@@ -166,7 +164,9 @@ class Committer:
                 answers.append((job, outcome))
             else:
                 findings, placed = outcome
-                answers.append((job, self._result(job[0], findings, placed, redis_ok)))
+                top = self.stream.top
+                result = answer(self.state, self.p, job[0], findings, placed, redis_ok, top)
+                answers.append((job, result))
         return answers
 
     def noted(self, staged: Staged) -> None:
@@ -178,68 +178,3 @@ class Committer:
         self.sync_dirty()
         self.saves.save(self.file, self.state)
         self.file.close()
-
-    def _decide_all(self, batch: list[Job], outcomes: list[tuple[Job, Any]]) -> list[StoredEvent]:
-        events: list[StoredEvent] = []
-        next_offset = self.file.next_offset
-        ts = utc_ts()  # one clock read per batch: every event of it is appended at once
-        for job in batch:
-            try:
-                event, findings, duplicate = self._decide(job[0], next_offset, ts)
-            except VersionConflict as e:
-                outcomes.append((job, e))
-                continue
-            if event is not None and not duplicate:
-                events.append(event)
-                next_offset += 1
-            outcomes.append((job, (findings, (event, duplicate))))
-        return events
-
-    def _decide(
-        self, cmd: Command, offset: int, ts: str
-    ) -> tuple[StoredEvent | None, Findings, bool]:
-        acct = self.state.account(cmd.account)
-        if cmd.idempotency_key:
-            receipt = self.state.receipts.get((cmd.account, cmd.idempotency_key))
-            if receipt is not None:
-                return receipt.event(cmd.account, self.p), receipt.findings, True
-        if cmd.expected_version is not None and cmd.expected_version != acct.version:
-            raise VersionConflict(cmd.account, cmd.expected_version, acct.version)
-        data = cmd.data
-        if cmd.type == FRIENDS_REMOVED:
-            present = [f for f in data["friend_steam_ids"] if f in acct.friends]
-            if not present:
-                return None, Findings("removed"), False
-            data = {"friend_steam_ids": present}
-        elif cmd.type == LEGACY_IMPORTED and acct.import_sha == data["source"]["sha256"]:
-            return None, Findings("unchanged"), False
-        event = StoredEvent(
-            id=str(uuid_utils.uuid7()),
-            account=cmd.account,
-            version=acct.version + 1,
-            partition=self.p,
-            offset=offset,
-            type=cmd.type,
-            ts=ts,
-            data=data,
-            meta=cmd.meta,
-        )
-        return event, self.state.observe(event), False
-
-    def _result(
-        self, cmd: Command, findings: Findings, placed: tuple[StoredEvent | None, bool],
-        redis_ok: bool,
-    ) -> AppendResult:  # fmt: skip
-        event, duplicate = placed
-        acct = self.state.account(cmd.account)
-        if event is None:
-            return AppendResult(
-                cmd.account, acct.version, self.p, None, None, None,
-                appended=False, duplicate=False, redis_written=False, findings=findings,
-            )  # fmt: skip
-        return AppendResult(
-            cmd.account, event.version, self.p, event.offset, event.id, event.ts,
-            appended=not duplicate, duplicate=duplicate,
-            redis_written=redis_ok if not duplicate else event.offset <= self.stream.top,
-            findings=findings,
-        )  # fmt: skip

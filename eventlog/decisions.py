@@ -1,0 +1,94 @@
+"""The writer's decisions: what each command of a batch appends, and what it answers.
+
+Decided on a partition's command side (state.py), in the batch's order: the
+version check, an idempotent retry answered from its receipt, friends that are
+not there to remove, a legacy file imported already. Every decided event is
+observed at once, so the next command of the batch sees it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import uuid_utils
+
+from ._exceptions import VersionConflict
+from .answers import Job
+from .commands import AppendResult, Command
+from .records import FRIENDS_REMOVED, LEGACY_IMPORTED, StoredEvent, utc_ts
+from .state import Findings, PartitionState
+
+__all__ = ["answer", "decide_all"]
+
+
+def decide_all(
+    state: PartitionState, p: int, next_offset: int, batch: list[Job],
+    outcomes: list[tuple[Job, Any]],
+) -> list[StoredEvent]:  # fmt: skip
+    """The events `batch` appends from `next_offset` on; each job's outcome (findings and
+    where its event went, or a VersionConflict) in `outcomes`."""
+    events: list[StoredEvent] = []
+    ts = utc_ts()  # one clock read per batch: every event of it is appended at once
+    for job in batch:
+        try:
+            event, findings, duplicate = _decide(state, p, job[0], next_offset, ts)
+        except VersionConflict as e:
+            outcomes.append((job, e))
+            continue
+        if event is not None and not duplicate:
+            events.append(event)
+            next_offset += 1
+        outcomes.append((job, (findings, (event, duplicate))))
+    return events
+
+
+def _decide(
+    state: PartitionState, p: int, cmd: Command, offset: int, ts: str
+) -> tuple[StoredEvent | None, Findings, bool]:
+    acct = state.account(cmd.account)
+    if cmd.idempotency_key:
+        receipt = state.receipts.get((cmd.account, cmd.idempotency_key))
+        if receipt is not None:
+            return receipt.event(cmd.account, p), receipt.findings, True
+    if cmd.expected_version is not None and cmd.expected_version != acct.version:
+        raise VersionConflict(cmd.account, cmd.expected_version, acct.version)
+    data = cmd.data
+    if cmd.type == FRIENDS_REMOVED:
+        present = [f for f in data["friend_steam_ids"] if f in acct.friends]
+        if not present:
+            return None, Findings("removed"), False
+        data = {"friend_steam_ids": present}
+    elif cmd.type == LEGACY_IMPORTED and acct.import_sha == data["source"]["sha256"]:
+        return None, Findings("unchanged"), False
+    event = StoredEvent(
+        id=str(uuid_utils.uuid7()),
+        account=cmd.account,
+        version=acct.version + 1,
+        partition=p,
+        offset=offset,
+        type=cmd.type,
+        ts=ts,
+        data=data,
+        meta=cmd.meta,
+    )
+    return event, state.observe(event), False
+
+
+def answer(
+    state: PartitionState, p: int, cmd: Command, findings: Findings,
+    placed: tuple[StoredEvent | None, bool], redis_ok: bool, stream_top: int,
+) -> AppendResult:  # fmt: skip
+    """What a decided command answers; a retry's event is in the stream if the stream's
+    known top (`stream_top`) has reached it."""
+    event, duplicate = placed
+    if event is None:
+        return AppendResult(
+            cmd.account, state.account(cmd.account).version, p, None, None, None,
+            appended=False, duplicate=False, redis_written=False, findings=findings,
+        )  # fmt: skip
+    return AppendResult(
+        cmd.account, event.version, p, event.offset, event.id, event.ts,
+        appended=not duplicate, duplicate=duplicate,
+        redis_written=redis_ok if not duplicate else event.offset <= stream_top,
+        findings=findings,
+    )  # fmt: skip
