@@ -28,6 +28,44 @@ from .workload import OfferStream
 __all__ = ["library_tasks", "library_writer"]
 
 
+class _Tally:
+    """One writer's answers: their latencies, failures and appends Redis did not take, and
+    when the last came. `done` is every append's callback: on the loop for asyncio
+    Futures, on the writer's commit thread for concurrent ones (only single appends and
+    stores there, which the GIL makes atomic, so no lock is added to the measured path)."""
+
+    def __init__(self, start: float, release: Callable[[], None]) -> None:
+        self.start = start  # when the timed part began
+        self.latencies = array("d")
+        self.failed: list[BaseException] = []
+        self.unwritten = 0
+        self.last = start
+        self._release = release  # frees the append's place in the window
+
+    def done(self, t0: float, fut: Future[AppendResult] | asyncio.Future[AppendResult]) -> None:
+        self.last = time.perf_counter()
+        self.latencies.append(self.last - t0)
+        error = fut.exception()
+        if error is not None:
+            self.failed.append(error)
+        elif not fut.result().redis_written:
+            self.unwritten += 1
+        self._release()
+
+    def result(self, submitted: int, warm_up: int) -> dict[str, Any]:
+        """What a worker answers append.run."""
+        return {
+            "submitted": submitted,
+            "warm_up": warm_up,
+            "start": self.start,
+            "end": self.last,
+            "errors": [repr(e) for e in self.failed[:5]],
+            "failed": len(self.failed),
+            "not_written": self.unwritten,
+            "latencies": self.latencies.tobytes(),
+        }
+
+
 def library_tasks(index: int, params: dict[str, Any], wait_for_go: Callable[[], None]) -> Any:
     """One process, one Writer, `writers` asyncio tasks each with a window in flight."""
     settings = params["settings"]
@@ -48,42 +86,19 @@ def library_tasks(index: int, params: dict[str, Any], wait_for_go: Callable[[], 
             async def one(stream: OfferStream) -> dict[str, Any]:
                 # A done-callback per append and a semaphore for the window: asyncio.wait
                 # over the whole window would cost the harness O(window) per wake-up.
-                latencies = array("d")
-                failed: list[BaseException] = []
-                unwritten = 0
                 slots = asyncio.Semaphore(window)
+                tally = _Tally(start, slots.release)
                 submitted = 0
-                last = start
-
-                def done(t0: float, fut: asyncio.Future[AppendResult]) -> None:
-                    nonlocal unwritten, last
-                    last = time.perf_counter()
-                    latencies.append(last - t0)
-                    if fut.exception() is not None:
-                        failed.append(fut.exception())  # type: ignore[arg-type]
-                    elif not fut.result().redis_written:
-                        unwritten += 1
-                    slots.release()
-
                 while time.perf_counter() < deadline:
                     await slots.acquire()
                     account, data = stream.next()
                     t0 = time.perf_counter()
                     cmd = writer.command(account, TRADE_OFFER_UPSERTED, data, source="bench")
-                    writer.submit_async(cmd).add_done_callback(partial(done, t0))
+                    writer.submit_async(cmd).add_done_callback(partial(tally.done, t0))
                     submitted += 1
                 for _ in range(window):  # let the window drain
                     await slots.acquire()
-                return {
-                    "submitted": submitted,
-                    "warm_up": 0,
-                    "start": start,
-                    "end": last,
-                    "errors": [repr(e) for e in failed[:5]],
-                    "failed": len(failed),
-                    "not_written": unwritten,
-                    "latencies": latencies.tobytes(),
-                }
+                return tally.result(submitted, 0)
 
             results = await asyncio.gather(*(one(s) for s in streams))
         results[0]["warm_up"] = settings.partitions
@@ -98,24 +113,6 @@ def library_writer(index: int, params: dict[str, Any], wait_for_go: Callable[[],
     window: int = params["in_flight"]
     stream = OfferStream(seed=index)
     slots = threading.Semaphore(window)
-    latencies = array("d")
-    # Callbacks run on several committer threads: only single appends and stores
-    # here, which the GIL makes atomic, so no lock is added to the measured path.
-    failed: list[BaseException] = []
-    unwritten: list[str] = []
-    last = [0.0]
-
-    def done(t0: float, fut: Future[AppendResult]) -> None:
-        end = time.perf_counter()
-        latencies.append(end - t0)
-        error = fut.exception()
-        if error is not None:
-            failed.append(error)
-        elif not fut.result().redis_written:
-            unwritten.append(fut.result().account)
-        last[0] = end
-        slots.release()
-
     warm_up = stream.account_per_partition(settings.partitions)
     tune_for_service()  # as `tradelog serve` and the CLI run a Writer
     with Writer(settings) as writer:
@@ -126,23 +123,15 @@ def library_writer(index: int, params: dict[str, Any], wait_for_go: Callable[[],
         # perf_counter is CLOCK_MONOTONIC on Linux: comparable between the processes.
         start = time.perf_counter()
         deadline = start + params["seconds"]
+        tally = _Tally(start, slots.release)
         submitted = 0
         while submitted % 64 or time.perf_counter() < deadline:
             slots.acquire()
             account, data = stream.next()
             t0 = time.perf_counter()
             cmd = writer.command(account, TRADE_OFFER_UPSERTED, data, source="bench")
-            writer.submit(cmd).add_done_callback(partial(done, t0))
+            writer.submit(cmd).add_done_callback(partial(tally.done, t0))
             submitted += 1
         for _ in range(window):  # let the window drain
             slots.acquire()
-    return {
-        "submitted": submitted,
-        "warm_up": len(warm_up),
-        "start": start,
-        "end": last[0],
-        "errors": [repr(e) for e in failed[:5]],
-        "failed": len(failed),
-        "not_written": len(unwritten),
-        "latencies": latencies.tobytes(),
-    }
+    return tally.result(submitted, len(warm_up))
