@@ -83,11 +83,9 @@ class Committer:
 
     def stage(self, batch: list[Job]) -> Staged:
         """Decide and write `batch` under the partition lock, which stays held (the
-        lock must be taken). On failure the lock is released and the error raised:
-        nothing of the batch is acknowledged."""
+        lock taken, the partition read by `warm`). On failure the lock is released and
+        the error raised: nothing of the batch is acknowledged."""
         try:
-            if not self.saves.loaded:
-                self.state = self.saves.load(self.file)
             if self._ahead is not None:
                 self._check_ahead(*self._ahead)
             caught = self.file.catch_up()
@@ -159,12 +157,12 @@ class Committer:
         """Release the lock; the answers of the staged batch."""
         self.file.unlock()
         answers: list[tuple[Job, Any]] = []
+        top = self.stream.top
         for job, outcome in staged.outcomes:
             if isinstance(outcome, BaseException):
                 answers.append((job, outcome))
             else:
                 findings, placed = outcome
-                top = self.stream.top
                 result = answer(self.state, self.p, job[0], findings, placed, redis_ok, top)
                 answers.append((job, result))
         return answers
