@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import IO
 
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 
 from eventlog.keys import Keys
 from eventlog.settings import Settings
@@ -141,12 +142,13 @@ class Stack:
         with urllib.request.urlopen(req, timeout=10) as answer:
             text = answer.read().decode()
         total, count = 0.0, 0
-        for line in text.splitlines():
-            name, _, value = line.partition(" ")
-            if name.startswith("tradelog_append_seconds_sum"):
-                total += float(value)
-            elif name.startswith("tradelog_append_seconds_count"):
-                count += int(float(value))
+        for family in text_string_to_metric_families(text):
+            if family.name == "tradelog_append_seconds":
+                for sample in family.samples:
+                    if sample.name.endswith("_sum"):
+                        total += sample.value
+                    elif sample.name.endswith("_count"):
+                        count += int(sample.value)
         return total, count
 
     def cpu_seconds(self) -> dict[str, float]:
