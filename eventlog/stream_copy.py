@@ -40,8 +40,8 @@ class StreamCopy:
 
     def add(self, first: int, entries: list[list[bytes | str]]) -> bool:
         """Whether the stream took the batch the file holds from offset `first`."""
-        stream = self.w.stream
-        if stream is None or time.monotonic() < self.w.redis_retry_at:
+        stream = _askable(self.w)
+        if stream is None:
             return False
         try:
             try:
@@ -54,11 +54,7 @@ class StreamCopy:
             if not added:
                 return False
         except Exception as e:
-            # The events are durable in the file by now: whatever the stream did, the
-            # append stands and the relay copies it later.
-            log.warning("stream append failed for partition %d: %s", self.p, e)
-            self.w.redis_retry_at = time.monotonic() + _REDIS_RETRY_S
-            self.w.redis_failures += 1
+            _failed(self.w, f"partition {self.p}", e)
             return False
         self.top = first + len(entries) - 1
         return True
@@ -90,16 +86,13 @@ def add_all(
     """Add a round's batches, one per partition, to their streams in one round trip;
     for each, whether its stream took it. A stream that refused is handled as `add`
     handles it (filled in, set back, or left to the relay)."""
-    stream = writer.stream
-    if stream is None or time.monotonic() < writer.redis_retry_at:
+    stream = _askable(writer)
+    if stream is None:
         return [False] * len(batches)
     try:
         taken = stream.append_many([(c.p, first, entries) for c, first, entries in batches])
     except Exception as e:
-        # Durable in the files by now: the appends stand and the relay copies them later.
-        log.warning("stream append failed: %s", e)
-        writer.redis_retry_at = time.monotonic() + _REDIS_RETRY_S
-        writer.redis_failures += 1
+        _failed(writer, "a round", e)
         return [False] * len(batches)
     out = []
     for (copy, first, entries), ok in zip(batches, taken, strict=True):
@@ -107,3 +100,18 @@ def add_all(
             copy.top = first + len(entries) - 1
         out.append(ok or copy.add(first, entries))
     return out
+
+
+def _askable(writer: Writer) -> StreamLog | None:
+    """The writer's stream log, unless Redis is off or failed less than a second ago."""
+    if writer.stream is None or time.monotonic() < writer.redis_retry_at:
+        return None
+    return writer.stream
+
+
+def _failed(writer: Writer, what: str, error: Exception) -> None:
+    # The events are durable in the file by now: whatever the stream did, the appends
+    # stand and the relay copies them later; Redis is left alone for a second.
+    log.warning("stream append failed for %s: %s", what, error)
+    writer.redis_retry_at = time.monotonic() + _REDIS_RETRY_S
+    writer.redis_failures += 1
