@@ -135,3 +135,34 @@ def test_stats_counts_events_accounts_offers_friends(tmp_path: Path) -> None:
     assert stats["trade_offers"] == sum(len(d.get("trade_offers") or []) for d in docs)
     assert stats["friends"] == sum(len(d.get("negotiations") or {}) for d in docs)
     assert stats["projectors"]["file"]["lag"] == 0
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["stats", "--json"],
+        ["tail", "--no-follow"],
+        ["relay", "--until-caught-up"],
+        ["verify"],
+        ["serve", "--port", "0"],
+    ],
+)
+def test_a_data_dir_made_with_other_partitions_stops_every_command(
+    tmp_path: Path, legacy: Path, command: list[str]
+) -> None:
+    data = tmp_path / "data"
+    _tradelog(data, "import-legacy", str(legacy))
+    env = {**os.environ, "TRADELOG_DATA_DIR": str(data), "TRADELOG_REDIS_URL": ""}
+    env["TRADELOG_PARTITIONS"] = "8"
+    env["TRADELOG_API_KEYS"] = "k"
+    done = subprocess.run(
+        [sys.executable, "-m", "tools.cli", *command],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "TRADELOG_PARTITIONS is 8 but" in done.stderr
+    assert "made with 4" in done.stderr

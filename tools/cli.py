@@ -15,6 +15,7 @@ from typing import Any
 
 from eventlog._exceptions import TradelogError
 from eventlog.settings import Settings, load_settings
+from projections.checkpoint import check_partitions
 from projections.gcpause import tune_for_service
 
 __all__ = ["Subparsers", "main", "settings_from"]
@@ -57,14 +58,21 @@ def common_parser() -> argparse.ArgumentParser:
 
 
 def settings_from(args: argparse.Namespace, **extra: Any) -> Settings:
-    """The one Settings object of this process, from flags over env over TOML."""
+    """The one Settings object of this process, from flags over env over TOML.
+
+    Checked against the data dir too: a log made with another TRADELOG_PARTITIONS
+    stops every command (a read-only one such as `stats`, `tail` or `relay` would
+    otherwise see only some partitions, or look for an account in the wrong one).
+    """
     overrides = {
         name[len("setting_") :]: value
         for name, value in vars(args).items()
         if name.startswith("setting_") and value is not None
     }
     overrides.update({k: v for k, v in extra.items() if v is not None})
-    return load_settings(args.config, **overrides)
+    settings = load_settings(args.config, **overrides)
+    check_partitions(settings)
+    return settings
 
 
 def build_parser() -> argparse.ArgumentParser:
