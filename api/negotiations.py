@@ -5,6 +5,7 @@ writes as events, each write answering after its event is projected (bounded).
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any
 
 import orjson
@@ -52,7 +53,9 @@ async def _append(
         data,
         expected,
         request.headers.get("idempotency-key"),
-        request_id=request.headers.get("x-request-id"),
+        # Every API event names its request (DESIGN: meta.request_id): the client's
+        # X-Request-Id when it sends one, else one made here.
+        request_id=request.headers.get("x-request-id") or uuid.uuid4().hex,
         source="api",
     )
     metrics.observe_append(

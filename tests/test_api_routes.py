@@ -478,3 +478,14 @@ def test_unknown_route_and_method_use_the_error_shape(client: TestClient) -> Non
     resp = client.patch(BASE, json={}, headers=HEADERS)
     assert_error(resp, 405, "method_not_allowed")
     assert "GET" in resp.headers.get("allow", "")
+
+
+def test_an_event_without_x_request_id_still_names_a_request(client: TestClient) -> None:
+    resp = client.post(f"{BASE}/atomic-upsert-trade-offer", json=offer("300"), headers=HEADERS)
+    assert resp.status_code == 200, resp.text
+    resp = client.put(f"{BASE}/friend/76561198123456789", json={"state": "x"}, headers=HEADERS)
+    assert resp.status_code == 200, resp.text
+    events = client.get(f"{BASE}/events", headers=HEADERS).json()["events"]
+    ids = [e["meta"]["request_id"] for e in events]
+    assert len(ids) == 2 and all(isinstance(i, str) and i for i in ids)
+    assert ids[0] != ids[1]
