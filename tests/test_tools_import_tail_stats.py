@@ -53,6 +53,19 @@ def legacy(tmp_path: Path) -> Path:
     return folder
 
 
+def test_import_of_a_legacy_data_dir_takes_its_negotiations_folder(tmp_path: Path) -> None:
+    old = tmp_path / "legacy-data"
+    shutil.copytree(SAMPLES, old / "negotiations")
+    data = tmp_path / "data"
+    done = _tradelog(data, "import-legacy", str(old), "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["files_ok"] == len(list(SAMPLES.glob("*.json"))) > 0
+    events = _events(data)
+    assert {e["account"] for e in events} == {p.stem for p in SAMPLES.glob("*.json")}
+    run_ids = {e["meta"]["request_id"] for e in events}  # type: ignore[index]
+    assert len(run_ids) == 1 and next(iter(run_ids)).startswith("import-")
+
+
 def test_import_reports_bad_files_imports_the_rest_and_twice_adds_nothing(
     tmp_path: Path, legacy: Path
 ) -> None:

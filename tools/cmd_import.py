@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import time
+import uuid
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +41,12 @@ def register(sub: Subparsers[argparse.ArgumentParser], parent: argparse.Argument
         description="Imports each legacy account file as one LegacyImported event. "
         "Exits 1 when any file failed.",
     )
-    p.add_argument("dir", type=Path, help="folder of legacy <steamId>.json files")
+    p.add_argument(
+        "dir",
+        type=Path,
+        help="folder of legacy <steamId>.json files (or the legacy data dir holding "
+        "negotiations/)",
+    )
     p.add_argument("--dry-run", action="store_true", help="check every file, append nothing")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run)
@@ -72,7 +78,7 @@ class ImportReport:
         }
 
 
-def _command(writer: Writer, path: Path) -> tuple[Command, int, int]:
+def _command(writer: Writer, path: Path, request_id: str) -> tuple[Command, int, int]:
     raw = path.read_bytes()
     try:
         doc = orjson.loads(raw)
@@ -91,16 +97,29 @@ def _command(writer: Writer, path: Path) -> tuple[Command, int, int]:
         "document": doc,
         "source": {"file": path.name, "sha256": hashlib.sha256(raw).hexdigest()},
     }
-    cmd = writer.command(account, LEGACY_IMPORTED, data, source="import")
+    cmd = writer.command(
+        account, LEGACY_IMPORTED, data, source="import", request_id=request_id
+    )
     offers = len(doc.get("trade_offers") or ())
     friends = len(doc.get("negotiations") or {})
     return cmd, offers, friends
 
 
+def legacy_folder(folder: Path) -> Path:
+    """Where the account files are: `folder`, or its `negotiations/` when `folder` is a
+    legacy data dir (the old service kept them in `data/negotiations/`)."""
+    inner = folder / "negotiations"
+    if inner.is_dir() and not any(p.is_file() for p in folder.glob("*.json")):
+        return inner
+    return folder
+
+
 def import_dir(
     writer: Writer, folder: Path, dry_run: bool = False, progress: Progress | None = None
 ) -> ImportReport:
+    """Import every `<steamId>.json` of `folder`; its events share one request id (the run)."""
     files = sorted(p for p in folder.glob("*.json") if p.is_file())
+    request_id = f"import-{uuid.uuid4().hex}"
     report = ImportReport(total=len(files))
     started = time.perf_counter()
     task = progress.add_task("importing", total=len(files)) if progress else None
@@ -125,7 +144,7 @@ def import_dir(
 
     for path in files:
         try:
-            cmd, offers, friends = _command(writer, path)
+            cmd, offers, friends = _command(writer, path, request_id)
         except (TradelogError, OSError) as e:
             report.failed += 1
             report.errors[path.name] = str(e)
@@ -152,6 +171,7 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     if not args.dir.is_dir():
         raise InvalidInput(f"not a folder: {args.dir}")
+    folder = legacy_folder(args.dir)
     console = Console(stderr=True)
     columns = (
         TextColumn("[bold]{task.description}"),
@@ -160,13 +180,13 @@ def run(args: argparse.Namespace) -> int:
         TimeRemainingColumn(),
     )
     with Writer(settings) as writer, Progress(*columns, console=console, transient=True) as bar:
-        report = import_dir(writer, args.dir, args.dry_run, bar)
+        report = import_dir(writer, folder, args.dry_run, bar)
     summary = report.as_dict()
     if args.json:
         print(orjson.dumps(summary).decode())
     else:
         verb = "checked (dry run)" if args.dry_run else "imported"
-        print(f"Legacy import from {args.dir}: {verb}")
+        print(f"Legacy import from {folder}: {verb}")
         print(f"  files:   {report.total} total, {report.ok} ok, {report.failed} failed, "
               f"{report.skipped} skipped (unchanged since their last import)")  # fmt: skip
         print(f"  content: {report.offers} trade offers, {report.friends} friends")
