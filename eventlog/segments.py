@@ -90,16 +90,21 @@ class Cursor:
     def _seek(self, offset: int) -> None:
         bases = [b for b in segment_bases(self.pdir) if b <= offset]
         self.base = self.next_offset = bases[-1] if bases else 0
+        scan = self.pos  # where the next chunk starts: past self.pos inside a long line
         while self.next_offset < offset:
             fd = self._open()
             if fd is None:
                 break
-            chunk = os.pread(fd, _CHUNK, self.pos)
+            chunk = os.pread(fd, _CHUNK, scan)
             if not chunk:
+                if scan != self.pos:
+                    break  # only a partial line is left
                 if not self._next_segment():
                     break
+                scan = self.pos
                 continue
-            # Skip whole lines without parsing them: one line is one offset.
+            # Skip whole lines without parsing them: one line is one offset. A line
+            # longer than a chunk (documents reach 16 MiB) goes on in the next chunk.
             start = 0
             while self.next_offset < offset:
                 end = chunk.find(b"\n", start)
@@ -108,9 +113,8 @@ class Cursor:
                 start = end + 1
                 self.next_offset += 1
                 self.line += 1
-            if start == 0:
-                break  # only a partial line is left
-            self.pos += start
+                self.pos = scan + start
+            scan += len(chunk)
 
     def _open(self) -> int | None:
         if self._fd is None:

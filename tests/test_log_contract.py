@@ -348,3 +348,25 @@ def test_a_tailing_cursor_follows_the_writer_across_rolls(small_segments: Settin
         file_log.close()
     assert (file_log.segments() or 0) >= 10
     assert [(e.offset, e.id) for e in seen] == placed
+
+
+def test_a_cursor_starts_past_lines_longer_than_its_read_chunk(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bodies reach 16 MiB, lines more than the 4 MiB the cursor reads at a time: a
+    cursor opened at an offset past such a line stands at that offset (the relay and
+    the projectors open one at the stream's top or their checkpoint)."""
+    import eventlog.segments as segments
+
+    monkeypatch.setattr(segments, "_CHUNK", 256)
+    file_log = FileLog(settings)
+    try:
+        placed = file_log.append(2)
+        long = file_log.writer.append(ACCOUNT, "TradeOfferUpserted", offer_data(10**6))
+        placed.append((long.offset or 0, long.event_id or ""))
+        placed += file_log.append(2)
+        assert segment_path(file_log.pdir, 0).stat().st_size > 4 * 256
+        for start in range(len(placed) + 1):
+            assert [(e.offset, e.id) for e in file_log.read(start)] == placed[start:]
+    finally:
+        file_log.close()
