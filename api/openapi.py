@@ -101,6 +101,7 @@ def openapi() -> dict[str, Any]:
             "get": _op("The account in log, file and Redis", "AccountHealthAnswer"),
         },
         "/negotiations": {"get": _op("Totals over the read projection", "SummaryAnswer")},
+        "/negotiations/": {"get": _op("Totals over the read projection", "SummaryAnswer")},
         "/health": {
             "get": {
                 "summary": "Liveness (no key needed)",
@@ -125,6 +126,19 @@ def openapi() -> dict[str, Any]:
                     "200": {
                         "description": "OK",
                         "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    "401": _ERRORS["401"],
+                },
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "summary": "This OpenAPI document",
+                "security": [{"ApiKey": []}],
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
                     },
                     "401": _ERRORS["401"],
                 },

@@ -458,9 +458,11 @@ def test_openapi_describes_every_route(client: TestClient) -> None:
         "/negotiations/{steamId}/events": {"get"},
         "/negotiations/{steamId}/health": {"get"},
         "/negotiations": {"get"},
+        "/negotiations/": {"get"},
         "/health": {"get"},
         "/ready": {"get"},
         "/metrics": {"get"},
+        "/openapi.json": {"get"},
     }
     for path, methods in expected.items():
         assert path in paths, path

@@ -56,7 +56,7 @@ def test_the_schema_is_what_the_app_serves(api_app: Starlette) -> None:
         resp = client.get("/openapi.json", headers=HEADERS)
     assert resp.status_code == 200
     assert resp.json() == openapi()
-    assert len(list(schema.get_all_operations())) == 12
+    assert len(list(schema.get_all_operations())) == 14
 
 
 def test_a_generated_case_can_write(api_app: Starlette, api_settings: Settings) -> None:
