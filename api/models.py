@@ -200,6 +200,10 @@ class ReadyAnswer(BaseModel):
     redis: dict[str, Any]
     redis_written_failures: int
     projectors: dict[str, Any]
+    # Only on a 503, the error shape's fields.
+    error: str | None = None
+    code: str | None = None
+    details: Any = None
 
 
 class ErrorAnswer(BaseModel):

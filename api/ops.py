@@ -59,6 +59,9 @@ async def ready(request: Request) -> Response:
         "redis_written_failures": st.writer.redis_failures,
         "projectors": projectors,
     }
+    if not ok:  # a 503 is an error: it carries the error shape too (the client prints `error`)
+        why = "the log directory is not writable" if not writable else "Redis is unreachable"
+        body.update(error=f"not ready: {why}", code="not_ready", details=None)
     return JSON(body, status_code=200 if ok else 503)
 
 

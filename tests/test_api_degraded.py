@@ -127,6 +127,7 @@ def test_phase_2_with_redis_unreachable(
         assert ready.status_code == 503
         assert ready.json()["status"] == "not ready"
         assert ready.json()["redis"]["reachable"] is False
+        assert_error(ready, 503, "not_ready")  # the error shape, beside the report
         # The log itself is still readable.
         events = client.get(f"{BASE}/events", headers=HEADERS).json()["events"]
         assert [e["version"] for e in events] == [1]
