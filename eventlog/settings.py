@@ -62,7 +62,14 @@ class Settings(BaseSettings):
     @classmethod
     def _split_keys(cls, value: Any) -> Any:
         if isinstance(value, str):
-            return tuple(k.strip() for k in value.split(",") if k.strip())
+            value = value.split(",")
+        if isinstance(value, (list, tuple)):
+            # An empty key (`api_keys = [""]` in TOML) would let an empty X-API-Key in.
+            return tuple(
+                k.strip() if isinstance(k, str) else k  # not a string: refused by the type
+                for k in value
+                if not isinstance(k, str) or k.strip()
+            )
         return value
 
     @property

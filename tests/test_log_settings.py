@@ -191,3 +191,10 @@ def test_processes_starting_together_agree_on_the_partition_count(tmp_path: Path
         assert not errors, errors[0]
         assert (log_dir / "PARTITIONS").read_text() == "4\n"
         assert [p.name for p in log_dir.iterdir()] == ["PARTITIONS"]  # no temp file left
+
+
+def test_toml_api_keys_drop_empty_ones(tmp_path: Path) -> None:
+    """An empty key from a TOML list would let a request with an empty X-API-Key in."""
+    path = tmp_path / "keys.toml"
+    path.write_text('api_keys = ["", " k1 ", "  "]\n')
+    assert load_settings(path).api_keys == ("k1",)
