@@ -38,6 +38,8 @@ class VerifyJob:
     positions: dict[str, dict[int, int]]  # projection -> partition -> next offset to apply
     parked: dict[str, dict[str, str]]  # projection -> parked account -> why
     present: dict[str, list[str]]  # projection -> accounts it holds in these partitions
+    # Accounts whose membership of the Redis accounts set is wrong -> what is wrong.
+    listing: dict[str, str]
 
 
 @dataclass(slots=True)
@@ -78,6 +80,12 @@ class Judge:
 
     def judge(self, projection: str, account: str, held: Held, final: bool = False) -> None:
         finding = self._finding(projection, account, held, final)
+        wrong = self.job.listing.get(account) if projection == "redis" else None
+        if wrong is not None and (finding is None or finding.kind == "ahead"):
+            fold = self.folded.folds.get(account)
+            v, x = (int(fold.doc["version"]) if fold else 0), held.version
+            kind = "extra" if v == 0 and x == 0 else "different"
+            finding = Finding(projection, account, kind, v, x, detail=wrong)
         if finding is None:
             self.agree[projection] += 1
         elif finding.kind == "ahead":

@@ -141,8 +141,9 @@ def _file_state(settings: Settings) -> tuple[dict[int, int], dict[str, str], lis
 
 def _redis_state(
     client: redis.Redis, keys: Keys
-) -> tuple[dict[int, int], dict[str, str], list[str]]:
-    """The Redis projector's positions, parked accounts, and the accounts it holds."""
+) -> tuple[dict[int, int], dict[str, str], list[str], dict[str, str]]:
+    """The Redis projector's positions, parked accounts, the accounts it holds, and those
+    the accounts set gets wrong (a document it does not list, or a member without one)."""
     progress = cast(dict[bytes, bytes], client.hgetall(keys.progress("redis")))
     positions = {int(k): int(v) for k, v in progress.items() if k.isdigit()}
     parked = {
@@ -153,9 +154,10 @@ def _redis_state(
     present = {
         key.decode()[head - 1 : -1] for key in client.scan_iter(match=keys.meta("*"), count=10_000)
     }
-    members = cast(set[bytes], client.smembers(keys.accounts()))
-    present |= {m.decode() for m in members}
-    return positions, parked, sorted(a for a in present if a.isdigit())
+    listed = {m.decode() for m in cast(set[bytes], client.smembers(keys.accounts()))}
+    listing = {a: f"not in {keys.accounts()}" for a in present - listed}
+    listing |= {a: f"in {keys.accounts()} with no document" for a in listed - present}
+    return positions, parked, sorted(a for a in present | listed if a.isdigit()), listing
 
 
 def verify(
@@ -172,8 +174,10 @@ def verify(
     keys = Keys(settings.key_prefix)
     try:
         states = {"file": _file_state(settings)}
+        listing: dict[str, str] = {}
         if client is not None:
-            states["redis"] = _redis_state(client, keys)
+            held = _redis_state(client, keys)
+            states["redis"], listing = held[:3], held[3]
     except redis.RedisError as e:
         raise RedisUnavailable(f"verify cannot read Redis: {e}") from e
     finally:
@@ -192,8 +196,9 @@ def verify(
         }
         positions = {name: state[0] for name, state in states.items()}
         parked = {name: state[1] for name, state in states.items()}
+        mine = {a: w for a, w in listing.items() if partition_of(a, settings.partitions) in group}
         jobs.append(VerifyJob(settings, group, client is not None, tuple(states), positions,
-                              parked, present))  # fmt: skip
+                              parked, present, mine))  # fmt: skip
     found: list[_Found] = run_jobs(_verify_job, jobs, meter.advance if meter else None)
     report.events = sum(f.events for f in found)
     report.accounts = sum(f.accounts for f in found)

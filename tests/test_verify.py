@@ -90,6 +90,27 @@ def test_a_hand_altered_friend_hash_is_named(rs: Settings, redis_client: redis.R
     assert different(report, "redis")[account]["keys"] == ["negotiations"]
 
 
+def test_a_hand_altered_accounts_set_is_named(rs: Settings, redis_client: redis.Redis) -> None:
+    keys = Keys(rs.key_prefix)
+    dropped, stranger = ACCOUNTS[2], "76561199027699999"
+    redis_client.srem(keys.accounts(), dropped)
+    redis_client.sadd(keys.accounts(), stranger)
+    code, report = run_verify(rs)
+    assert code == 1 and not report["ok"]
+    found = different(report, "redis")
+    assert set(found) == {dropped, stranger}
+    assert found[dropped]["kind"] == "different"
+    assert found[dropped]["detail"] == f"not in {keys.accounts()}"
+    assert found[stranger]["kind"] == "extra"
+    assert found[stranger]["detail"] == f"in {keys.accounts()} with no document"
+    assert different(report, "file") == {}
+    assert run_verify(rs, "--repair")[0] == 0  # rebuilt: each listed as its document says
+    code, report = run_verify(rs)
+    assert code == 0 and report["ok"]
+    assert redis_client.sismember(keys.accounts(), dropped)
+    assert not redis_client.sismember(keys.accounts(), stranger)
+
+
 def test_a_hand_altered_snapshot_is_named(rs: Settings) -> None:
     account = ACCOUNTS[5]
     path = snapshot_path(rs, account)
