@@ -44,8 +44,7 @@ def register(sub: Subparsers[argparse.ArgumentParser], parent: argparse.Argument
     p.add_argument(
         "dir",
         type=Path,
-        help="folder of legacy <steamId>.json files (or the legacy data dir holding "
-        "negotiations/)",
+        help="folder of legacy <steamId>.json files (or the legacy data dir holding negotiations/)",
     )
     p.add_argument("--dry-run", action="store_true", help="check every file, append nothing")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -97,9 +96,7 @@ def _command(writer: Writer, path: Path, request_id: str) -> tuple[Command, int,
         "document": doc,
         "source": {"file": path.name, "sha256": hashlib.sha256(raw).hexdigest()},
     }
-    cmd = writer.command(
-        account, LEGACY_IMPORTED, data, source="import", request_id=request_id
-    )
+    cmd = writer.command(account, LEGACY_IMPORTED, data, source="import", request_id=request_id)
     offers = len(doc.get("trade_offers") or ())
     friends = len(doc.get("negotiations") or {})
     return cmd, offers, friends
