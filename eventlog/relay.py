@@ -18,7 +18,10 @@ import logging
 import threading
 from dataclasses import dataclass, field
 
+import orjson
+
 from ._exceptions import RedisUnavailable, StreamDamaged, StreamMismatch, TradelogError
+from .records import StoredEvent
 from .segments import Cursor, partition_dir
 from .settings import Settings
 from .streamlog import StreamLog
@@ -28,6 +31,9 @@ __all__ = ["Relay", "RelayReport"]
 log = logging.getLogger("tradelog.relay")
 
 _BATCH = 2000
+# Bytes of event data per script call: documents reach 16 MiB, and a call of many
+# must still finish inside the Redis timeout (a call that times out copies nothing).
+_BATCH_BYTES = 4 << 20
 
 
 @dataclass(slots=True)
@@ -63,7 +69,7 @@ class Relay:
                 )
             if not events:
                 return copied
-            events = events[:_BATCH]
+            events = _first_of(events[:_BATCH], _BATCH_BYTES)
             try:
                 self.stream.append(partition, events)
             except StreamMismatch:
@@ -101,3 +107,12 @@ class Relay:
             if not report.total:
                 stop.wait(idle_s)
         return total
+
+
+def _first_of(events: list[StoredEvent], budget: int) -> list[StoredEvent]:
+    """The first events whose data fits in `budget` bytes (at least one)."""
+    for i, event in enumerate(events):
+        budget -= len(orjson.dumps(event.data))
+        if budget < 0:
+            return events[: max(1, i)]
+    return events

@@ -289,3 +289,42 @@ def test_a_stream_whose_tail_was_deleted_by_hand_is_levelled_again(
     assert "relay: copied 3 entries" in proc.stdout
     assert keys.log(p) in proc.stderr  # it says what it found
     assert assert_level(settings, stream) == 7
+
+
+def test_the_relay_copies_big_documents_a_few_at_a_time(
+    redis_client: redis.Redis,
+    redis_url: str,
+    make_settings: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Bodies reach 16 MiB: one script call of thousands of them would outlast the Redis
+    timeout and copy nothing, again and again. The relay sends a bounded number of bytes
+    per call (and a document bigger than that alone)."""
+    import eventlog.relay as relay
+
+    monkeypatch.setattr(relay, "_BATCH_BYTES", 2500)
+    settings = make_settings(redis_url="")  # file only: the stream is left empty
+    account = ACCOUNTS[0]
+    p = partition_of(account, settings.partitions)
+    with Writer(settings) as writer:
+        for n in range(6):
+            kind, data = (
+                "TradeOfferUpserted",
+                {"offer": {"trade_offer_id": str(n), "x": "y" * 1000}},
+            )
+            writer.append(account, kind, data)
+        writer.append(
+            account, "TradeOfferUpserted", {"offer": {"trade_offer_id": "9", "x": "z" * 6000}}
+        )
+    stream = StreamLog(redis_client, Keys(settings.key_prefix))
+    calls: list[int] = []
+    real_append = stream.append
+
+    def append(partition: int, events: list[StoredEvent]) -> None:
+        calls.append(len(events))
+        real_append(partition, events)
+
+    monkeypatch.setattr(stream, "append", append)
+    assert Relay(settings, stream).level(p) == 7
+    assert calls == [2, 2, 2, 1]
+    assert assert_level(settings, stream) == 7
