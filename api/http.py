@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from eventlog._exceptions import (
+    IdempotencyKeyReused,
     InvalidInput,
     LogUnavailable,
     PayloadTooLarge,
@@ -49,6 +50,8 @@ def _status_of(e: TradelogError) -> tuple[int, str, Any]:
         return 400, e.code, e.details
     if isinstance(e, VersionConflict):
         return 409, "version_conflict", {"expected": e.expected, "current": e.actual}
+    if isinstance(e, IdempotencyKeyReused):
+        return 422, "idempotency_key_reused", {"version": e.version, "type": e.type}
     if isinstance(e, Unauthorized):
         return 401, "unauthorized", None
     if isinstance(e, PayloadTooLarge):

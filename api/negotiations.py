@@ -26,6 +26,7 @@ from projections.fold import default_document
 
 from . import metrics
 from .http import JSON, etag, guarded, if_match, read_json
+from .retries import check_retry
 from .state import app_state
 
 __all__ = [
@@ -47,7 +48,7 @@ async def _append(
 ) -> tuple[AppendResult, dict[str, Any]]:
     st = app_state(request)
     started = time.perf_counter()
-    result = await st.writer.append_async(
+    cmd = st.writer.command(
         account,
         kind,
         data,
@@ -58,6 +59,8 @@ async def _append(
         request_id=request.headers.get("x-request-id") or uuid.uuid4().hex,
         source="api",
     )
+    result = await st.writer.submit_async(cmd)
+    await check_retry(st.settings, cmd, result)
     metrics.observe_append(
         kind, result, time.perf_counter() - started, st.writer.stream is not None
     )

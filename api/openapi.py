@@ -29,6 +29,7 @@ _ERRORS = {
         "401": "missing or wrong X-API-Key",
         "409": "If-Match / expected_version does not match (nothing appended)",
         "413": "body larger than the limit",
+        "422": "Idempotency-Key already used for another write (nothing appended)",
         "503": "the log cannot be written (nothing appended)",
     }.items()
 }

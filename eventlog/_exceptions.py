@@ -14,6 +14,7 @@ __all__ = [
     "CorruptLog",
     "CorruptProjection",
     "CorruptSnapshot",
+    "IdempotencyKeyReused",
     "InvalidInput",
     "LogUnavailable",
     "PartitionMismatch",
@@ -48,6 +49,18 @@ class InvalidInput(TradelogError):
         self.message = message
         self.code = code
         self.details = details
+
+
+class IdempotencyKeyReused(TradelogError):
+    """Raised when an idempotency key comes back with another write than its first."""
+
+    def __init__(self, key: str, account: str, version: int, type: str) -> None:
+        super().__init__(
+            f"Idempotency-Key {key!r} was used for another write on {account}: "
+            f"{type}, version {version}; nothing was appended"
+        )
+        self.version = version
+        self.type = type
 
 
 class VersionConflict(TradelogError):

@@ -221,6 +221,23 @@ def test_idempotent_retry_after_later_writes_and_with_a_stale_if_match(
     assert version(client) == 4
 
 
+def test_an_idempotency_key_reused_for_another_write_is_422(
+    client: TestClient, settings: Settings
+) -> None:
+    url = f"{BASE}/atomic-upsert-trade-offer"
+    headers = {**HEADERS, "Idempotency-Key": "k1"}
+    first = client.post(url, json={"trade_offer_data": {"trade_offer_id": "77"}}, headers=headers)
+    assert first.status_code == 200 and first.json()["version"] == 1
+    other = client.post(url, json={"trade_offer_data": {"trade_offer_id": "78"}}, headers=headers)
+    body = assert_error(other, 422, "idempotency_key_reused")
+    assert "k1" in body["error"] and body["details"] == {"version": 1, "type": "TradeOfferUpserted"}
+    friend = client.put(f"{BASE}/friend/76561198123456789", json={"state": "x"}, headers=headers)
+    assert_error(friend, 422, "idempotency_key_reused")
+    assert log_length(settings) == 1
+    again = client.post(url, json={"trade_offer_data": {"trade_offer_id": "77"}}, headers=headers)
+    assert again.status_code == 200 and again.json()["event_id"] == first.json()["event_id"]
+
+
 def test_different_idempotency_keys_append_separately(
     client: TestClient, settings: Settings
 ) -> None:
