@@ -10,7 +10,9 @@ modules to build `--help`.
 The harness gives each run a private redis-server (unless `--redis-url`) and a
 temp data dir (unless `--data-dir`), cleans up after it, and prints a table,
 or with `--json` exactly one JSON object on stdout:
-`{"scenario": ..., "figures": {...}, "ratios": {...}}`.
+`{"scenario": ..., "figures": {...}, "ratios": {...}}`. Without a scenario it
+runs every one in turn, each on its own Redis and data dir, and prints their
+tables (with `--json`, one such object per line).
 """
 
 from __future__ import annotations
@@ -59,13 +61,19 @@ def register(
         parents=[parent],
         help="measure a scenario against its references (raw Redis, the legacy scheme)",
         description=(
-            "Runs one scenario against tradelog and its references in the same run. "
+            "Runs one scenario (or, with none named, every one in turn) against "
+            "tradelog and its references in the same run. "
             "Uses a private redis-server and a temp data dir unless --redis-url / "
             "--data-dir are given (then the bench appends to that log and Redis, "
             "under a fresh key prefix unless --key-prefix)."
         ),
     )
-    p.add_argument("scenario", choices=sorted(SCENARIOS), help="what to measure")
+    p.add_argument(
+        "scenario",
+        nargs="?",
+        choices=sorted(SCENARIOS),
+        help="what to measure (default: every scenario, one after another)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument(
         "--duration", type=float, default=None, help="seconds of timed load (scenario default)"
@@ -133,6 +141,21 @@ def _table(name: str, result: dict[str, Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    for name in [args.scenario] if args.scenario else list(SCENARIOS):
+        result = _measure(args, name)
+        if args.json:
+            for note in result.get("notes", ()):
+                print(f"bench note: {note}", file=sys.stderr)
+            out = {"scenario": name, "figures": result["figures"], "ratios": result["ratios"]}
+            sys.stdout.write(orjson.dumps(out).decode() + "\n")
+            sys.stdout.flush()
+        else:
+            _table(name, result)
+    return 0
+
+
+def _measure(args: argparse.Namespace, name: str) -> dict[str, Any]:
+    """One scenario's result, on its own Redis and data dir (unless given)."""
     url_given = args.setting_redis_url
     # On a Redis of someone else's, work under a fresh prefix so nothing there is read
     # or overwritten, and remove it afterwards; a private Redis gets the usual names.
@@ -145,12 +168,5 @@ def run(args: argparse.Namespace) -> int:
         _redis(url_given, prefix, ours) as url,
     ):
         args.bench_data_dir, args.bench_redis_url, args.bench_key_prefix = data_dir, url, prefix
-        result = _scenario(args.scenario).run(args)
-    if args.json:
-        for note in result.get("notes", ()):
-            print(f"bench note: {note}", file=sys.stderr)
-        out = {"scenario": args.scenario, "figures": result["figures"], "ratios": result["ratios"]}
-        sys.stdout.write(orjson.dumps(out).decode() + "\n")
-    else:
-        _table(args.scenario, result)
-    return 0
+        result: dict[str, Any] = _scenario(name).run(args)
+    return result
