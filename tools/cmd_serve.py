@@ -71,6 +71,12 @@ def run(args: argparse.Namespace) -> int:
         f"{'files' if settings.phase == 1 else 'Redis'})",
         flush=True,
     )
+    if settings.phase == 3:  # accepted (it is the plan's next step) but not built yet
+        print(
+            "tradelog: phase 3 (the stream as primary log) is not built yet: appends go "
+            "to the file log first and reads come from Redis, as in phase 2",
+            flush=True,
+        )
     # uvicorn stops gracefully on SIGTERM/SIGINT, then raises the signal again for the
     # handler it found: a quiet one lets a requested stop end with exit status 0.
     for sig in (signal.SIGTERM, signal.SIGINT):
