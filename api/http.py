@@ -28,6 +28,8 @@ from eventlog._exceptions import (
     VersionConflict,
 )
 
+from .json_body import parse_body
+
 __all__ = ["JSON", "error_response", "guarded", "if_match", "read_json"]
 
 log = logging.getLogger("tradelog.api")
@@ -120,10 +122,7 @@ async def read_json(request: Request) -> Any:
     body = b"".join(chunks)
     if not body:
         raise InvalidInput("request body is empty; a JSON object is required", code="invalid_json")
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as e:
-        raise InvalidInput(f"request body is not valid JSON: {e}", code="invalid_json") from e
+    return parse_body(body)
 
 
 def if_match(request: Request, body_version: Any = None) -> int | None:

@@ -247,6 +247,11 @@ NOT_OBJECTS = [
     b"null",
     b"true",
     b'{"a": NaN}',
+    # A lone surrogate is let through (see the test below), nothing else with it.
+    b'{"a": "\\ud83d", "b": NaN}',
+    b'{"a": "\\ud83d",}',
+    b'{"a": "\\ud83d", "b": 18446744073709551616}',
+    b'["\\ud83d"]',
 ]
 
 
@@ -257,6 +262,22 @@ def test_body_that_is_not_a_json_object(
 ) -> None:
     headers = {**HEADERS, "Content-Type": "application/json"}
     rejected(client.request(method, path, content=raw, headers=headers))
+
+
+def test_a_lone_surrogate_from_a_cut_emoji_is_kept_as_a_replacement_character(
+    app_client: TestClient,
+) -> None:
+    """Node writes half an emoji as "\\ud83d" and the legacy service took it: refusing
+    it would make every later save of the whole document fail."""
+    friend = "76561198123456780"
+    raw = b'{"state": "x", "messages": [{"text": "deal \\ud83d"}, {"text": "ok \\ud83d\\ude00"}],'
+    raw += b' "\\udc00key": 1}'
+    headers = {**HEADERS, "Content-Type": "application/json"}
+    put = app_client.put(f"{BASE}/friend/{friend}", content=raw, headers=headers)
+    assert put.status_code == 200, put.text
+    record = app_client.get(BASE, headers=HEADERS).json()["data"]["negotiations"][friend]
+    assert record["messages"] == [{"text": "deal \ufffd"}, {"text": "ok \U0001f600"}]
+    assert record["\ufffdkey"] == 1
 
 
 # ---------------------------------------------------------------- remove-friends
