@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import orjson
@@ -55,31 +56,42 @@ class Relay:
         """Copy what partition's stream misses; return how many entries were copied."""
         pdir = partition_dir(self.settings.log_dir, partition)
         copied = 0
-        for _ in range(1000):  # bounded: each round either copies or re-reads a moved top
+        for _ in range(1000):  # bounded: each round copies to the end or re-reads a moved top
             top = self.stream.top(partition)
             cursor = Cursor(pdir, partition, top + 1)
             try:
-                events, _ = cursor.read(limit=_BATCH)
+                if cursor.next_offset < top + 1:
+                    raise TradelogError(
+                        f"the stream of partition {partition} ends at offset {top}, "
+                        f"beyond the file log's end ({cursor.next_offset - 1})"
+                    )
+                done, n = self._copy(partition, cursor)
             finally:
                 cursor.close()
-            if cursor.next_offset < top + 1:
-                raise TradelogError(
-                    f"the stream of partition {partition} ends at offset {top}, "
-                    f"beyond the file log's end ({cursor.next_offset - 1})"
-                )
-            if not events:
-                return copied
-            events = _first_of(events[:_BATCH], _BATCH_BYTES)
-            try:
-                self.stream.append(partition, events)
-            except StreamMismatch:
-                continue  # a writer added entries meanwhile: read the top again
-            except StreamDamaged as e:
-                log.warning("%s: the relay sets it back to copy them again", e)
-                self.stream.rewind(partition)
-                continue
-            copied += len(events)
+            copied += n
+            if done:
+                break
         return copied
+
+    def _copy(self, partition: int, cursor: Cursor) -> tuple[bool, int]:
+        """Copy the log from `cursor` on, one read chunk (a few MiB) at a time, in script
+        calls of bounded size; (True, copied) at the log's end, (False, copied) when the
+        stream's top moved or was set back (read it again)."""
+        copied = 0
+        while True:
+            events, _ = cursor.read(limit=1)  # one read chunk: memory stays bounded
+            if not events:
+                return True, copied
+            for part in _slices(events):
+                try:
+                    self.stream.append(partition, part)
+                except StreamMismatch:
+                    return False, copied  # a writer added entries meanwhile
+                except StreamDamaged as e:
+                    log.warning("%s: the relay sets it back to copy them again", e)
+                    self.stream.rewind(partition)
+                    return False, copied
+                copied += len(part)
 
     def run_once(self) -> RelayReport:
         report = RelayReport()
@@ -109,10 +121,17 @@ class Relay:
         return total
 
 
-def _first_of(events: list[StoredEvent], budget: int) -> list[StoredEvent]:
-    """The first events whose data fits in `budget` bytes (at least one)."""
-    for i, event in enumerate(events):
-        budget -= len(orjson.dumps(event.data))
-        if budget < 0:
-            return events[: max(1, i)]
-    return events
+def _slices(events: list[StoredEvent]) -> Iterator[list[StoredEvent]]:
+    """`events` in runs of at most _BATCH events and _BATCH_BYTES of data (a bigger
+    document alone)."""
+    run: list[StoredEvent] = []
+    size = 0
+    for event in events:
+        n = len(orjson.dumps(event.data))
+        if run and (len(run) == _BATCH or size + n > _BATCH_BYTES):
+            yield run
+            run, size = [], 0
+        run.append(event)
+        size += n
+    if run:
+        yield run

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -325,6 +326,15 @@ def test_the_relay_copies_big_documents_a_few_at_a_time(
         real_append(partition, events)
 
     monkeypatch.setattr(stream, "append", append)
+    opened: list[int] = []
+    real_cursor = relay.Cursor
+
+    def cursor(*args: Any) -> Cursor:
+        opened.append(args[2])
+        return real_cursor(*args)
+
+    monkeypatch.setattr(relay, "Cursor", cursor)
     assert Relay(settings, stream).level(p) == 7
     assert calls == [2, 2, 2, 1]
+    assert opened == [0]  # one pass over the log: each read chunk sent in parts, not re-read
     assert assert_level(settings, stream) == 7
