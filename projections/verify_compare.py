@@ -26,7 +26,7 @@ from .replay_fold import Folded
 from .snapshots import decode, encode
 from .verify_report import Finding
 
-__all__ = ["Held", "Judge", "VerifyJob", "held_files", "held_redis"]
+__all__ = ["Held", "Judge", "VerifyJob", "consistent", "held_files", "held_redis"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,11 +77,12 @@ class Judge:
         self.agree: dict[str, int] = dict.fromkeys(job.projections, 0)
         self.findings: list[Finding] = []
         self.ahead: list[tuple[str, str, Held]] = []
+        self.listing = dict(job.listing)  # `consistent` takes out what a projector mended
 
     def judge(self, projection: str, account: str, held: Held, final: bool = False) -> None:
         finding = self._finding(projection, account, held, final)
-        wrong = self.job.listing.get(account) if projection == "redis" else None
-        if wrong is not None and (finding is None or finding.kind == "ahead"):
+        wrong = self.listing.get(account) if projection == "redis" else None
+        if wrong is not None and finding is None:
             fold = self.folded.folds.get(account)
             v, x = (int(fold.doc["version"]) if fold else 0), held.version
             kind = "extra" if v == 0 and x == 0 else "different"
@@ -157,6 +158,22 @@ def _foreign(raw: bytes) -> bool:
     except orjson.JSONDecodeError:
         return False
     return isinstance(doc, dict) and not (type(doc.get("version")) is int and doc["version"] > 0)
+
+
+def consistent(client: redis.Redis, keys: Keys, accounts: list[str]) -> list[str]:
+    """Of `accounts` (the first look found their accounts-set membership wrong), those
+    listed exactly when they have a document now: a projector that ran between the
+    first look's two reads (a SCAN of the documents, then the set) left them so."""
+    pipe = client.pipeline(transaction=False)
+    for account in accounts:
+        pipe.sismember(keys.accounts(), account)
+        pipe.exists(keys.meta(account))
+    replies = pipe.execute()
+    return [
+        a
+        for a, m, d in zip(accounts, replies[0::2], replies[1::2], strict=True)
+        if bool(m) == bool(d)
+    ]
 
 
 def held_redis(client: redis.Redis, keys: Keys, accounts: list[str]) -> dict[str, Held]:

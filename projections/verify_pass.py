@@ -26,7 +26,7 @@ from .file_parking import read_parks
 from .replay_fold import Folded, Tick, fold_log
 from .replay_jobs import Meter, run_jobs, split_partitions
 from .replay_redis import redis_client
-from .verify_compare import Judge, VerifyJob, held_files, held_redis
+from .verify_compare import Judge, VerifyJob, consistent, held_files, held_redis
 from .verify_report import Finding, StreamCheck, VerifyReport
 from .verify_streams import StreamWalk
 
@@ -77,6 +77,10 @@ def _verify_job(job: VerifyJob, tick: Tick | None) -> _Found:
                     held = held_files(settings, folded, batch)
                 else:
                     held = held_redis(cast(redis.Redis, client), keys, batch)
+                    flagged = [a for a in batch if a in judge.listing]
+                    if flagged:
+                        for account in consistent(cast(redis.Redis, client), keys, flagged):
+                            del judge.listing[account]
                 for account in batch:
                     judge.judge(projection, account, held[account])
         _read_on(job, folded, offsets, judge, now)

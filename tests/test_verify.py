@@ -14,6 +14,7 @@ import redis
 from eventlog import Writer
 from eventlog.keys import Keys
 from eventlog.settings import Settings
+from projections import verify_pass
 from projections.snapshots import snapshot_path
 from projections.verify import verify
 from tests.test_file_projection import catch_up
@@ -109,6 +110,34 @@ def test_a_hand_altered_accounts_set_is_named(rs: Settings, redis_client: redis.
     assert code == 0 and report["ok"]
     assert redis_client.sismember(keys.accounts(), dropped)
     assert not redis_client.sismember(keys.accounts(), stranger)
+
+
+def test_an_account_projected_while_verify_reads_the_accounts_set_agrees(
+    rs: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first look at Redis SCANs the documents, then reads the accounts set: a live
+    projector that adds an account in between must not make a finding of it."""
+    new = "76561199027699991"
+    with Writer(rs) as w:
+        data = {"friend_steam_id": "76561198123456789", "negotiation": {"state": "x"}}
+        w.append(new, "FriendNegotiationUpserted", data)
+    catch_up(rs)
+    real = verify_pass._redis_state
+
+    def racing(client: redis.Redis, keys: Keys) -> Any:
+        real_smembers = client.smembers
+
+        def smembers(name: str) -> Any:
+            with redis.Redis.from_url(rs.redis_url) as other:
+                project_redis(rs, other)
+            return real_smembers(name)
+
+        monkeypatch.setattr(client, "smembers", smembers)
+        return real(client, keys)
+
+    monkeypatch.setattr(verify_pass, "_redis_state", racing)
+    report = verify(rs, workers=1)
+    assert [(f.account, f.kind, f.detail) for f in report.findings if f.kind != "behind"] == []
 
 
 def test_a_hand_altered_snapshot_is_named(rs: Settings) -> None:
