@@ -36,6 +36,7 @@ __all__ = [
     "Memo",
     "decode",
     "encode",
+    "foreign",
     "load_snapshot",
     "load_snapshot_file",
     "read_document",
@@ -172,9 +173,26 @@ def load_snapshot(settings: Settings, account: str) -> tuple[Fold | None, int]:
 
 
 def load_snapshot_file(path: Path) -> tuple[Fold | None, int]:
-    """The Fold a snapshot file holds (None if there is none) and the file's size."""
+    """The Fold a snapshot file holds (None if there is none) and the file's size.
+
+    A legacy file in its place (the data dir the legacy service used) holds no projection
+    yet: the account's first event replaces it, as GET and verify ignore it meanwhile."""
     raw = read_file(path)
-    return (None, 0) if raw is None else (decode(raw, str(path)), len(raw))
+    if raw is None:
+        return None, 0
+    if _version(raw) is None and foreign(raw):
+        return None, len(raw)
+    return decode(raw, str(path)), len(raw)
+
+
+def foreign(raw: bytes) -> bool:
+    """Whether `raw` is a JSON object with no applied version: no projection (a legacy
+    file never imported), where a damaged snapshot is not JSON, or not an object."""
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(doc, dict) and not (type(doc.get("version")) is int and doc["version"] > 0)
 
 
 def read_document_bytes(settings: Settings, account: str) -> tuple[bytes | None, int]:

@@ -23,7 +23,7 @@ from .atomic import read_file
 from .fold import Fold
 from .redis_reader import read_fold, read_folds
 from .replay_fold import Folded
-from .snapshots import decode, encode
+from .snapshots import decode, encode, foreign
 from .verify_report import Finding
 
 __all__ = ["Held", "Judge", "VerifyJob", "consistent", "held_files", "held_redis"]
@@ -143,21 +143,13 @@ def held_files(settings: Settings, folded: Folded, accounts: list[str]) -> dict[
         except CorruptSnapshot as e:
             # A JSON document with no applied version is no projection (a legacy file never
             # imported): reads ignore it, and so does this comparison.
-            out[account] = Held(None, 0, None if _foreign(raw) else str(e))
+            out[account] = Held(None, 0, None if foreign(raw) else str(e))
             continue
         held = Held(got, int(got.doc["version"]))
         if fold is not None and encode(got) == encode(fold) and raw != encode(fold):
             held.error = "the snapshot's bytes differ from the projector's encoding"
         out[account] = held
     return out
-
-
-def _foreign(raw: bytes) -> bool:
-    try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return False
-    return isinstance(doc, dict) and not (type(doc.get("version")) is int and doc["version"] > 0)
 
 
 def consistent(client: redis.Redis, keys: Keys, accounts: list[str]) -> list[str]:

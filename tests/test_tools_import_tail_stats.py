@@ -66,6 +66,35 @@ def test_import_of_a_legacy_data_dir_takes_its_negotiations_folder(tmp_path: Pat
     assert len(run_ids) == 1 and next(iter(run_ids)).startswith("import-")
 
 
+def test_a_data_dir_shared_with_the_legacy_service_migrates(tmp_path: Path) -> None:
+    """Both default to ./data: the legacy files lie in tradelog's snapshot folder. They
+    are imported, then replaced by their snapshots (not taken for damaged ones); importing
+    the folder again leaves the snapshots alone: each would replace its account with what
+    the projector last wrote, undoing any write it had not projected yet."""
+    data = tmp_path / "data"
+    (data / "negotiations").mkdir(parents=True)
+    for sample in SAMPLES.glob("*.json"):  # copied writable (the samples are read-only)
+        (data / "negotiations" / sample.name).write_bytes(sample.read_bytes())
+    first = _tradelog(data, "import-legacy", str(data), "--json")
+    assert first.returncode == 0, first.stderr
+    count = json.loads(first.stdout)["files_ok"]
+    assert count == len(list(SAMPLES.glob("*.json")))
+    projected = _tradelog(data, "project", "file", "--until-caught-up")
+    assert projected.returncode == 0, projected.stderr
+    assert f"applied {count}," in projected.stdout and "parked 0" in projected.stdout
+    for sample in SAMPLES.glob("*.json"):
+        snapshot = orjson.loads((data / "negotiations" / sample.name).read_bytes())
+        assert snapshot["version"] == 1
+        legacy = orjson.loads(sample.read_bytes())
+        assert {k: snapshot[k] for k in legacy} == legacy
+    length = len(_events(data))
+    again = _tradelog(data, "import-legacy", str(data / "negotiations"), "--json")
+    assert again.returncode == 0, again.stderr
+    report = json.loads(again.stdout)
+    assert (report["own_snapshots"], report["files_ok"], report["files_failed"]) == (count, 0, 0)
+    assert len(_events(data)) == length
+
+
 def test_import_reports_bad_files_imports_the_rest_and_twice_adds_nothing(
     tmp_path: Path, legacy: Path
 ) -> None:

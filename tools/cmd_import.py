@@ -57,6 +57,7 @@ class ImportReport:
     ok: int = 0
     failed: int = 0
     skipped: int = 0
+    snapshots: int = 0  # tradelog's own snapshots, found in its snapshot folder: left alone
     offers: int = 0
     friends: int = 0
     duration_s: float = 0.0
@@ -69,6 +70,7 @@ class ImportReport:
             "files_ok": self.ok,
             "files_failed": self.failed,
             "files_skipped": self.skipped,
+            "own_snapshots": self.snapshots,
             "trade_offers": self.offers,
             "friends": self.friends,
             "duration_s": round(self.duration_s, 3),
@@ -77,7 +79,7 @@ class ImportReport:
         }
 
 
-def _command(writer: Writer, path: Path, request_id: str) -> tuple[Command, int, int]:
+def _command(writer: Writer, path: Path, request_id: str, own: bool) -> tuple[Command, int, int]:
     raw = path.read_bytes()
     try:
         doc = orjson.loads(raw)
@@ -85,6 +87,12 @@ def _command(writer: Writer, path: Path, request_id: str) -> tuple[Command, int,
         raise InvalidInput(f"not valid JSON: {e}", code="invalid_json") from e
     if not isinstance(doc, dict):
         raise InvalidInput("not a JSON object", code="validation_error")
+    version = doc.get("version")
+    if own and type(version) is int and version > 0:
+        # The legacy service wrote no version: this is a projection of the log. Imported,
+        # it would replace the account with what the projector last wrote (a lagging one
+        # undoes the writes after it).
+        raise InvalidInput(f"a tradelog snapshot (version {version})", code="own_snapshot")
     account = path.stem
     named = doc.get("account_steam_id")
     if named is not None and named != account:
@@ -117,6 +125,8 @@ def import_dir(
     """Import every `<steamId>.json` of `folder`; its events share one request id (the run)."""
     files = sorted(p for p in folder.glob("*.json") if p.is_file())
     request_id = f"import-{uuid.uuid4().hex}"
+    # tradelog's snapshot folder is where the legacy files lie when the data dirs are one.
+    own = folder.resolve() == writer.settings.snapshot_dir.resolve()
     report = ImportReport(total=len(files))
     started = time.perf_counter()
     task = progress.add_task("importing", total=len(files)) if progress else None
@@ -141,10 +151,13 @@ def import_dir(
 
     for path in files:
         try:
-            cmd, offers, friends = _command(writer, path, request_id)
+            cmd, offers, friends = _command(writer, path, request_id, own)
         except (TradelogError, OSError) as e:
-            report.failed += 1
-            report.errors[path.name] = str(e)
+            if isinstance(e, InvalidInput) and e.code == "own_snapshot":
+                report.snapshots += 1
+            else:
+                report.failed += 1
+                report.errors[path.name] = str(e)
             if progress is not None and task is not None:
                 progress.advance(task)
             continue
@@ -186,6 +199,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"Legacy import from {folder}: {verb}")
         print(f"  files:   {report.total} total, {report.ok} ok, {report.failed} failed, "
               f"{report.skipped} skipped (unchanged since their last import)")  # fmt: skip
+        if report.snapshots:
+            print(f"  left alone: {report.snapshots} tradelog snapshots (its own snapshot "
+                  "folder: projections of the log, not legacy files)")  # fmt: skip
         print(f"  content: {report.offers} trade offers, {report.friends} friends")
         print(f"  time:    {report.duration_s:.3f} s, "
               f"{summary['avg_ms_per_account']} ms per account")  # fmt: skip
