@@ -60,7 +60,7 @@ async def _append(
         source="api",
     )
     result = await st.writer.submit_async(cmd)
-    await check_retry(st.settings, cmd, result)
+    await check_retry(st.settings, st.writer.stream, cmd, result)
     metrics.observe_append(
         kind, result, time.perf_counter() - started, st.writer.stream is not None
     )

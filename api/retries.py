@@ -4,33 +4,48 @@ The writer answers a key it has seen with the first write's result and appends
 nothing (Guarantee 6). A key reused for another write (another offer, another
 friend, another route) would get the first write's version and event id beside
 its own request's fields, an answer that describes nothing that happened; it
-gets 422 instead, and still nothing is appended. The first event is read back
-from the log: retries are rare, and the writer keeps only where each keyed
-event went, not its data (a document can be megabytes).
+gets 422 instead, and still nothing is appended. The first event is read back,
+from its stream entry (one XRANGE) or else from the file log (a seek through its
+segment): the writer keeps only where each keyed event went, not its data (a
+document can be megabytes).
 """
 
 from __future__ import annotations
 
 import asyncio
 
-from eventlog._exceptions import IdempotencyKeyReused
+from eventlog._exceptions import IdempotencyKeyReused, RedisUnavailable
 from eventlog.commands import AppendResult, Command
 from eventlog.records import FRIENDS_REMOVED, StoredEvent
 from eventlog.segments import Cursor, partition_dir
 from eventlog.settings import Settings
+from eventlog.streamlog import StreamLog
 
 __all__ = ["check_retry"]
 
 
-async def check_retry(settings: Settings, cmd: Command, result: AppendResult) -> None:
+async def check_retry(
+    settings: Settings, stream: StreamLog | None, cmd: Command, result: AppendResult
+) -> None:
     """IdempotencyKeyReused if `result` answers `cmd` from a first write that differs."""
     if not result.duplicate or result.offset is None or not cmd.idempotency_key:
         return
-    first = await asyncio.to_thread(_event_at, settings, result.partition, result.offset)
+    p, offset = result.partition, result.offset
+    first = await asyncio.to_thread(_entry_at, stream, p, offset) if stream else None
+    if first is None:
+        first = await asyncio.to_thread(_event_at, settings, p, offset)
     if first is None or first.id != result.event_id:
         return  # not where the writer said (cut off since): nothing to compare with
     if not _same_write(first, cmd):
         raise IdempotencyKeyReused(cmd.idempotency_key, cmd.account, first.version, first.type)
+
+
+def _entry_at(stream: StreamLog, partition: int, offset: int) -> StoredEvent | None:
+    try:
+        events = stream.read(partition, offset, count=1)
+    except RedisUnavailable:
+        return None  # the file log has it
+    return events[0] if events and events[0].offset == offset else None
 
 
 def _event_at(settings: Settings, partition: int, offset: int) -> StoredEvent | None:

@@ -221,9 +221,22 @@ def test_idempotent_retry_after_later_writes_and_with_a_stale_if_match(
     assert version(client) == 4
 
 
+@pytest.fixture(params=["file-only", "with-redis"])
+def either(
+    request: pytest.FixtureRequest, make_settings: Callable[..., Settings]
+) -> Iterator[tuple[TestClient, Settings]]:
+    """A client on a file-only data dir, and on one with Redis (the first write of a
+    retried key is then read back from its stream entry)."""
+    url = request.getfixturevalue("redis_url") if request.param == "with-redis" else ""
+    s = make_settings(api_keys=KEY, projection_wait_ms=WAIT_MS, redis_url=url)
+    with serving(s) as c:
+        yield c, s
+
+
 def test_an_idempotency_key_reused_for_another_write_is_422(
-    client: TestClient, settings: Settings
+    either: tuple[TestClient, Settings],
 ) -> None:
+    client, settings = either
     url = f"{BASE}/atomic-upsert-trade-offer"
     headers = {**HEADERS, "Idempotency-Key": "k1"}
     first = client.post(url, json={"trade_offer_data": {"trade_offer_id": "77"}}, headers=headers)
