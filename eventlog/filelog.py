@@ -22,7 +22,7 @@ from ._exceptions import LogUnavailable, PartitionMismatch
 from .records import StoredEvent
 from .segments import Cursor, Position, partition_dir, segment_path
 
-__all__ = ["PartitionFile", "check_partitions"]
+__all__ = ["PartitionFile", "check_partitions", "same_partitions"]
 
 log = logging.getLogger("tradelog.log")
 
@@ -47,7 +47,21 @@ def check_partitions(log_dir: Path, partitions: int) -> None:
                 pass  # another process recorded it first: check against its count
         finally:
             tmp.unlink(missing_ok=True)
-    held = int(marker.read_text().strip() or 0)
+    same_partitions(log_dir, partitions)
+
+
+def same_partitions(log_dir: Path, partitions: int) -> None:
+    """PartitionMismatch if the log was made with another P (read-only; a log not made yet
+    passes)."""
+    marker = log_dir / "PARTITIONS"
+    try:
+        text = marker.read_text().strip()
+    except FileNotFoundError:
+        return
+    try:
+        held = int(text or 0)
+    except ValueError:
+        raise PartitionMismatch(f"{marker} should hold a partition count, not {text!r}") from None
     if held != partitions:
         raise PartitionMismatch(
             f"TRADELOG_PARTITIONS is {partitions} but {log_dir} was made with {held}"

@@ -24,10 +24,10 @@ import orjson
 
 from eventlog._exceptions import (
     CorruptSnapshot,
-    PartitionMismatch,
     ProjectorBusy,
     SnapshotUnavailable,
 )
+from eventlog.filelog import same_partitions
 from eventlog.log_end import log_end
 from eventlog.settings import Settings
 
@@ -92,14 +92,7 @@ def lock_projection(settings: Settings) -> int:
 
 def check_partitions(settings: Settings) -> None:
     """PartitionMismatch if the log was made with another partition count (read-only)."""
-    marker = settings.log_dir / "PARTITIONS"
-    with contextlib.suppress(FileNotFoundError):
-        held = int(marker.read_text().strip() or 0)
-        if held != settings.partitions:
-            raise PartitionMismatch(
-                f"TRADELOG_PARTITIONS is {settings.partitions} but {settings.log_dir} "
-                f"was made with {held}"
-            )
+    same_partitions(settings.log_dir, settings.partitions)
 
 
 def sweep_temp_files(settings: Settings) -> None:

@@ -208,3 +208,13 @@ def test_a_data_dir_made_with_other_partitions_stops_every_command(
     assert done.returncode == 2, done.stdout + done.stderr
     assert "TRADELOG_PARTITIONS is 8 but" in done.stderr
     assert "made with 4" in done.stderr
+
+
+def test_a_damaged_partitions_marker_is_named(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    (data / "log").mkdir(parents=True)
+    (data / "log" / "PARTITIONS").write_text("four\n")
+    done = _tradelog(data, "stats")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "PARTITIONS should hold a partition count, not 'four'" in done.stderr
+    assert "Traceback" not in done.stderr

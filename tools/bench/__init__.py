@@ -11,8 +11,8 @@ The harness gives each run a private redis-server (unless `--redis-url`) and a
 temp data dir (unless `--data-dir`), cleans up after it, and prints a table,
 or with `--json` exactly one JSON object on stdout:
 `{"scenario": ..., "figures": {...}, "ratios": {...}}`. Without a scenario it
-runs every one in turn, each on its own Redis and data dir, and prints their
-tables (with `--json`, one such object per line).
+runs every one in turn, each on its own Redis and data dir (or all on the ones
+given), and prints their tables (with `--json`, one such object per line).
 """
 
 from __future__ import annotations
