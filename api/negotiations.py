@@ -5,10 +5,10 @@ writes as events, each write answering after its event is projected (bounded).
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Any
 
 import orjson
+import uuid_utils
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -56,11 +56,12 @@ async def _append(
         request.headers.get("idempotency-key"),
         # Every API event names its request (DESIGN: meta.request_id): the client's
         # X-Request-Id when it sends one, else one made here.
-        request_id=request.headers.get("x-request-id") or uuid.uuid4().hex,
+        request_id=request.headers.get("x-request-id") or uuid_utils.uuid4().hex,
         source="api",
     )
     result = await st.writer.submit_async(cmd)
-    await check_retry(st.settings, st.writer.stream, cmd, result)
+    if result.duplicate:
+        await check_retry(st.settings, st.writer.stream, cmd, result)
     metrics.observe_append(
         kind, result, time.perf_counter() - started, st.writer.stream is not None
     )
