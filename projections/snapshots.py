@@ -43,6 +43,7 @@ __all__ = [
     "read_document_bytes",
     "read_snapshot",
     "snapshot_path",
+    "version_of",
 ]
 
 RESERVED = "_tradelog"
@@ -123,7 +124,9 @@ def _split(raw: bytes) -> tuple[bytes, dict[str, Any] | None]:
     return raw[: at - 1] + b"\n}", meta
 
 
-def _version(raw: bytes) -> int | None:
+def version_of(raw: bytes) -> int | None:
+    """The version line the projector writes (indented, top level), in `raw` or in a tail
+    of a snapshot; None if there is none."""
     at = raw.rfind(b'\n  "version": ')
     match = _VERSION.match(raw, at) if at >= 0 else None
     return int(match.group(1)) if match else None
@@ -180,7 +183,7 @@ def load_snapshot_file(path: Path) -> tuple[Fold | None, int]:
     raw = read_file(path)
     if raw is None:
         return None, 0
-    if _version(raw) is None and foreign(raw):
+    if version_of(raw) is None and foreign(raw):
         return None, len(raw)
     return decode(raw, str(path)), len(raw)
 
@@ -204,7 +207,7 @@ def read_document_bytes(settings: Settings, account: str) -> tuple[bytes | None,
     raw = read_file(snapshot_path(settings, account))
     if raw is None:
         return None, 0
-    version = _version(raw)
+    version = version_of(raw)
     if version is None:
         return None, 0  # not a projection (e.g. a legacy file nobody imported)
     try:
