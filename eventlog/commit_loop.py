@@ -2,9 +2,12 @@
 
 Callers queue commands; the loop takes every command waiting and commits them
 in a round: each partition concerned is locked, caught up, decided and written
-(committer.py), then every written file is synced, the listeners are rung once,
-the batches go to their streams in one Redis round trip, and the answers go
-out together. One thread for all partitions, not one each: the threads of a
+(committer.py), the listeners are rung once, every written file is synced, the
+batches go to their streams in one Redis round trip, and the answers go out
+together. The ring comes before the sync so that the file projector folds and
+writes while the lines are synced (it installs nothing before it has made the
+lines it read durable itself: FileProjector); the streams, acks and answers
+all come after it. One thread for all partitions, not one each: the threads of a
 process share one interpreter lock, and a thread per partition spent more of
 the writer's time handing it over than appending.
 
@@ -117,9 +120,10 @@ class CommitLoop:
             for p in sorted(groups):
                 if not self._stage(p, groups[p], staged, answers):
                     self._waiting[p] = groups[p]  # its lock is busy: the next round
+            if any(s.events for _, s in staged):
+                self.w.ringer.ring()
             staged[:] = self._syncs.sync(staged, answers)
             if staged:
-                self.w.ringer.ring()
                 written = [(part, s) for part, s in staged if s.events]
                 batches = [(part.stream, s.events[0].offset, s.entries) for part, s in written]
                 took = add_all(self.w, batches)

@@ -116,6 +116,15 @@ class Cursor:
                 self.pos = scan + start
             scan += len(chunk)
 
+    def sync(self) -> None:
+        """Make the segment being read durable up to its end (fdatasync), lines a writer
+        may still be syncing included."""
+        if self._fd is not None:
+            try:
+                os.fdatasync(self._fd)
+            except OSError as e:
+                raise LogUnavailable(f"cannot sync {self.path}: {e}") from e
+
     def _open(self) -> int | None:
         if self._fd is None:
             try:

@@ -84,7 +84,9 @@ class FileProjector:
             os.close(self._lock_fd)
             raise
         self._cache = Cache(cache_bytes)
-        self.writes = Writes(settings, self._cache, self.parks, positions, writers)
+        self.writes = Writes(
+            settings, self._cache, self.parks, positions, writers, log_sync=self.tail.sync
+        )
         self.applied = self.skipped = self.parked_events = 0
 
     @property
@@ -158,6 +160,7 @@ class FileProjector:
             for chunk in self.tail.take(max(1, max_events)):
                 if batch is None:
                     batch = self.writes.batch()
+                batch.read.add(chunk[0].partition)  # a chunk is one partition's
                 for event in chunk:
                     self._one(event, batch.folds, batch.parks)
                     batch.positions[event.partition] = event.offset + 1

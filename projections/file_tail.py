@@ -8,7 +8,7 @@ in log bytes: whole-document events can be megabytes each.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from eventlog._exceptions import CheckpointAhead
 from eventlog.records import StoredEvent
@@ -69,6 +69,12 @@ class Tail:
                 taken += len(chunk)
                 yield chunk
                 del chunk
+
+    def sync(self, partitions: Iterable[int]) -> None:
+        """Make what was read of `partitions` durable: writers ring before they sync, and
+        no snapshot may show an event a crash could still take from the log."""
+        for p in partitions:
+            self.cursors[p].sync()
 
     def close(self) -> None:
         for cursor in self.cursors:

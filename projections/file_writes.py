@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import os
 import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -36,7 +37,7 @@ from .durable import fsync_dir, fsync_file, sync_all
 from .file_cache import Cache
 from .file_parking import ParkRecord, write_park
 from .fold import Fold
-from .snapshot_writes import stage_snapshot, write_snapshot
+from .snapshot_writes import stage_snapshot
 
 __all__ = ["Batch", "Writes"]
 
@@ -59,6 +60,7 @@ class Batch:
     sizes: dict[str, int] = field(default_factory=dict)
     staged: list[Staged] = field(default_factory=list)  # written, not yet durable or in place
     rung: bool = False  # its progress is announced
+    read: set[int] = field(default_factory=set)  # the partitions whose lines it folded
 
     def written(self, files: list[tuple[Staged, int]]) -> None:
         """Take each fold's staged file and size, in the folds' order."""
@@ -76,7 +78,10 @@ class Writes:
         parks: dict[str, ParkRecord],
         positions: dict[int, int],
         writers: int = WRITERS,
+        log_sync: Callable[[Iterable[int]], None] | None = None,
     ) -> None:
+        """`log_sync`: makes what was read of some partitions durable (Tail.sync): writers
+        ring before they sync, and nothing is put in place before its events are durable."""
         self.settings = settings
         self.sync = settings.fsync != "off"
         # Without syncfs each staged file is fsynced on its own before it is installed.
@@ -89,6 +94,7 @@ class Writes:
         self.flight: Batch | None = None
         self.unsaved_since = _SAVED  # when the positions first moved past the checkpoint
         self._dir_dirty = False  # snapshots renamed since the directory was last synced
+        self._log_sync = log_sync
 
     def batch(self) -> Batch:
         """An empty batch that starts where the last one (even in flight) ends."""
@@ -102,8 +108,13 @@ class Writes:
         # lacks the flush a rename over a file gets on ext4: new files, renamed.
         stage = partial(stage_snapshot, self.settings, sync=self._fsync_each, spare=self.sync)
         if len(folds) == 1 and self.sync:  # the live case: its own fsync, no filesystem flush
-            write = partial(write_snapshot, self.settings)
-            batch.sizes = {a: write(a, f, items[a].memo) for a, f in folds.items()}
+            [(account, fold)] = folds.items()
+            staged, size = stage_snapshot(
+                self.settings, account, fold, items[account].memo, sync=True
+            )
+            self._log_durable(batch)
+            install(staged)
+            batch.sizes = {account: size}
             self._dir_dirty = True
             self._announce(batch, early=True)
             retire()
@@ -138,6 +149,7 @@ class Writes:
             # Its accounts' earlier events are skipped as waiting after a crash: the
             # snapshots they reached must be durable before the dead-letter records.
             self._sync_dir()
+            self._log_durable(batch)
             records = [self._parks[a] for a in sorted(batch.parks)]
             write_park(self.settings, records, sync=self.sync)
         if self.positions != batch.positions:
@@ -158,9 +170,16 @@ class Writes:
                 self._fsync_each = True  # refused here (a sandbox): one fsync per file
                 for staged in batch.staged:
                     fsync_file(staged.tmp)
+        self._log_durable(batch)
         for staged in batch.staged:
             install(staged)
         self._dir_dirty |= bool(batch.staged)
+
+    def _log_durable(self, batch: Batch) -> None:
+        """The lines the batch folded made durable (a syncfs did already; then it costs
+        a system call per partition)."""
+        if self.sync and self._log_sync is not None and batch.read:
+            self._log_sync(batch.read)
 
     def _announce(self, batch: Batch, early: bool = False) -> None:
         """Ring the batch's progress once its snapshots are in place; a batch that parks

@@ -481,3 +481,36 @@ def test_snapshots_rewritten_through_their_spares_stay_exact(
     # Spares were overwritten (their inodes came back in place) once their exchange was
     # synced; before that, temp files were used.
     assert all(len(inodes[a]) < installs.count(f"{a}.json") for a in ACCOUNTS)
+
+
+def test_a_snapshot_is_put_in_place_only_once_the_lines_it_folded_are_durable(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writers ring the projector before they sync: the projector syncs the segment it
+    read before any snapshot of it is installed, one file (its own fsync) or several."""
+    s = make_settings(fsync="always", redis_url="")
+    order: list[str] = []
+    real_fdatasync, real_install = os.fdatasync, file_writes.install
+
+    def fdatasync(fd: int) -> None:
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(".jsonl"):
+            order.append("log")
+        real_fdatasync(fd)
+
+    def install(staged: Any) -> None:
+        order.append("install")
+        real_install(staged)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    monkeypatch.setattr(file_writes, "install", install)
+    with Writer(s) as w:
+        w.append(ACCOUNTS[0], "TradeOfferUpserted", {"offer": {"trade_offer_id": "1"}})
+    order.clear()  # the writer's own syncs
+    catch_up(s)
+    assert order == ["log", "install"]
+    with Writer(s) as w:
+        for account in ACCOUNTS[:3]:
+            w.append(account, "TradeOfferUpserted", {"offer": {"trade_offer_id": "2"}})
+    order.clear()
+    catch_up(s)
+    assert order[0] == "log" and order.count("install") == 3 and "log" not in order[-3:]

@@ -273,3 +273,34 @@ def test_a_partition_is_read_on_the_loop_when_no_thread_can_be_started(
         monkeypatch.setattr(futures_thread, "_shutdown", True)
         assert submit(writer, account, 1).result(timeout=DEADLINE_S).version == 1
         assert submit(writer, account, 2).result(timeout=DEADLINE_S).version == 2
+
+
+def test_the_listeners_are_rung_before_the_sync(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file projector folds and writes while the lines are synced (it makes them
+    durable itself before it puts anything in place); the answer still waits for the
+    sync."""
+    settings = make_settings(fsync="always")
+    order: list[str] = []
+    real_sync = PartitionFile.sync
+
+    def sync(self: PartitionFile) -> None:
+        order.append("sync")
+        real_sync(self)
+
+    monkeypatch.setattr(PartitionFile, "sync", sync)
+    with Writer(settings) as writer:
+        writer.append(account_in(0, settings.partitions), "TradeOfferUpserted",
+                      {"offer": {"trade_offer_id": "1"}})  # fmt: skip
+        real_ring = writer.ringer.ring
+
+        def ring() -> None:
+            order.append("ring")
+            real_ring()
+
+        monkeypatch.setattr(writer.ringer, "ring", ring)
+        order.clear()
+        result = submit(writer, account_in(1, settings.partitions), 2).result(DEADLINE_S)
+        assert order == ["ring", "sync"]
+        assert result.appended
