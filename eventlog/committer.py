@@ -137,10 +137,17 @@ class Committer:
         """When a batch written under fsync=batch must be synced (None: none waits)."""
         return None if self.dirty_since is None else self.dirty_since + BATCH_FSYNC_S
 
-    def fail(self) -> None:
+    def fail(self, cut: bool = False) -> None:
         """Give up a staged batch: let the lock go and forget decisions never made durable.
-        Never raises: a partition that cannot be opened again is `dead`, for the loop to
-        replace by a new committer."""
+        `cut`: its lines were written but not synced (the sync failed): they are cut off
+        first, under the lock, for its callers are answered with the error. Never raises:
+        a partition that cannot be opened again is `dead`, for the loop to replace by a
+        new committer."""
+        if cut:
+            try:
+                self.file.cut_last_write()
+            except LogUnavailable:
+                log.exception("partition %d: a batch answered as failed stays in the log", self.p)
         self.file.close()  # lets the lock go
         try:
             self.file = PartitionFile(

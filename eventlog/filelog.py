@@ -91,6 +91,7 @@ class PartitionFile:
         self._cursor = Cursor(self.dir, partition)
         self._wfd: int | None = None
         self._wbase = -1
+        self.last_write: tuple[Path, int] | None = None  # the segment and where it began
 
     @property
     def next_offset(self) -> int:
@@ -171,6 +172,9 @@ class PartitionFile:
             cur.read()  # moves the cursor onto the new, empty segment
         if self._wfd is None or self._wbase != cur.base:
             if self._wfd is not None:
+                # Synced before it is let go: with fsync=batch its last lines wait for a
+                # sync that would otherwise go to the new segment only.
+                os.fdatasync(self._wfd)
                 os.close(self._wfd)
             self._wfd = os.open(cur.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
             self._wbase = cur.base
@@ -188,6 +192,7 @@ class PartitionFile:
             fd = self._writer_fd(len(block))
         except OSError as e:
             raise LogUnavailable(f"cannot open a segment in {self.dir}: {e}") from e
+        self.last_write = (self._cursor.path, self._cursor.pos)
         view = memoryview(block)
         try:
             while view:
@@ -201,6 +206,18 @@ class PartitionFile:
         self._cursor.pos += len(block)
         self._cursor.line += count
         self._cursor.next_offset += count
+
+    def cut_last_write(self) -> None:
+        """Cut off the last block written (its sync failed: it was answered as failed, so
+        it must not stay in the log). Hold the lock; LogUnavailable if it cannot be."""
+        if self.last_write is None:
+            return
+        path, pos = self.last_write
+        try:
+            os.truncate(path, pos)
+        except OSError as e:
+            raise LogUnavailable(f"cannot cut a failed batch off {path}: {e}") from e
+        self.last_write = None
 
     def sync(self) -> None:
         if self._wfd is not None:

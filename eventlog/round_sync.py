@@ -46,7 +46,7 @@ class SyncPool:
         failed = set()
         for (part, s), e in zip(written, errors, strict=True):
             if e is not None:
-                part.fail()
+                part.fail(cut=True)
                 answers.extend((job, e) for job in s.batch)
                 failed.add(part.p)
         return [(part, s) for part, s in staged if part.p not in failed]

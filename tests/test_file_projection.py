@@ -514,3 +514,46 @@ def test_a_snapshot_is_put_in_place_only_once_the_lines_it_folded_are_durable(
     order.clear()
     catch_up(s)
     assert order[0] == "log" and order.count("install") == 3 and "log" not in order[-3:]
+
+
+@pytest.mark.parametrize("policy", ["always", "batch"])
+def test_every_segment_is_durable_to_its_end_before_a_snapshot_shows_it(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch, policy: str
+) -> None:
+    """Small segments, so appends roll from one to the next: a segment is synced before its
+    writer leaves it (with fsync=batch its last lines would otherwise wait for a sync that
+    goes to the new segment only), and every line a snapshot shows is durable."""
+    s = make_settings(fsync=policy, redis_url="", partitions=1, segment_bytes=4096)
+    synced: dict[str, int] = {}
+    real_fdatasync, real_fsync, real_install = os.fdatasync, os.fsync, file_writes.install
+
+    def note(fd: int) -> None:
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        if path.endswith(".jsonl"):
+            synced[path] = os.fstat(fd).st_size
+
+    def fdatasync(fd: int) -> None:
+        real_fdatasync(fd)
+        note(fd)
+
+    def fsync(fd: int) -> None:
+        real_fsync(fd)
+        note(fd)
+
+    unsynced: list[str] = []
+
+    def install(staged: Any) -> None:
+        for seg in sorted((s.log_dir / "p00").glob("*.jsonl")):
+            if synced.get(str(seg), 0) < seg.stat().st_size:
+                unsynced.append(f"{seg.name}: {synced.get(str(seg), 0)} of {seg.stat().st_size}")
+        real_install(staged)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(file_writes, "install", install)
+    with Writer(s) as w:
+        for i in range(40):
+            w.append(ACCOUNTS[i % 2], "TradeOfferUpserted", {"offer": {"trade_offer_id": str(i)}})
+    assert len(list((s.log_dir / "p00").glob("*.jsonl"))) >= 3
+    catch_up(s)
+    assert unsynced == []

@@ -13,7 +13,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from eventlog._exceptions import CorruptLog, VersionConflict
+from eventlog._exceptions import CorruptLog, LogUnavailable, VersionConflict
 from eventlog.commands import AppendResult
 from eventlog.filelog import PartitionFile
 from eventlog.records import StoredEvent, partition_of
@@ -377,3 +377,29 @@ def test_a_reader_whose_lines_were_cut_off_again_says_so(settings: Settings) -> 
             cursor.read()
     finally:
         cursor.close()
+
+
+def test_a_batch_whose_sync_failed_is_cut_off(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its callers are answered with the error (a 503 over HTTP: "nothing appended"), so
+    its lines must not stay for the next append to take as committed."""
+    real_sync = PartitionFile.sync
+    calls: list[int] = []
+
+    def sync(self: PartitionFile) -> None:
+        calls.append(1)
+        if len(calls) == 2:
+            raise LogUnavailable("cannot fsync: [Errno 5] Input/output error (injected)")
+        real_sync(self)
+
+    monkeypatch.setattr(PartitionFile, "sync", sync)
+    with Writer(settings) as writer:
+        upsert(writer, 1)
+        with pytest.raises(LogUnavailable, match="injected"):
+            upsert(writer, 2)
+        assert [e.version for e in read_log(settings)] == [1]
+        third = upsert(writer, 3)
+    assert third.version == 2
+    log = read_log(settings)
+    assert [(e.version, e.data["offer"]["trade_offer_id"]) for e in log] == [(1, "1"), (2, "3")]
