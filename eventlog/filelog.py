@@ -13,67 +13,18 @@ import contextlib
 import fcntl
 import logging
 import os
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ._exceptions import LogUnavailable, PartitionMismatch
+from ._exceptions import LogUnavailable
+from .marker import fsync_dir
 from .records import StoredEvent
 from .segments import Cursor, Position, partition_dir, segment_path
 
-__all__ = ["PartitionFile", "check_partitions", "same_partitions"]
+__all__ = ["PartitionFile"]
 
 log = logging.getLogger("tradelog.log")
-
-
-def check_partitions(log_dir: Path, partitions: int) -> None:
-    """Record P the first time; refuse a different P later (accounts would move)."""
-    log_dir.mkdir(parents=True, exist_ok=True)
-    marker = log_dir / "PARTITIONS"
-    if not marker.exists():
-        # Publish the marker with its content in one step (write a temp file, then link
-        # it): processes starting together must never read a created but empty marker.
-        tmp = log_dir / f".PARTITIONS.{uuid.uuid4().hex}.tmp"
-        try:
-            with open(tmp, "w") as f:
-                f.write(f"{partitions}\n")
-                f.flush()
-                os.fsync(f.fileno())
-            try:
-                os.link(tmp, marker)
-                _fsync_dir(log_dir)
-            except FileExistsError:
-                pass  # another process recorded it first: check against its count
-        finally:
-            tmp.unlink(missing_ok=True)
-    same_partitions(log_dir, partitions)
-
-
-def same_partitions(log_dir: Path, partitions: int) -> None:
-    """PartitionMismatch if the log was made with another P (read-only; a log not made yet
-    passes)."""
-    marker = log_dir / "PARTITIONS"
-    try:
-        text = marker.read_text().strip()
-    except FileNotFoundError:
-        return
-    try:
-        held = int(text or 0)
-    except ValueError:
-        raise PartitionMismatch(f"{marker} should hold a partition count, not {text!r}") from None
-    if held != partitions:
-        raise PartitionMismatch(
-            f"TRADELOG_PARTITIONS is {partitions} but {log_dir} was made with {held}"
-        )
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class PartitionFile:
@@ -168,7 +119,7 @@ class PartitionFile:
             path = segment_path(self.dir, cur.next_offset)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
             os.close(fd)
-            _fsync_dir(self.dir)
+            fsync_dir(self.dir)
             cur.read()  # moves the cursor onto the new, empty segment
         if self._wfd is None or self._wbase != cur.base:
             if self._wfd is not None:
@@ -179,7 +130,7 @@ class PartitionFile:
             self._wfd = os.open(cur.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
             self._wbase = cur.base
             if cur.pos == 0:
-                _fsync_dir(self.dir)
+                fsync_dir(self.dir)
         return self._wfd
 
     def write(self, block: bytes, count: int) -> None:

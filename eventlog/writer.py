@@ -17,8 +17,8 @@ from ._exceptions import LogUnavailable
 from .answers import Job
 from .commands import AppendResult, Command, make_command
 from .commit_loop import STOP, CommitLoop
-from .filelog import check_partitions
 from .keys import Keys
+from .marker import check_partitions
 from .notify import APPENDED, Ringer
 from .redisconn import connect
 from .settings import Settings

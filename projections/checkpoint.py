@@ -27,8 +27,8 @@ from eventlog._exceptions import (
     ProjectorBusy,
     SnapshotUnavailable,
 )
-from eventlog.filelog import same_partitions
 from eventlog.log_end import log_end
+from eventlog.marker import same_partitions
 from eventlog.settings import Settings
 
 from .atomic import read_file, write_atomic

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from eventlog._exceptions import PartitionMismatch, SettingsError
-from eventlog.filelog import check_partitions
+from eventlog.marker import check_partitions
 from eventlog.settings import Settings, load_settings
 from eventlog.writer import Writer
 

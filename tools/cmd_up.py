@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import redis
 
-from eventlog.filelog import check_partitions
+from eventlog.marker import check_partitions
 from eventlog.redisconn import connect
 from eventlog.settings import Settings
 

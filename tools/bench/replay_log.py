@@ -19,7 +19,7 @@ from typing import Any
 
 import uuid_utils
 
-from eventlog.filelog import check_partitions
+from eventlog.marker import check_partitions
 from eventlog.records import StoredEvent, partition_of
 from eventlog.segments import partition_dir, segment_path
 

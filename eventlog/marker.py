@@ -1,0 +1,61 @@
+"""The partition count a log was made with: recorded once in `log/PARTITIONS`, checked
+by every process that opens the log (accounts would move to other partitions)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+from ._exceptions import PartitionMismatch
+
+__all__ = ["check_partitions", "fsync_dir", "same_partitions"]
+
+
+def check_partitions(log_dir: Path, partitions: int) -> None:
+    """Record P the first time; refuse a different P later (accounts would move)."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    marker = log_dir / "PARTITIONS"
+    if not marker.exists():
+        # Publish the marker with its content in one step (write a temp file, then link
+        # it): processes starting together must never read a created but empty marker.
+        tmp = log_dir / f".PARTITIONS.{uuid.uuid4().hex}.tmp"
+        try:
+            with open(tmp, "w") as f:
+                f.write(f"{partitions}\n")
+                f.flush()
+                os.fsync(f.fileno())
+            try:
+                os.link(tmp, marker)
+                fsync_dir(log_dir)
+            except FileExistsError:
+                pass  # another process recorded it first: check against its count
+        finally:
+            tmp.unlink(missing_ok=True)
+    same_partitions(log_dir, partitions)
+
+
+def same_partitions(log_dir: Path, partitions: int) -> None:
+    """PartitionMismatch if the log was made with another P (read-only; a log not made yet
+    passes)."""
+    marker = log_dir / "PARTITIONS"
+    try:
+        text = marker.read_text().strip()
+    except FileNotFoundError:
+        return
+    try:
+        held = int(text or 0)
+    except ValueError:
+        raise PartitionMismatch(f"{marker} should hold a partition count, not {text!r}") from None
+    if held != partitions:
+        raise PartitionMismatch(
+            f"TRADELOG_PARTITIONS is {partitions} but {log_dir} was made with {held}"
+        )
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
