@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ._exceptions import LogUnavailable
-from .marker import fsync_dir
+from .marker import fsync_dir, sync_file
 from .records import StoredEvent
 from .segments import Cursor, Position, partition_dir, segment_path
 
@@ -115,6 +115,9 @@ class PartitionFile:
     def _writer_fd(self, incoming: int) -> int:
         cur = self._cursor
         if cur.pos and cur.pos + incoming > self.segment_bytes:
+            # The segment left behind is synced first: with fsync=batch its last lines
+            # (this process's or another's) wait for syncs that go to the new one only.
+            sync_file(cur.path)
             # Roll: the new segment is named by the first offset it will hold.
             path = segment_path(self.dir, cur.next_offset)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)

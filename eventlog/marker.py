@@ -1,5 +1,6 @@
 """The partition count a log was made with: recorded once in `log/PARTITIONS`, checked
-by every process that opens the log (accounts would move to other partitions)."""
+by every process that opens the log (accounts would move to other partitions); and the
+syncs by name that recording it and rolling segments need."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 from ._exceptions import PartitionMismatch
 
-__all__ = ["check_partitions", "fsync_dir", "same_partitions"]
+__all__ = ["check_partitions", "fsync_dir", "same_partitions", "sync_file"]
 
 
 def check_partitions(log_dir: Path, partitions: int) -> None:
@@ -57,5 +58,14 @@ def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sync_file(path: Path) -> None:
+    """fdatasync a file by name (OSError on failure)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fdatasync(fd)
     finally:
         os.close(fd)

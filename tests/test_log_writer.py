@@ -8,6 +8,8 @@ append nothing.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -403,3 +405,40 @@ def test_a_batch_whose_sync_failed_is_cut_off(
     assert third.version == 2
     log = read_log(settings)
     assert [(e.version, e.data["offer"]["trade_offer_id"]) for e in log] == [(1, "1"), (2, "3")]
+
+
+def test_a_segment_left_behind_is_synced_whoever_wrote_its_end(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With fsync=batch the last lines of a segment can be another process's, still
+    waiting for its batch sync: the writer that rolls to a new segment syncs the old one
+    first, so that what follows in the log is never durable before what precedes it."""
+    s = make_settings(partitions=1, segment_bytes=4096)
+
+    def line(offset: int) -> bytes:
+        return StoredEvent(
+            f"e{offset}", ACCOUNT, offset + 1, 0, offset, "TradeOfferUpserted",
+            "2025-01-01T00:00:00.000Z", {"offer": {"trade_offer_id": str(offset), "x": "y" * 1500}},
+        ).to_line()  # fmt: skip
+
+    other, mine = (PartitionFile(s.log_dir, 0, s.segment_bytes) for _ in range(2))
+    try:
+        with other.locked():
+            other.catch_up()
+            other.write(line(0) + line(1), 2)  # not synced: its batch sync is not due yet
+        synced: list[str] = []
+        real_fdatasync = os.fdatasync
+
+        def fdatasync(fd: int) -> None:
+            synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+            real_fdatasync(fd)
+
+        monkeypatch.setattr(os, "fdatasync", fdatasync)
+        with mine.locked():
+            mine.catch_up()
+            mine.write(line(2) + line(3) + line(4), 3)  # past 4 KiB: a new segment
+        assert len(segment_bases(pdir(s))) == 2
+        assert synced == [str(segment_path(pdir(s), 0))]
+    finally:
+        other.close()
+        mine.close()
