@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from ._exceptions import PartitionMismatch
@@ -55,17 +56,18 @@ def same_partitions(log_dir: Path, partitions: int) -> None:
 
 
 def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """fsync a directory by name (OSError on failure)."""
+    _by_name(path, os.fsync)
 
 
 def sync_file(path: Path) -> None:
     """fdatasync a file by name (OSError on failure)."""
+    _by_name(path, os.fdatasync)
+
+
+def _by_name(path: Path, sync: Callable[[int], None]) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
-        os.fdatasync(fd)
+        sync(fd)
     finally:
         os.close(fd)
