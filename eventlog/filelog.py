@@ -126,9 +126,7 @@ class PartitionFile:
             cur.read()  # moves the cursor onto the new, empty segment
         if self._wfd is None or self._wbase != cur.base:
             if self._wfd is not None:
-                # Synced before it is let go: with fsync=batch its last lines wait for a
-                # sync that would otherwise go to the new segment only.
-                os.fdatasync(self._wfd)
+                # Its segment was synced by name when whoever rolled past it did so.
                 os.close(self._wfd)
             self._wfd = os.open(cur.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
             self._wbase = cur.base
