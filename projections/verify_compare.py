@@ -81,12 +81,6 @@ class Judge:
 
     def judge(self, projection: str, account: str, held: Held, final: bool = False) -> None:
         finding = self._finding(projection, account, held, final)
-        wrong = self.listing.get(account) if projection == "redis" else None
-        if wrong is not None and finding is None:
-            fold = self.folded.folds.get(account)
-            v, x = (int(fold.doc["version"]) if fold else 0), held.version
-            kind = "extra" if v == 0 and x == 0 else "different"
-            finding = Finding(projection, account, kind, v, x, detail=wrong)
         if finding is None:
             self.agree[projection] += 1
         elif finding.kind == "ahead":
@@ -108,9 +102,14 @@ class Judge:
             return Finding(projection, account, "different", v, x, detail=detail)
         if x == v:
             keys = _differences(fold, held.fold) if fold and held.fold else []
-            if not keys:
+            if keys:
+                return Finding(projection, account, "different", v, x, keys, "content differs")
+            # The document agrees; the Redis accounts set may still list it wrongly.
+            wrong = self.listing.get(account) if projection == "redis" else None
+            if wrong is None:
                 return None
-            return Finding(projection, account, "different", v, x, keys, "content differs")
+            kind = "extra" if v == 0 else "different"
+            return Finding(projection, account, kind, v, x, detail=wrong)
         if x > v:
             if not final:
                 return Finding(projection, account, "ahead", v, x)  # read the log on first
