@@ -28,7 +28,6 @@ class Reads:
         self.redis = connect(settings)
         self._redis_down_until = 0.0
         self._snapshots = SnapshotCache(SNAPSHOT_CACHE_BYTES)
-        self._snapshot_dir = os.fspath(settings.snapshot_dir)
 
     def close(self) -> None:
         if self.redis is not None:
@@ -42,9 +41,9 @@ class Reads:
         """The account's document as JSON bytes and its version, parsing nothing:
         the GET path embeds them as they are (a ~300 KB document stays sub-ms)."""
         if self.source == "file":
-            from projections.snapshots import read_document_bytes
+            from projections.snapshots import read_document_bytes, snapshot_path
 
-            path = os.path.join(self._snapshot_dir, f"{account}.json")
+            path = os.fspath(snapshot_path(self.settings, account))
             return self._snapshots.get(path, lambda: read_document_bytes(self.settings, account))
         # Called inline: a read is two pipelined round trips (~2 ms), and a thread hop
         # costs more than it frees the loop for. A Redis that just failed is not asked
