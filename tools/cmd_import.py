@@ -79,7 +79,11 @@ class ImportReport:
         }
 
 
-def _command(writer: Writer, path: Path, request_id: str, own: bool) -> tuple[Command, int, int]:
+def _command(
+    writer: Writer, path: Path, request_id: str, own: bool
+) -> tuple[Command, int, int] | None:
+    """The file's command and its offer and friend counts; None for one of tradelog's own
+    snapshots (`own`: the folder is its snapshot folder), which is left alone."""
     raw = path.read_bytes()
     try:
         doc = orjson.loads(raw)
@@ -92,7 +96,7 @@ def _command(writer: Writer, path: Path, request_id: str, own: bool) -> tuple[Co
         # The legacy service wrote no version: this is a projection of the log. Imported,
         # it would replace the account with what the projector last wrote (a lagging one
         # undoes the writes after it).
-        raise InvalidInput(f"a tradelog snapshot (version {version})", code="own_snapshot")
+        return None
     account = path.stem
     named = doc.get("account_steam_id")
     if named is not None and named != account:
@@ -151,16 +155,19 @@ def import_dir(
 
     for path in files:
         try:
-            cmd, offers, friends = _command(writer, path, request_id, own)
+            made = _command(writer, path, request_id, own)
         except (TradelogError, OSError) as e:
-            if isinstance(e, InvalidInput) and e.code == "own_snapshot":
+            report.failed += 1
+            report.errors[path.name] = str(e)
+            made = None
+        else:
+            if made is None:  # one of tradelog's own snapshots
                 report.snapshots += 1
-            else:
-                report.failed += 1
-                report.errors[path.name] = str(e)
+        if made is None:
             if progress is not None and task is not None:
                 progress.advance(task)
             continue
+        cmd, offers, friends = made
         if dry_run:
             report.ok += 1
             report.offers += offers
