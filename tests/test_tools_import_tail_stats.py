@@ -19,9 +19,10 @@ from tests.conftest import SAMPLES_DIR
 SAMPLES = SAMPLES_DIR
 
 
-def _tradelog(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _tradelog(data: Path, *args: str, partitions: int = 4) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "TRADELOG_DATA_DIR": str(data), "TRADELOG_REDIS_URL": ""}
-    env["TRADELOG_PARTITIONS"] = "4"
+    env["TRADELOG_PARTITIONS"] = str(partitions)
+    env["TRADELOG_API_KEYS"] = "k"  # for `serve`
     return subprocess.run(
         [sys.executable, "-m", "tools.cli", *args],
         env=env,
@@ -194,17 +195,7 @@ def test_a_data_dir_made_with_other_partitions_stops_every_command(
 ) -> None:
     data = tmp_path / "data"
     _tradelog(data, "import-legacy", str(legacy))
-    env = {**os.environ, "TRADELOG_DATA_DIR": str(data), "TRADELOG_REDIS_URL": ""}
-    env["TRADELOG_PARTITIONS"] = "8"
-    env["TRADELOG_API_KEYS"] = "k"
-    done = subprocess.run(
-        [sys.executable, "-m", "tools.cli", *command],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=Path(__file__).resolve().parents[1],
-    )
+    done = _tradelog(data, *command, partitions=8)
     assert done.returncode == 2, done.stdout + done.stderr
     assert "TRADELOG_PARTITIONS is 8 but" in done.stderr
     assert "made with 4" in done.stderr
