@@ -13,14 +13,15 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import httpx
 import redis
 
 from .redis_server import free_port
 
-__all__ = ["bare_xadd_server", "raw_evalsha_per_s", "raw_xadd_per_s"]
+__all__ = ["bare_xadd_server", "raw_evalsha_per_s", "raw_script_per_s", "raw_xadd_per_s"]
 
 _BATCH = 100
 _RESET_EVERY = 100  # batches; keeps the stream at most ~10k entries (~10 MB) in Redis
@@ -92,6 +93,45 @@ def raw_evalsha_per_s(
             done += batch
     finally:
         client.delete(*names)
+    return done / spent
+
+
+def raw_script_per_s(
+    client: redis.Redis,
+    script: str,
+    calls: Sequence[tuple[Sequence[str], Sequence[Any]]],
+    reset: Callable[[], None],
+    seconds: float = 2.0,
+    batch: int = _BATCH,
+) -> float:
+    """Pipelined EVALSHA of `script`, one prepared call (KEYS, ARGV) each, in order.
+
+    The calls are made ready outside the clock; only building and sending the
+    pipelines is timed. They are cycled, with `reset` (untimed) clearing what they
+    wrote before each pass, so a compare-and-set script finds what it expects; each
+    must answer {1, …} (applied), or the figure would count work not done.
+    """
+    if not calls:
+        raise ValueError("raw_script_per_s needs at least one call")
+    sha = client.script_load(script)
+    done = 0
+    spent = 0.0
+    while spent < seconds:
+        reset()
+        for at in range(0, len(calls), batch):
+            start = time.perf_counter()
+            pipe = client.pipeline(transaction=False)
+            for keys, args in calls[at : at + batch]:
+                pipe.evalsha(sha, len(keys), *keys, *args)
+            replies = pipe.execute()
+            spent += time.perf_counter() - start
+            refused = [r for r in replies if not isinstance(r, list) or r[0] != 1]
+            if refused:  # a call that did not apply would make the ceiling look higher
+                raise RuntimeError(f"a raw script call did not apply: {refused[0]!r}")
+            done += len(replies)
+            if spent >= seconds:
+                break
+    reset()
     return done / spent
 
 

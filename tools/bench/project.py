@@ -11,8 +11,11 @@ policy, `always` unless `--fsync`). The Redis projector runs as `tradelog
 project redis` does: as many processes as TRADELOG_REDIS_PROJECTOR_PROCESSES
 says (`--project-processes` here; one per CPU by default), each on its share of the
 partitions (tools.bench.project_share), all started before the clock starts.
-Beside them, in the same run: raw pipelined EVALSHA of a one-HSET script (the
-ceiling of any per-event script).
+Beside them, in the same run, the ceiling DESIGN compares the Redis projector
+with, raw pipelined EVALSHA through redis-py: the projector's own offer script,
+one call per event of the log, its arguments made ready outside the clock
+(tools.bench.project_calls); and, as a further figure, a one-HSET script (the
+floor of any per-event script).
 """
 
 from __future__ import annotations
@@ -31,11 +34,14 @@ from eventlog import AppendResult, Writer
 from eventlog.records import TRADE_OFFER_UPSERTED
 from eventlog.relay import Relay
 from eventlog.settings import Settings
+from lua import source
+from projections.redis_scripts import UPSERT_OFFER
 
 from ..cmd_project import processes as cmd_processes
 from . import baselines
 from .common import BenchContext, status
 from .http_cpu import redis_cpu_seconds
+from .project_calls import upsert_calls
 from .project_share import run_shares
 from .workload import OfferStream
 
@@ -43,6 +49,7 @@ __all__ = ["Applied", "add_arguments", "redis_catch_up", "run"]
 
 _WINDOW = 8192
 _EVALSHA_SECONDS = 3.0
+_RAW_CALLS = 20_000  # events of the log the raw EVALSHA ceiling cycles through
 
 
 def _load() -> str:
@@ -144,10 +151,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     took = build_log(settings.model_copy(update={"fsync": "off"}), events, args.project_accounts)
     notes.append(f"log built in {took:.1f} s ({events / took:,.0f}/s, fsync off)")
 
-    status("raw pipelined EVALSHA (one HSET), batches of 100")
     client = ctx.redis()
+    status("raw pipelined EVALSHA of the offer script, batches of 100")
+    calls, reset = upsert_calls(settings, client, ctx.key("raw-upsert"), _RAW_CALLS)
+    raw = baselines.raw_script_per_s(client, source(UPSERT_OFFER), calls, reset, _EVALSHA_SECONDS)
+    status("raw pipelined EVALSHA of a one-HSET script, batches of 100")
     value = orjson.dumps(OfferStream(seed=9).next()[1]["offer"])
-    raw = baselines.raw_evalsha_per_s(client, ctx.key("raw-evalsha"), value, _EVALSHA_SECONDS)
+    hset = baselines.raw_evalsha_per_s(client, ctx.key("raw-evalsha"), value, _EVALSHA_SECONDS)
     client.close()
 
     # The projectors log each partition they take and their totals: keep stderr readable.
@@ -172,6 +182,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "redis_events_per_s": round(redis_rate),
             "file_events_per_s": round(file_rate),
             "raw_evalsha_per_s": round(raw),
+            "raw_evalsha_hset_per_s": round(hset),
         },
         "ratios": {"redis_vs_raw_evalsha": round(redis_rate / raw, 3)},
         "notes": notes,
