@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -22,6 +23,7 @@ from .http import JSON, error_response, guarded
 from .keys import load_keys
 from .openapi import openapi
 from .reads import Reads
+from .request_ids import RequestIds
 from .state import AppState
 from .waiting import ProgressWaiter
 
@@ -48,7 +50,12 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 async def _crash(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return error_response(500, "internal error; nothing was appended", "internal_error")
+    response = error_response(500, "internal error; nothing was appended", "internal_error")
+    # Starlette answers a crash from its outermost layer, outside RequestIds.
+    rid = request.scope.get("state", {}).get("request_id")
+    if rid is not None:
+        response.headers["X-Request-Id"] = rid
+    return response
 
 
 # Tried in order on every request: the bots' calls (upsert, load, save) come first.
@@ -93,6 +100,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     return Starlette(
         routes=ROUTES,
+        middleware=[Middleware(RequestIds)],
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error, Exception: _crash},
     )

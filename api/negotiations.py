@@ -8,7 +8,6 @@ import time
 from typing import Any
 
 import orjson
-import uuid_utils
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -26,6 +25,7 @@ from projections.fold import default_document
 
 from . import metrics
 from .http import JSON, etag, guarded, if_match, read_json
+from .request_ids import request_id
 from .retries import check_retry
 from .state import app_state
 
@@ -54,9 +54,9 @@ async def _append(
         data,
         expected,
         request.headers.get("idempotency-key"),
-        # Every API event names its request (DESIGN: meta.request_id): the client's
-        # X-Request-Id when it sends one, else one made here.
-        request_id=request.headers.get("x-request-id") or uuid_utils.uuid4().hex,
+        # Every API event names its request (DESIGN: meta.request_id), the one its
+        # answer's X-Request-Id names.
+        request_id=request_id(request),
         source="api",
     )
     result = await st.writer.submit_async(cmd)

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from api.app import create_app
 from eventlog.settings import Settings
 from tests.procs.api_harness import (
     ACCOUNT,
@@ -491,3 +492,61 @@ def test_an_event_without_x_request_id_still_names_a_request(client: TestClient)
     ids = [e["meta"]["request_id"] for e in events]
     assert len(ids) == 2 and all(isinstance(i, str) and i for i in ids)
     assert ids[0] != ids[1]
+
+
+# ---------------------------------------------------------------- X-Request-Id
+
+
+ANSWERS: list[tuple[str, str, Any]] = [
+    *ROUTES,
+    ("GET", "/health", None),
+    ("GET", "/nope", None),  # 404
+    ("PATCH", BASE, {}),  # 405
+    ("GET", "/negotiations/123", None),  # 400
+    ("POST", BASE, [1]),  # 400
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"), ANSWERS, ids=[f"{m} {p}" for m, p, _ in ANSWERS]
+)
+def test_every_answer_names_its_request(
+    client: TestClient, method: str, path: str, body: Any
+) -> None:
+    given = client.request(method, path, json=body, headers={**HEADERS, "X-Request-Id": "r-7"})
+    assert given.headers.get("x-request-id") == "r-7", (given.status_code, given.headers)
+    made = [client.request(method, path, json=body, headers=HEADERS) for _ in range(2)]
+    ids = [r.headers.get("x-request-id") for r in made]
+    assert all(isinstance(i, str) and i for i in ids), ids
+    assert ids[0] != ids[1]
+    unauthorized = client.request(method, path, json=body, headers={"X-Request-Id": "r-8"})
+    assert unauthorized.headers.get("x-request-id") == "r-8"
+
+
+def test_a_write_answers_the_request_id_its_event_records(client: TestClient) -> None:
+    resp = client.post(f"{BASE}/atomic-upsert-trade-offer", json=offer("400"), headers=HEADERS)
+    assert resp.status_code == 200, resp.text
+    resp2 = client.put(
+        f"{BASE}/friend/{FRIEND}", json={"state": "x"}, headers={**HEADERS, "X-Request-Id": "r-9"}
+    )
+    assert resp2.status_code == 200, resp2.text
+    events = client.get(f"{BASE}/events", headers=HEADERS).json()["events"]
+    assert [e["meta"]["request_id"] for e in events] == [
+        resp.headers["x-request-id"],
+        "r-9",
+    ]
+
+
+def test_an_internal_error_still_names_its_request(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import api.status
+
+    def crash(*args: Any) -> Any:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(api.status, "summarize", crash)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+        resp = c.get("/negotiations", headers={**HEADERS, "X-Request-Id": "r-10"})
+    assert_error(resp, 500, "internal_error")
+    assert resp.headers.get("x-request-id") == "r-10"
