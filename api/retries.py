@@ -16,7 +16,7 @@ import asyncio
 
 from eventlog._exceptions import IdempotencyKeyReused, RedisUnavailable
 from eventlog.commands import AppendResult, Command
-from eventlog.records import FRIENDS_REMOVED, StoredEvent
+from eventlog.records import FRIENDS_REMOVED, REQUESTED_FRIENDS, StoredEvent
 from eventlog.segments import Cursor, partition_dir
 from eventlog.settings import Settings
 from eventlog.streamlog import StreamLog
@@ -60,6 +60,11 @@ def _event_at(settings: Settings, partition: int, offset: int) -> StoredEvent | 
 def _same_write(first: StoredEvent, cmd: Command) -> bool:
     if first.type != cmd.type:
         return False
-    if cmd.type == FRIENDS_REMOVED:  # the event names only the friends that were present
-        return set(first.data["friend_steam_ids"]) <= set(cmd.data["friend_steam_ids"])
+    if cmd.type == FRIENDS_REMOVED:
+        # The event names only the friends that were present, so it cannot tell a
+        # retry from a request naming more (one present now would be answered "not
+        # found" and left in place); the writer records the whole list asked for in
+        # meta when it differs. The order does not change what a removal does.
+        asked = first.meta.get(REQUESTED_FRIENDS, first.data["friend_steam_ids"])
+        return set(asked) == set(cmd.data["friend_steam_ids"])
     return first.data == cmd.data

@@ -15,7 +15,7 @@ import uuid_utils
 from ._exceptions import VersionConflict
 from .answers import Job
 from .commands import AppendResult, Command
-from .records import FRIENDS_REMOVED, LEGACY_IMPORTED, StoredEvent, utc_ts
+from .records import FRIENDS_REMOVED, LEGACY_IMPORTED, REQUESTED_FRIENDS, StoredEvent, utc_ts
 from .state import Findings, PartitionState
 
 __all__ = ["answer", "decide_all"]
@@ -52,12 +52,15 @@ def _decide(
             return receipt.event(cmd.account, p), receipt.findings, True
     if cmd.expected_version is not None and cmd.expected_version != acct.version:
         raise VersionConflict(cmd.account, cmd.expected_version, acct.version)
-    data = cmd.data
+    data, meta = cmd.data, cmd.meta
     if cmd.type == FRIENDS_REMOVED:
-        present = [f for f in data["friend_steam_ids"] if f in acct.friends]
+        asked = data["friend_steam_ids"]
+        present = [f for f in asked if f in acct.friends]
         if not present:
             return None, Findings("removed"), False
         data = {"friend_steam_ids": present}
+        if cmd.idempotency_key and len(present) < len(asked):
+            meta = {**meta, REQUESTED_FRIENDS: asked}
     elif cmd.type == LEGACY_IMPORTED and acct.import_sha == data["source"]["sha256"]:
         return None, Findings("unchanged"), False
     event = StoredEvent(
@@ -69,7 +72,7 @@ def _decide(
         type=cmd.type,
         ts=ts,
         data=data,
-        meta=cmd.meta,
+        meta=meta,
     )
     return event, state.observe(event), False
 

@@ -13,7 +13,14 @@ from typing import Any
 
 import orjson
 
-__all__ = ["EVENT_TYPES", "SCHEMA_VERSION", "StoredEvent", "partition_of", "utc_ts"]
+__all__ = [
+    "EVENT_TYPES",
+    "REQUESTED_FRIENDS",
+    "SCHEMA_VERSION",
+    "StoredEvent",
+    "partition_of",
+    "utc_ts",
+]
 
 SCHEMA_VERSION = 1
 
@@ -32,6 +39,11 @@ EVENT_TYPES = frozenset(
         LEGACY_IMPORTED,
     }
 )
+
+# The meta field of a keyed FriendsRemoved whose request also named absent friends:
+# its data names only those present, and a retry of the request is told apart from
+# another write by the whole list it asked for (api/retries.py).
+REQUESTED_FRIENDS = "requested_friend_steam_ids"
 
 # The order of the envelope's fields in a log line and in a stream entry.
 FIELDS = ("id", "account", "version", "partition", "offset", "type", "ts", "data", "meta", "schema")

@@ -284,3 +284,44 @@ def test_overlong_idempotency_key_is_400(client: TestClient, settings: Settings)
     )
     assert_error(resp, 400, "invalid_idempotency_key")
     assert log_length(settings) == 0
+
+
+def test_remove_friends_retry_is_the_same_list_not_a_superset(
+    either: tuple[TestClient, Settings],
+) -> None:
+    """The event names only the friends that were present; a retry is still the
+    request as it was sent, absent friends included."""
+    client, settings = either
+    absent = "76561198123456791"
+    for friend in (FRIEND, FRIEND2):
+        r = client.put(f"{BASE}/friend/{friend}", json={"state": "a"}, headers=HEADERS)
+        assert r.status_code == 200, r.text
+    url = f"{BASE}/remove-friends"
+    headers = {**HEADERS, "Idempotency-Key": "rf-1"}
+    first = client.post(url, json={"friend_steam_ids": [FRIEND, absent]}, headers=headers)
+    assert first.status_code == 200, first.text
+    assert first.json()["removed_friends"] == [FRIEND]
+    length = log_length(settings)
+    again = client.post(url, json={"friend_steam_ids": [FRIEND, absent]}, headers=headers)
+    assert again.status_code == 200, again.text
+    assert again.json()["event_id"] == first.json()["event_id"]
+    assert again.json()["not_found"] == [absent]
+    # FRIEND2 is present: a request naming it is not the first one, whose answer
+    # would say it was not found and leave it there.
+    for other in ([FRIEND, absent, FRIEND2], [FRIEND, FRIEND2], [FRIEND]):
+        resp = client.post(url, json={"friend_steam_ids": other}, headers=headers)
+        assert_error(resp, 422, "idempotency_key_reused")
+    assert log_length(settings) == length
+    assert FRIEND2 in client.get(BASE, headers=HEADERS).json()["data"]["negotiations"]
+    # A first request whose friends were all present: a superset is another write too.
+    headers = {**HEADERS, "Idempotency-Key": "rf-2"}
+    r = client.put(f"{BASE}/friend/{FRIEND}", json={"state": "b"}, headers=HEADERS)
+    assert r.status_code == 200, r.text
+    first = client.post(url, json={"friend_steam_ids": [FRIEND]}, headers=headers)
+    assert first.status_code == 200 and first.json()["removed_friends"] == [FRIEND]
+    length = log_length(settings)
+    resp = client.post(url, json={"friend_steam_ids": [FRIEND, FRIEND2]}, headers=headers)
+    assert_error(resp, 422, "idempotency_key_reused")
+    again = client.post(url, json={"friend_steam_ids": [FRIEND]}, headers=headers)
+    assert again.status_code == 200 and again.json()["event_id"] == first.json()["event_id"]
+    assert log_length(settings) == length
