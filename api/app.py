@@ -43,9 +43,20 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
     response = error_response(exc.status_code, str(exc.detail), code)
-    if exc.headers:  # a 405 must name the allowed methods (Allow)
+    if exc.headers:
         response.headers.update(exc.headers)
+    if exc.status_code == 405:  # Allow names every method of the path, not one route's
+        response.headers["Allow"] = ", ".join(_methods_of(request.url.path))
     return response
+
+
+def _methods_of(path: str) -> list[str]:
+    """The methods of every route at `path` (a document's GET and POST are two routes)."""
+    methods: set[str] = set()
+    for route in ROUTES:
+        if route.methods and route.path_regex.match(path):
+            methods |= route.methods
+    return sorted(methods)
 
 
 async def _crash(request: Request, exc: Exception) -> Response:

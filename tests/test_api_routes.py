@@ -483,6 +483,26 @@ def test_unknown_route_and_method_use_the_error_shape(client: TestClient) -> Non
     assert "GET" in resp.headers.get("allow", "")
 
 
+@pytest.mark.parametrize(
+    ("path", "allowed"),
+    [
+        (BASE, {"GET", "HEAD", "POST"}),
+        (f"{BASE}/friend/{FRIEND}", {"PUT", "DELETE"}),
+        (f"{BASE}/remove-friends", {"POST"}),
+        ("/negotiations", {"GET", "HEAD"}),
+    ],
+)
+def test_a_405_names_every_method_of_the_path(
+    client: TestClient, settings: Settings, path: str, allowed: set[str]
+) -> None:
+    """Allow lists what the resource supports (RFC 9110), not only the methods of
+    the first of its routes: a save to the document's URL is a POST."""
+    resp = client.patch(path, json={}, headers=HEADERS)
+    assert_error(resp, 405, "method_not_allowed")
+    assert {m.strip() for m in resp.headers["allow"].split(",")} == allowed
+    assert log_length(settings) == 0
+
+
 def test_an_event_without_x_request_id_still_names_a_request(client: TestClient) -> None:
     resp = client.post(f"{BASE}/atomic-upsert-trade-offer", json=offer("300"), headers=HEADERS)
     assert resp.status_code == 200, resp.text
