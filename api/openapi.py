@@ -6,7 +6,8 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
-from .models import MODELS, STEAM_ID_PATTERN
+from .models import MODELS
+from .patterns import STEAM_ID_PATTERN
 
 __all__ = ["openapi"]
 
