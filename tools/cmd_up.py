@@ -3,13 +3,17 @@
 Each part runs as its own `tradelog` child process with the same settings
 (passed as TRADELOG_* variables). A child that dies is restarted with a
 back-off; Ctrl-C or SIGTERM stops every child (each finishes its batch) and
-then the supervisor. With no Redis reachable the supervisor runs file-only,
-says so, and starts the relay and the Redis projector once Redis answers.
+then the supervisor; a supervisor killed outright (SIGKILL) takes its children
+with it, through the kernel (PR_SET_PDEATHSIG). With no Redis reachable the
+supervisor runs file-only, says so, and starts the relay and the Redis
+projector once Redis answers.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import os
 import signal
 import subprocess
 import sys
@@ -25,6 +29,7 @@ from eventlog.settings import Settings
 
 from .cli import Subparsers, settings_from
 from .cmd_serve import add_server_flags, child_env
+from .project_group import die_with_parent
 
 __all__ = ["register"]
 
@@ -76,6 +81,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"tradelog: generated an API key in {settings.data_dir}/api_key (mode 0600)")
         print(f"tradelog: X-API-Key: {keys[0]}", flush=True)
     env = child_env(settings)
+    # Set in each child before it runs: the kernel stops it when the supervisor dies,
+    # even by SIGKILL, so no child runs on unsupervised holding the port and the
+    # projector's lock that the supervisor's successor needs.
+    with_parent = functools.partial(die_with_parent, os.getpid())
     exe = [sys.executable, "-m", "tools.cli"]
     children = [
         Child("api", [*exe, "serve"]),
@@ -126,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"tradelog: {child.name} exited ({code}); restarting in {delay:.1f} s")
                 child.proc, child.next_start = None, now + delay
             if child.proc is None and now >= child.next_start:
-                child.proc = subprocess.Popen(child.argv, env=env)
+                child.proc = subprocess.Popen(child.argv, env=env, preexec_fn=with_parent)
                 child.started = now
         stop.wait(0.5)
     print("tradelog: stopping…", flush=True)

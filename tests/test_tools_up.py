@@ -1,0 +1,126 @@
+"""`tradelog up` as an operator runs it: a real supervisor with its children, file-only
+(no Redis), killed with SIGKILL. Nothing sleeps to synchronise: every wait polls a
+condition against a deadline."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.procs.api_harness import HEADERS, KEY, TRADELOG, account_id, free_port
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid`, from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        # The command name may hold spaces and parentheses: the fields follow the last ")".
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"  # a zombie has stopped running
+
+
+def _wait(what: str, check: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.fixture
+def up(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str, dict[str, str]]]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "TRADELOG_DATA_DIR": str(tmp_path / "data"),
+        "TRADELOG_REDIS_URL": "",
+        "TRADELOG_API_KEYS": KEY,
+        "TRADELOG_PORT": str(port),
+    }
+    proc = subprocess.Popen(
+        [str(TRADELOG), "up"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        yield proc, url, env
+    finally:
+        # Whatever the test left running: the supervisor's session (its children with it).
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def test_up_children_stop_when_the_supervisor_is_killed(
+    up: tuple[subprocess.Popen[bytes], str, dict[str, str]],
+) -> None:
+    proc, url, env = up
+    _wait("GET /health", lambda: _healthy(url), 30)
+    _wait("both children", lambda: len(_children(proc.pid)) == 2, 30)
+    children = _children(proc.pid)
+    resp = httpx.post(
+        f"{url}/negotiations/{account_id(1)}/atomic-upsert-trade-offer",
+        json={"trade_offer_data": {"trade_offer_id": "1", "state": "Active"}},
+        headers=HEADERS,
+        timeout=30,
+    )
+    assert resp.status_code == 200, resp.text
+
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    # Orphans would keep the port and the file projector's lock, so the next `up`
+    # could start neither, while they ran on unsupervised.
+    _wait("the children to stop", lambda: not any(_alive(c) for c in children), 30)
+
+    again = subprocess.Popen(
+        [str(TRADELOG), "up"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        _wait("GET /health of the next up", lambda: _healthy(url), 30)
+        got = httpx.get(f"{url}/negotiations/{account_id(1)}", headers=HEADERS, timeout=30)
+        assert got.json()["version"] == 1
+        assert [c for c in _children(again.pid) if c in children] == []
+        again.send_signal(signal.SIGTERM)
+        assert again.wait(30) == 0
+    finally:
+        if again.poll() is None:
+            os.killpg(again.pid, signal.SIGKILL)
+            again.wait()
