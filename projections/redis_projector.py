@@ -6,9 +6,9 @@ first, then new ones) and sends its scripts in one write (redis_applier).
 While Redis runs them, the next batch is read and folded; then the first
 batch's replies are read, what it applied or parked is acknowledged
 (redis_inflight), and the positions reached are published:
-`keys.progress("redis")` (partition -> next offset to apply, `heartbeat` -> ms)
-and a ring of the progress bell, so API workers answering read-your-writes
-wake at once. Any number of projectors may
+`keys.progress("redis")` (partition -> next offset to apply, `heartbeat` -> ms,
+`stopped` -> ms of a clean stop) and a ring of the progress bell, so API
+workers answering read-your-writes wake at once. Any number of projectors may
 run, on any host; each partition is read by one at a time.
 """
 
@@ -186,6 +186,9 @@ class RedisProjector:
         message = orjson.dumps({"projector": self.name, "positions": progress})
         notify.ring(self.settings.run_dir, notify.PROGRESS, message)
 
+    def _say_stopped(self) -> None:
+        self.client.hset(self.keys.progress(self.name), "stopped", int(time.time() * 1000))
+
     def idle(self, timeout: float) -> None:
         """Block until new entries come (the next step reads them) or `timeout` passes."""
         now = time.monotonic()
@@ -219,5 +222,8 @@ class RedisProjector:
         try:
             self._guard(self._finish, len(self._inflight.batches))
             self._guard(self.consumer.lease, 0)
+            # A heartbeat stays fresh for a while after the last one; this says that
+            # no beat will follow, so `replay` need not wait for it to age.
+            self._guard(self._say_stopped)
         except RedisUnavailable as e:
             log.warning("could not release the leases: %s", e)

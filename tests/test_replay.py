@@ -232,6 +232,20 @@ def test_replay_refuses_while_a_projector_runs(rs: Settings, redis_client: redis
         daemon.close()
 
 
+def test_replay_runs_right_after_a_bounded_projector_exits(
+    rs: Settings, redis_client: redis.Redis
+) -> None:
+    fill(rs, rounds=30)
+    for args in (("relay",), ("project", "redis"), ("project", "file")):
+        done = cli(rs, *args, "--until-caught-up")
+        assert done.returncode == 0, done.stderr
+    live = redis_contents(redis_client, rs.key_prefix)
+    # At once, within the heartbeat's freshness: the projector said it stopped.
+    done = cli(rs, "replay", "redis")
+    assert done.returncode == 0, done.stderr
+    assert redis_contents(redis_client, rs.key_prefix) == live
+
+
 def test_live_redis_replay_swaps_in_an_equal_copy_and_leaves_no_fresh_keys(
     rs: Settings, redis_client: redis.Redis
 ) -> None:
