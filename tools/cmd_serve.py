@@ -56,12 +56,15 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from api.keys import load_keys
+    from eventlog.torn_tail import cut_torn_tails
 
     settings = settings_from(args, host=args.host, port=args.port, workers=args.workers)
     keys, created = load_keys(settings, create=True)
     if created:
         print(f"tradelog: no API key configured; generated one in {settings.data_dir}/api_key")
         print(f"tradelog: X-API-Key: {keys[0]}")
+    # DESIGN: a torn last line is cut off at start-up, before any worker appends.
+    cut_torn_tails(settings)
     # Workers are separate processes that build their settings from the environment.
     os.environ.update(settings_env(settings))
     os.environ.pop("TRADELOG_CONFIG", None)
