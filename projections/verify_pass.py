@@ -189,6 +189,7 @@ def verify(
             client.close()
     if why is not None:
         report.skipped = {"streams": why, "redis": why}
+        report.unreachable = settings.redis_enabled
     ends = report.ends = log_ends(settings)
     if meter is not None:
         meter.start(sum(ends.values()), "verifying")

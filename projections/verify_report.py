@@ -70,6 +70,9 @@ class VerifyReport:
     ends: dict[int, int] = field(default_factory=dict)
     streams: list[StreamCheck] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)  # what was not checked, and why
+    # Redis is configured but did not answer: the streams and the Redis projection
+    # were not checked, so agreement is not proven (disabled Redis is no such gap).
+    unreachable: bool = False
     agree: dict[str, int] = field(default_factory=dict)  # projection -> accounts that agree
     findings: list[Finding] = field(default_factory=list)
 
@@ -92,6 +95,7 @@ class VerifyReport:
             }
         return {
             "ok": self.ok,
+            "complete": not self.unreachable,
             "strict": self.strict,
             "events": self.events,
             "accounts": self.accounts,

@@ -247,6 +247,7 @@ def test_a_projector_that_passed_an_event_without_it_is_different(
     [finding] = report.findings
     assert (finding.account, finding.kind) == (account, "different")
     assert finding.projection_version == finding.log_version - 1
+    assert not report.unreachable  # disabled on purpose: nothing is missing from the proof
     human = cli(s, "verify")
     assert human.returncode == 1 and "streams: not checked: Redis is disabled" in human.stdout
 
@@ -260,6 +261,10 @@ def test_verify_with_redis_unreachable_checks_the_files(make_settings: MakeSetti
     report = verify(s)
     assert report.ok and report.agree == {"file": len(ACCOUNTS)}
     assert "unreachable" in report.skipped["streams"] and "unreachable" in report.skipped["redis"]
+    # The files agree, but the streams and the Redis projection went unchecked: not a proof.
+    assert report.unreachable and report.as_dict()["complete"] is False
+    human = cli(s, "verify")
+    assert human.returncode == 2 and "verify: INCOMPLETE" in human.stdout
 
 
 def test_a_legacy_file_never_imported_is_not_a_projection(rs: Settings) -> None:

@@ -26,8 +26,10 @@ def register(sub: Subparsers[argparse.ArgumentParser], parent: argparse.Argument
             "Compares the file log with each partition's stream (same event ids at the same "
             "offsets) and each projection with the fold of the log, account by account. A "
             "projection that only lags its projector is reported as behind, not different. "
-            "Streams are skipped when Redis is disabled or unreachable. Exit 0 when all "
-            "agree, 1 when something differs, 2 on errors."
+            "Streams are skipped when Redis is disabled. Exit 0 when all agree, 1 when "
+            "something differs, 2 on errors, and 2 when Redis is configured but does not "
+            "answer (the files are still checked and reported, but the streams and the "
+            "Redis projection are not: agreement is not proven)."
         ),
     )
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
@@ -62,7 +64,9 @@ def run(args: argparse.Namespace) -> int:
             _print(report, "before repair")
             _print_repair(fixed)
         _print(final, "after repair" if fixed is not None else "")
-    return 0 if final.ok else 1
+    if not final.ok:
+        return 1
+    return 2 if final.unreachable else 0
 
 
 def _print(report: VerifyReport, when: str) -> None:
@@ -99,7 +103,10 @@ def _print(report: VerifyReport, when: str) -> None:
     for name in ("redis",):
         if name in report.skipped and name not in report.agree:
             print(f"  {name} projection: not checked: {report.skipped[name]}")
-    print(f"{head}: {'OK' if report.ok else 'FAILED'}")
+    verdict = "OK" if report.ok else "FAILED"
+    if report.ok and report.unreachable:
+        verdict = "INCOMPLETE (Redis did not answer: only the files were checked)"
+    print(f"{head}: {verdict}")
 
 
 def _list(findings: list[Finding], label: str) -> None:
