@@ -180,6 +180,27 @@ def test_stats_counts_events_accounts_offers_friends(tmp_path: Path) -> None:
     assert stats["projectors"]["file"]["lag"] == 0
 
 
+def test_stats_says_the_redis_lag_is_unknown_when_redis_does_not_answer(tmp_path: Path) -> None:
+    from tests.conftest import free_port
+
+    data = tmp_path / "data"
+    assert _tradelog(data, "import-legacy", str(SAMPLES)).returncode == 0
+    env = {**os.environ, "TRADELOG_DATA_DIR": str(data), "TRADELOG_PARTITIONS": "4"}
+    env["TRADELOG_REDIS_URL"] = f"redis://127.0.0.1:{free_port()}/0"  # nobody listens
+
+    def stats(*args: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "tools.cli", "stats", *args]
+        cwd = Path(__file__).resolve().parents[1]
+        return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, cwd=cwd)
+
+    out = stats("--json")
+    assert out.returncode == 0, out.stderr
+    redis_side = json.loads(out.stdout)["projectors"]["redis"]
+    assert redis_side["lag"] is None and redis_side["error"]  # unknown, not level
+    table = stats()
+    assert table.returncode == 0 and "unknown" in table.stdout
+
+
 @pytest.mark.parametrize(
     "command",
     [

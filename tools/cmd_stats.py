@@ -59,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
         "projectors": {
             name: {
                 **info,
-                "lag": sum((info.get("lag") or {}).values()),
+                # None, not 0, when it could not be read (Redis down): unknown is not level.
+                "lag": None if info.get("lag") is None else sum(info["lag"].values()),
                 "lag_by_partition": info.get("lag"),
             }
             for name, info in projectors.items()
@@ -81,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
         table.add_row(f"  {state}", str(n))
     table.add_row("friends", str(totals["friends"]))
     for name, info in out["projectors"].items():
-        table.add_row(f"projector {name}: lag", str(info["lag"]))
+        lag = info["lag"] if info["lag"] is not None else f"unknown: {info.get('error', '?')}"
+        table.add_row(f"projector {name}: lag", str(lag))
         table.add_row(f"projector {name}: parked", str(len(info.get("parked") or [])))
     console.print(table)
     return 0
