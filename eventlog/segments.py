@@ -142,8 +142,13 @@ class Cursor:
         self.base, self.pos, self.line = self.next_offset, 0, 0
         return True
 
-    def read(self, limit: int = 0) -> tuple[list[StoredEvent], int]:
+    def read(self, limit: int = 0, *, most: int = 0) -> tuple[list[StoredEvent], int]:
         """Read complete lines after the cursor (at most about `limit` events if > 0).
+
+        `most` > 0: never more than `most` events; the cursor stops after the last one
+        taken, so the rest of the read chunk is read again next time instead of being
+        parsed and held by the caller (a tailing projector would keep a chunk's
+        remainder per partition, tens of thousands of events, between its steps).
 
         Returns the events and the length of a partial last line (0 if none).
         """
@@ -174,15 +179,16 @@ class Cursor:
                 want *= 2  # one line longer than a chunk
                 continue
             want = _CHUNK
-            self._parse(chunk[: end + 1], events)
-            self.pos += end + 1
-            if limit and len(events) >= limit:
+            self.pos += self._parse(chunk[: end + 1], events, most - len(events) if most else 0)
+            if (limit and len(events) >= limit) or (most and len(events) >= most):
                 return events, 0
 
-    def _parse(self, block: bytes, out: list[StoredEvent]) -> None:
+    def _parse(self, block: bytes, out: list[StoredEvent], most: int = 0) -> int:
+        """Parse `block`'s lines (only the first `most` if > 0); return the bytes taken."""
         start = 0
         n = len(block)
-        while start < n:
+        stop = len(out) + most if most else -1
+        while start < n and len(out) != stop:
             end = block.index(b"\n", start)
             self.line += 1
             try:
@@ -199,3 +205,4 @@ class Cursor:
             out.append(event)
             self.next_offset += 1
             start = end + 1
+        return start

@@ -26,7 +26,6 @@ class Tail:
     def __init__(self, settings: Settings, positions: dict[int, int]) -> None:
         self.settings = settings
         self.cursors = [self._cursor(p, positions[p]) for p in range(settings.partitions)]
-        self._pending: list[list[StoredEvent]] = [[] for _ in range(settings.partitions)]
         self._turn = 0
 
     def _cursor(self, p: int, offset: int) -> Cursor:
@@ -44,7 +43,11 @@ class Tail:
         chunks of one read each: a step folds a chunk before the next is parsed, so it
         holds a few megabytes of events, not its whole step.
 
-        Bounded in bytes too: whole-document events can be megabytes each.
+        Bounded in bytes too: whole-document events can be megabytes each. Nothing is
+        held between steps: a chunk is parsed only as far as the step takes it (the
+        cursor reads the rest again next time), else each partition kept its last
+        chunk's remainder, and the projector's peak grew with the partitions it had
+        read a step's end in, that is with the log's length (bench memory).
         """
         taken = 0
         budget = STEP_BYTES
@@ -54,21 +57,16 @@ class Tail:
             p = (start + i) % n
             cursor = self.cursors[p]
             while (want := limit - taken) > 0 and budget > 0:
-                pending = self._pending[p]
-                if not pending:
-                    base, pos = cursor.base, cursor.pos
-                    # limit=1: one read chunk (or one long line) per call, so the
-                    # budget is checked at least every few megabytes.
-                    pending, _ = cursor.read(limit=1)
-                    if not pending:
-                        break
-                    budget -= cursor.pos - (pos if cursor.base == base else 0)
-                self._pending[p] = pending[want:]
-                chunk = pending[:want]
-                del pending  # the consumer's chunk is then the only reference
+                base, pos = cursor.base, cursor.pos
+                # limit=1: one read chunk (or one long line) per call, so the budget is
+                # checked at least every few megabytes.
+                chunk, _ = cursor.read(limit=1, most=want)
+                if not chunk:
+                    break
+                budget -= cursor.pos - (pos if cursor.base == base else 0)
                 taken += len(chunk)
                 yield chunk
-                del chunk
+                del chunk  # the consumer's is then the only reference
 
     def sync(self, partitions: Iterable[int]) -> None:
         """Make what was read of `partitions` durable: writers ring before they sync, and

@@ -421,6 +421,45 @@ def test_a_step_reads_a_bounded_number_of_bytes(
     assert_matches_fold(s)
 
 
+def test_a_step_that_ends_mid_chunk_holds_no_events_read_past_it(
+    make_settings: Callable[..., Settings],
+) -> None:
+    s = make_settings(partitions=2, fsync="off")
+    append_mixed(s, 90, seed=11)
+    projector = FileProjector(s, writers=1)
+    try:
+        taken = 0
+        while n := projector.step(7):  # the whole log fits one read chunk: cut it up
+            taken += n
+            # Each cursor stands right after the last event handed out (the batch in
+            # flight ends there): the rest of its chunk is read again later, never
+            # parsed and kept between steps.
+            folded = projector.writes.batch().positions
+            assert folded == {c.partition: c.next_offset for c in projector.tail.cursors}
+        assert taken == len(log_events(s))
+    finally:
+        projector.close()
+    assert_matches_fold(s)
+
+
+def test_a_cursor_reads_at_most_most_events_and_goes_on_after_them(
+    make_settings: Callable[..., Settings],
+) -> None:
+    s = make_settings(partitions=1, fsync="off")
+    append_mixed(s, 25, seed=3)
+    cursor = Cursor(partition_dir(s.log_dir, 0), 0)
+    try:
+        got: list[StoredEvent] = []
+        while events := cursor.read(limit=1, most=4)[0]:
+            assert len(events) <= 4
+            assert cursor.next_offset == events[-1].offset + 1
+            got += events
+    finally:
+        cursor.close()
+    assert [e.offset for e in got] == list(range(25))
+    assert [e.to_line() for e in got] == [e.to_line() for e in log_events(s)]
+
+
 @pytest.mark.parametrize("pool_files", [2, 64], ids=["by-the-pool", "in-the-loop"])
 def test_a_batch_of_many_snapshots_is_synced_once_before_any_is_renamed(
     make_settings: Callable[..., Settings],
