@@ -36,6 +36,7 @@ from projections.file_health import progress
 from projections.file_projector import FileProjector, parked
 from projections.fold import Fold, dumps, fold_all
 from projections.snapshots import (
+    Memo,
     decode,
     encode,
     read_document,
@@ -171,6 +172,20 @@ def test_scores_the_document_cannot_give_survive_a_restart(
     doc, _ = read_document(s, account)
     assert doc is not None and "_tradelog" not in doc
     assert_matches_fold(s)
+
+
+def test_a_snapshots_memo_keeps_only_the_offers_its_document_holds() -> None:
+    def fold(ids: range) -> Fold:
+        offers = [{"trade_offer_id": str(i), "updated_at": "soon"} for i in ids]
+        return Fold({"trade_offers": offers, "version": 1}, {str(i): i for i in ids})
+
+    memo = Memo()
+    before, after = fold(range(100)), fold(range(100, 190))  # a whole-document save between
+    encode(before, memo)
+    assert len(memo.scores) == 100
+    # The dropped offers are not kept (with 90 offers, a slack of 2x kept all 100 of them).
+    assert encode(after, memo) == encode(after)
+    assert sorted(memo.scores, key=int) == [str(i) for i in range(100, 190)]
 
 
 def test_a_clients_own_reserved_key_is_kept_in_place(
