@@ -10,12 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
-
 from eventlog.keys import Keys
 
 from .fold import Fold
-from .redis_codec import Pairs, find_offer, meta_changes, meta_pairs, record_pairs
+from .redis_codec import Pairs, find_offer, json_arg, meta_changes, meta_pairs, record_pairs
 from .redis_scripts import REMOVE_FRIENDS, SAVE_DOCUMENT, UPSERT_FRIEND, UPSERT_OFFER, Call
 
 __all__ = ["friends_removed_call", "friends_upserted_call", "offers_call", "save_call"]
@@ -31,7 +29,7 @@ def _offers(args: list[Any], offers: Sequence[Any], scores: dict[str, int]) -> N
     ids = [o["trade_offer_id"] for o in offers]
     args.append(len(ids))
     for oid, offer in zip(ids, offers, strict=True):
-        args += (oid, orjson.dumps(offer))
+        args += (oid, json_arg(offer))
     for oid in ids:
         args += (scores[oid], oid)
 

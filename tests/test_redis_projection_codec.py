@@ -4,6 +4,7 @@ scripts get turn one state's meta hash into the next one's."""
 
 from __future__ import annotations
 
+import tracemalloc
 from typing import Any
 
 import orjson
@@ -21,6 +22,7 @@ from projections.redis_codec import (
     decode_record,
     document_json,
     find_offer,
+    json_arg,
     key_of,
     meta_changes,
     meta_pairs,
@@ -123,3 +125,18 @@ def test_find_offer_finds_every_offer_of_a_long_list() -> None:
         listed = fold.doc["trade_offers"][:40] if short else fold.doc["trade_offers"]
         for offer in listed:
             assert find_offer(listed, fold.scores, offer["trade_offer_id"]) is offer
+
+
+def test_script_json_arguments_take_only_their_own_size() -> None:
+    # A batch's calls hold tens of thousands of these until Redis answers: orjson's own
+    # output buffer is 4 KiB or more, however short the JSON.
+    values = [{"state": "Accepted", "n": i} for i in range(200)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        held = [json_arg(v) for v in values]
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held == [orjson.dumps(v) for v in values]
+    assert grown < len(values) * 256
