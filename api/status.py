@@ -85,8 +85,10 @@ def account_status(
         "redis_metadata": redis_meta,
         "redis_error": redis_error,
         "versions": {"log": log_version, "file": file_version, "redis": redis_version},
+        # With Redis on, its projection counts: an account it lacks (version 0) or that
+        # could not be read is not in sync; with Redis off, only the files count.
         "in_sync": file_version == log_version
-        and (redis_version is None or redis_version == log_version),
+        and (reads.redis is None or (redis_error is None and (redis_version or 0) == log_version)),
     }
 
 

@@ -381,6 +381,19 @@ def test_account_health(client: TestClient) -> None:
     assert body["file_exists"] is True
     assert isinstance(body["file_stats"], dict) and body["file_stats"]["size"] > 0
     assert body["versions"] == {"log": 2, "file": 2, "redis": None}
+    assert body["in_sync"] is True  # Redis is disabled: the files are the whole story
+
+
+def test_account_health_is_not_in_sync_while_redis_lacks_the_account(
+    make_settings: Callable[..., Settings], redis_url: str
+) -> None:
+    # Redis on, but no Redis projector runs: the stream has the events, the projection not.
+    s = make_settings(api_keys=KEY, projection_wait_ms=WAIT_MS, redis_url=redis_url)
+    with serving(s) as client:
+        client.post(f"{BASE}/atomic-upsert-trade-offer", json=offer("1"), headers=HEADERS)
+        body = client.get(f"{BASE}/health", headers=HEADERS).json()
+    assert body["versions"] == {"log": 1, "file": 1, "redis": None}
+    assert body["in_sync"] is False
 
 
 @pytest.mark.parametrize("path", ["/negotiations", "/negotiations/"])
