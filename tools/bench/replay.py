@@ -61,10 +61,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "figures": {
             "events": report.events,
-            "file_seconds": round(report.write_seconds["file"], 2),
-            "redis_seconds": round(report.write_seconds["redis"], 2),
-            "fold_seconds": round(report.fold_seconds, 2),
-            "total_seconds": round(total, 2),
+            "file_seconds": round(report.write_seconds["file"], 3),
+            "redis_seconds": round(report.write_seconds["redis"], 3),
+            "fold_seconds": round(report.fold_seconds, 3),
+            "total_seconds": round(total, 3),
             "events_per_s": round(report.events / total) if total else 0,
         },
         "ratios": {"total_vs_60s_target": round(total / 60, 3)},
