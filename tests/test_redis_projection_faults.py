@@ -147,13 +147,13 @@ def _applied_but_unacked(client: redis.Redis, settings: Settings) -> int:
 
 
 @pytest.mark.slow
-def test_sigkill_mid_batch_loses_and_doubles_nothing(
+def test_sigkill_mid_batch_twenty_times_loses_and_doubles_nothing(
     rsettings: Settings, redis_client: redis.Redis, procs: list[subprocess.Popen[bytes]]
 ) -> None:
     rng = random.Random(7)
     unacked = 0
     with Writer(rsettings) as writer, Appender(writer, 1):
-        for _ in range(12):
+        for _ in range(20):
             proc = _spawn(rsettings, "p1", 10_000, 30_000)  # same name: takes its entries back
             procs.append(proc)
             _lines(proc, rng.randrange(5, 60))  # "ready", then some batches
