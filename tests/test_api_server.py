@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import socket
 import ssl
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -136,8 +135,8 @@ def test_other_routes(client: httpx.Client) -> None:
 Request = tuple[str, dict[str, Any], dict[str, str]]  # path, JSON body, extra headers
 
 
-async def _concurrently(url: str, requests: list[Request]) -> tuple[list[httpx.Response], float]:
-    """POST every request at once, each on its own connection; answers and wall time.
+async def _concurrently(url: str, requests: list[Request]) -> list[httpx.Response]:
+    """POST every request at once, each on its own connection; their answers.
 
     One AsyncClient per request: a single client's pool (httpcore) scans every
     connection for each request it assigns, which with 80 connections cost the
@@ -151,13 +150,12 @@ async def _concurrently(url: str, requests: list[Request]) -> tuple[list[httpx.R
             )
             for _ in requests
         ]
-        # Open the connections first, so the burst measures the writes, not TCP set-up.
+        # Open the connections first, so the writes arrive together, not behind TCP set-up.
         await asyncio.gather(*(c.get("/health") for c in clients))
-        started = time.perf_counter()
         answers = await asyncio.gather(
             *(c.post(p, json=b, headers=h) for c, (p, b, h) in zip(clients, requests, strict=True))
         )
-        return list(answers), time.perf_counter() - started
+        return list(answers)
 
 
 def test_80_concurrent_upserts_on_one_account(server: Server, client: httpx.Client) -> None:
@@ -167,11 +165,8 @@ def test_80_concurrent_upserts_on_one_account(server: Server, client: httpx.Clie
     reqs: list[Request] = [
         (path, {"trade_offer_data": {"trade_offer_id": o, "state": 2}}, {}) for o in offers
     ]
-    answers, took = asyncio.run(_concurrently(server.url, reqs))
-    print(f"80 concurrent upserts over HTTP, all projected: {took * 1000:.0f} ms")
-    # ~0.1 s here when the machine is quiet (DESIGN target < 100 ms, measured by `bench`);
-    # the bound only catches gross regressions (legacy: 0.85-1.8 s) on a loaded machine.
-    assert took < 5.0, f"80 concurrent upserts took {took:.2f} s"
+    # How fast is `bench http`'s upsert80 figure; here only what they answer counts.
+    answers = asyncio.run(_concurrently(server.url, reqs))
     assert [a.status_code for a in answers] == [200] * 80, [a.text for a in answers][:3]
     bodies = [a.json() for a in answers]
     assert all(b["operation"] == "added" and b["projected"] is True for b in bodies)
@@ -197,7 +192,7 @@ def test_80_concurrent_merges_into_one_offer_lose_nothing(
         (path, {"trade_offer_data": {"trade_offer_id": "77", f"field_{i}": i}}, {})
         for i in range(80)
     ]
-    answers, _ = asyncio.run(_concurrently(server.url, reqs))
+    answers = asyncio.run(_concurrently(server.url, reqs))
     assert [a.status_code for a in answers] == [200] * 80
     operations = sorted(a.json()["operation"] for a in answers)
     assert operations == ["added"] + ["updated"] * 79
@@ -220,7 +215,7 @@ def test_80_concurrent_writes_with_one_if_match_exactly_one_wins(
         (path, {"trade_offer_data": {"trade_offer_id": str(100 + i)}}, {"If-Match": etag})
         for i in range(80)
     ]
-    answers, _ = asyncio.run(_concurrently(server.url, reqs))
+    answers = asyncio.run(_concurrently(server.url, reqs))
     codes = sorted(a.status_code for a in answers)
     assert codes == [200] + [409] * 79
     for a in answers:
