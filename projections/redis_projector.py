@@ -182,12 +182,17 @@ class RedisProjector:
     def _publish(self) -> None:
         progress = {str(p): n for p, n in self.positions.items()}
         fields: dict[Any, Any] = {"heartbeat": int(time.time() * 1000), **progress}
+        fields["heartbeat_by"] = self.consumer.name  # whose beat: see _say_stopped
         self.client.hset(self.keys.progress(self.name), mapping=fields)
         message = orjson.dumps({"projector": self.name, "positions": progress})
         notify.ring(self.settings.run_dir, notify.PROGRESS, message)
 
     def _say_stopped(self) -> None:
-        self.client.hset(self.keys.progress(self.name), "stopped", int(time.time() * 1000))
+        # By name: another consumer (a standby, a successor) may be beating meanwhile,
+        # and only a stop of the one that beat last says no beat will follow.
+        stop: dict[Any, Any] = {"stopped": int(time.time() * 1000)}
+        stop["stopped_by"] = self.consumer.name
+        self.client.hset(self.keys.progress(self.name), mapping=stop)
 
     def idle(self, timeout: float) -> None:
         """Block until new entries come (the next step reads them) or `timeout` passes."""

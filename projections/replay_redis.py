@@ -89,15 +89,16 @@ def redis_projector_activity(client: redis.Redis, keys: Keys, partitions: int) -
         pipe = client.pipeline(transaction=False)
         for p in range(partitions):
             pipe.exists(keys.lease(p))
-        pipe.hmget(keys.progress("redis"), ["heartbeat", "stopped"])
-        *leases, (beat, stopped) = pipe.execute()
+        fields = ["heartbeat", "heartbeat_by", "stopped", "stopped_by"]
+        pipe.hmget(keys.progress("redis"), fields)
+        *leases, (beat, beat_by, stopped, stopped_by) = pipe.execute()
     except redis.RedisError as e:
         raise RedisUnavailable(f"cannot read the Redis projector's state: {e}") from e
     held = sum(int(n) for n in leases)
     if held:
         return f"it holds the lease of {held} partitions"
-    if beat and stopped and int(stopped) >= int(beat):
-        return None  # it stopped cleanly after its last beat (no lease is held either)
+    if beat and stopped and int(stopped) >= int(beat) and stopped_by == beat_by:
+        return None  # the one that beat last stopped cleanly since (and holds no lease)
     age = now_ms() - int(beat) if beat else None
     if age is not None and age < FRESH_MS:
         return f"its heartbeat is {age} ms old"
