@@ -4,9 +4,11 @@ A crash mid-write leaves part of a line after the last newline of a
 partition's last segment; it was never acknowledged. Readers skip it and the
 writer cuts it off under the lock before its next append, but until then the
 log holds bytes that are not an event (a backup, `tail -c` or another tool sees
-them). So a writer process cuts every such tail at start, each under its
-partition's lock: while the lock is held nobody is mid-write, so bytes after
-the last newline are a crash's leftover, never an append in progress.
+them). So `serve` (and with it `up`) cuts every such tail at start, each under
+its partition's lock: while the lock is held nobody is mid-write, so bytes
+after the last newline are a crash's leftover, never an append in progress. A
+partition whose lock another process holds is skipped, not waited for: its
+writer is alive and cuts a torn tail under the lock before it appends.
 """
 
 from __future__ import annotations
@@ -38,7 +40,14 @@ def cut_torn_tails(settings: Settings) -> dict[Path, int]:
         except OSError as e:
             raise LogUnavailable(f"cannot open the lock of {pdir}: {e}") from e
         try:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                # A live writer holds it: it cuts a torn tail itself, under the lock,
+                # before its next append. Waiting could hold start-up for as long as
+                # that writer takes (a hung one: for ever).
+                log.info("partition %d is being written: its writer cuts any torn tail", p)
+                continue
             torn = _cut(pdir)
         except OSError as e:
             raise LogUnavailable(f"cannot cut the torn tail of {pdir}: {e}") from e

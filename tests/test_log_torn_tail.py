@@ -3,6 +3,7 @@ starts, before any append: DESIGN's "cut off at start-up"."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import subprocess
@@ -43,6 +44,19 @@ def test_cut_torn_tails_leaves_the_complete_lines(settings: Settings) -> None:
     assert cut_torn_tails(settings) == {path: len(TORN)}
     assert path.read_bytes() == whole
     assert cut_torn_tails(settings) == {}  # nothing left to cut
+
+
+def test_a_partition_another_writer_holds_is_skipped_not_waited_for(settings: Settings) -> None:
+    path, whole = _tear(settings)
+    # Another open file description: its flock conflicts even within this process.
+    held = os.open(path.parent / ".lock", os.O_RDWR)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert cut_torn_tails(settings) == {}  # returns at once; that writer cuts it
+        assert path.read_bytes() == whole + TORN
+    finally:
+        os.close(held)
+    assert cut_torn_tails(settings) == {path: len(TORN)}
 
 
 def test_cut_torn_tails_of_a_segment_with_no_complete_line(settings: Settings) -> None:
