@@ -46,8 +46,15 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if exc.headers:
         response.headers.update(exc.headers)
     if exc.status_code == 405:  # Allow names every method of the path, not one route's
-        response.headers["Allow"] = ", ".join(_methods_of(request.url.path))
+        response.headers["Allow"] = ", ".join(_methods_of(_route_path(request)))
     return response
+
+
+def _route_path(request: Request) -> str:
+    """The path the routes match: without the root path a proxy mounts the API under."""
+    path: str = request.scope["path"]
+    root: str = request.scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
 
 
 def _methods_of(path: str) -> list[str]:

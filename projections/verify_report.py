@@ -94,7 +94,9 @@ class VerifyReport:
                 "behind": [f.as_dict() for f in mine if not self.failing(f)],
             }
         return {
-            "ok": self.ok,
+            # A script reading only `ok` must not take a check of the files alone for a
+            # proof: an incomplete verdict is not ok (the process exits 2).
+            "ok": self.ok and not self.unreachable,
             "complete": not self.unreachable,
             "strict": self.strict,
             "events": self.events,

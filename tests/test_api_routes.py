@@ -516,6 +516,15 @@ def test_a_405_names_every_method_of_the_path(
     assert log_length(settings) == 0
 
 
+def test_the_allowed_methods_are_found_under_a_root_path() -> None:
+    from starlette.requests import Request
+
+    from api.app import _methods_of, _route_path
+
+    scope = {"type": "http", "path": f"/api{BASE}", "root_path": "/api", "headers": []}
+    assert _methods_of(_route_path(Request(scope))) == ["GET", "HEAD", "POST"]
+
+
 def test_an_event_without_x_request_id_still_names_a_request(client: TestClient) -> None:
     resp = client.post(f"{BASE}/atomic-upsert-trade-offer", json=offer("300"), headers=HEADERS)
     assert resp.status_code == 200, resp.text

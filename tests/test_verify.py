@@ -263,6 +263,7 @@ def test_verify_with_redis_unreachable_checks_the_files(make_settings: MakeSetti
     assert "unreachable" in report.skipped["streams"] and "unreachable" in report.skipped["redis"]
     # The files agree, but the streams and the Redis projection went unchecked: not a proof.
     assert report.unreachable and report.as_dict()["complete"] is False
+    assert report.as_dict()["ok"] is False
     human = cli(s, "verify")
     assert human.returncode == 2 and "verify: INCOMPLETE" in human.stdout
 
