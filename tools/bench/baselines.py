@@ -103,6 +103,7 @@ def raw_script_per_s(
     reset: Callable[[], None],
     seconds: float = 2.0,
     batch: int = _BATCH,
+    clear: Callable[[], None] | None = None,
 ) -> float:
     """Pipelined EVALSHA of `script`, one prepared call (KEYS, ARGV) each, in order.
 
@@ -110,6 +111,7 @@ def raw_script_per_s(
     pipelines is timed. They are cycled, with `reset` (untimed) clearing what they
     wrote before each pass, so a compare-and-set script finds what it expects; each
     must answer {1, …} (applied), or the figure would count work not done.
+    `clear` (default: `reset`) removes what they wrote at the end.
     """
     if not calls:
         raise ValueError("raw_script_per_s needs at least one call")
@@ -131,7 +133,7 @@ def raw_script_per_s(
             done += len(replies)
             if spent >= seconds:
                 break
-    reset()
+    (clear or reset)()
     return done / spent
 
 

@@ -153,8 +153,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     client = ctx.redis()
     status("raw pipelined EVALSHA of the offer script, batches of 100")
-    calls, reset = upsert_calls(settings, client, ctx.key("raw-upsert"), _RAW_CALLS)
-    raw = baselines.raw_script_per_s(client, source(UPSERT_OFFER), calls, reset, _EVALSHA_SECONDS)
+    ready = upsert_calls(settings, client, ctx.key("raw-upsert"), _RAW_CALLS)
+    script = source(UPSERT_OFFER)
+    raw = baselines.raw_script_per_s(
+        client, script, ready.calls, ready.reset, _EVALSHA_SECONDS, clear=ready.clear
+    )
     status("raw pipelined EVALSHA of a one-HSET script, batches of 100")
     value = orjson.dumps(OfferStream(seed=9).next()[1]["offer"])
     hset = baselines.raw_evalsha_per_s(client, ctx.key("raw-evalsha"), value, _EVALSHA_SECONDS)
