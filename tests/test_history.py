@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from eventlog import Writer
+from eventlog import Writer, history
 from eventlog._exceptions import CorruptLog
 from eventlog.history import account_events
 from eventlog.records import StoredEvent, partition_of
@@ -60,6 +60,17 @@ def test_history_is_the_accounts_events_in_order_across_segments(
     assert account_events(s, TARGET, 3, 4) == want[2:6]
     assert account_events(s, TARGET, len(want) + 1, 10) == []
     assert account_events(s, "76561199999999998", 1, 10) == []
+
+
+@pytest.mark.parametrize("chunk", [7, 100, 1000])
+def test_lines_cut_by_the_read_chunks_are_read_whole(
+    make_settings: MakeSettings, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    s = make_settings(fsync="off", segment_bytes=16_384)
+    _fill(s, 150)
+    monkeypatch.setattr(history, "_CHUNK", chunk)  # every line spans reads
+    for account in ACCOUNTS[:4]:
+        assert account_events(s, account, 1, 10**9) == _reference(s, account)
 
 
 def test_a_partial_last_line_is_not_an_event_yet(make_settings: MakeSettings) -> None:
