@@ -21,15 +21,14 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-import orjson
 import redis
 
-from eventlog import notify
 from eventlog._exceptions import RedisUnavailable
 from eventlog.keys import Keys
 from eventlog.records import StoredEvent
 from eventlog.settings import Settings
 
+from . import redis_progress as progress
 from .gcpause import Freezer, paused
 from .redis_applier import Outcome, RedisApplier
 from .redis_consumer import Consumer
@@ -180,19 +179,7 @@ class RedisProjector:
             self._freezer.freeze()
 
     def _publish(self) -> None:
-        progress = {str(p): n for p, n in self.positions.items()}
-        fields: dict[Any, Any] = {"heartbeat": int(time.time() * 1000), **progress}
-        fields["heartbeat_by"] = self.consumer.name  # whose beat: see _say_stopped
-        self.client.hset(self.keys.progress(self.name), mapping=fields)
-        message = orjson.dumps({"projector": self.name, "positions": progress})
-        notify.ring(self.settings.run_dir, notify.PROGRESS, message)
-
-    def _say_stopped(self) -> None:
-        # By name: another consumer (a standby, a successor) may be beating meanwhile,
-        # and only a stop of the one that beat last says no beat will follow.
-        stop: dict[Any, Any] = {"stopped": int(time.time() * 1000)}
-        stop["stopped_by"] = self.consumer.name
-        self.client.hset(self.keys.progress(self.name), mapping=stop)
+        progress.publish(self.client, self.keys, self.settings, self.positions, self.consumer.name)
 
     def idle(self, timeout: float) -> None:
         """Block until new entries come (the next step reads them) or `timeout` passes."""
@@ -227,8 +214,6 @@ class RedisProjector:
         try:
             self._guard(self._finish, len(self._inflight.batches))
             self._guard(self.consumer.lease, 0)
-            # A heartbeat stays fresh for a while after the last one; this says that
-            # no beat will follow, so `replay` need not wait for it to age.
-            self._guard(self._say_stopped)
+            self._guard(progress.say_stopped, self.client, self.keys, self.consumer.name)
         except RedisUnavailable as e:
             log.warning("could not release the leases: %s", e)

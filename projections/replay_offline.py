@@ -30,6 +30,7 @@ from .checkpoint import (
     write_checkpoint,
 )
 from .file_parking import read_parks, remove_park
+from .redis_progress import projector_activity
 from .replay_files import snapshot_names, written_by_projector
 from .replay_jobs import Meter, run_jobs, split_partitions
 from .replay_pass import PassJob, ReplayReport, merge, rebuild_job, timed
@@ -37,7 +38,6 @@ from .replay_redis import (
     clear_redis,
     count_parked,
     redis_client,
-    redis_projector_activity,
     set_redis_positions,
 )
 
@@ -69,7 +69,7 @@ def rebuild(
     try:
         if "redis" in targets:
             client = redis_client(settings)
-            busy = redis_projector_activity(client, keys, settings.partitions)
+            busy = projector_activity(client, keys, settings.partitions)
             if busy and not force:
                 raise ProjectorBusy(
                     f"a Redis projector is running ({busy}): stop it, or pass --force"

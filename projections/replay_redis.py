@@ -20,18 +20,15 @@ from eventlog.redisconn import connect
 from eventlog.segments import partition_dir
 from eventlog.settings import Settings
 
-from .checkpoint import now_ms
 from .redis_calls import save_call
 from .redis_parking import Parking
 from .redis_scripts import SAVE_DOCUMENT, Call, Scripts, Status, status_of
 from .replay_fold import Folded, fold_log
 
 __all__ = [
-    "FRESH_MS",
     "clear_redis",
     "count_parked",
     "redis_client",
-    "redis_projector_activity",
     "replace_account",
     "save_redis",
     "set_redis_positions",
@@ -39,7 +36,6 @@ __all__ = [
 
 _SAVE_BATCH = 200  # accounts per pipelined round trip of save_document calls
 _REDIS_TIMEOUT_MS = 120_000  # a batch of whole accounts can take seconds to apply
-FRESH_MS = 3000  # a heartbeat younger than this means a Redis projector is running
 # Key kinds of the Redis projection under the prefix (the streams and bookkeeping stay).
 _PROJECTION_KINDS = ("meta:", "offers:", "friend:", "friends:index:", "parked:events:")
 _PROJECTION_NAMES = ("accounts", "parked")
@@ -81,28 +77,6 @@ def save_redis(client: redis.Redis, keys: Keys, folded: Folded, partitions: int)
     except redis.RedisError as e:
         raise RedisUnavailable(f"cannot write the Redis projection: {e}") from e
     return raced
-
-
-def redis_projector_activity(client: redis.Redis, keys: Keys, partitions: int) -> str | None:
-    """Why a Redis projector seems to run (a lease held, a fresh heartbeat), or None."""
-    try:
-        pipe = client.pipeline(transaction=False)
-        for p in range(partitions):
-            pipe.exists(keys.lease(p))
-        fields = ["heartbeat", "heartbeat_by", "stopped", "stopped_by"]
-        pipe.hmget(keys.progress("redis"), fields)
-        *leases, (beat, beat_by, stopped, stopped_by) = pipe.execute()
-    except redis.RedisError as e:
-        raise RedisUnavailable(f"cannot read the Redis projector's state: {e}") from e
-    held = sum(int(n) for n in leases)
-    if held:
-        return f"it holds the lease of {held} partitions"
-    if beat and stopped and int(stopped) >= int(beat) and stopped_by == beat_by:
-        return None  # the one that beat last stopped cleanly since (and holds no lease)
-    age = now_ms() - int(beat) if beat else None
-    if age is not None and age < FRESH_MS:
-        return f"its heartbeat is {age} ms old"
-    return None
 
 
 def clear_redis(client: redis.Redis, keys: Keys) -> int:

@@ -249,7 +249,7 @@ def test_replay_runs_right_after_a_bounded_projector_exits(
 def test_one_projector_stopping_does_not_hide_a_live_standby(
     rs: Settings, redis_client: redis.Redis
 ) -> None:
-    from projections.replay_redis import redis_projector_activity
+    from projections.redis_progress import projector_activity
 
     fill(rs, rounds=10)
     keys = Keys(rs.key_prefix)
@@ -261,11 +261,11 @@ def test_one_projector_stopping_does_not_hide_a_live_standby(
         assert not b.consumer.held
         b.heartbeat()  # b is alive, and beat last
         a.close()  # a stops cleanly after b's beat: its leases go, its stop is recorded
-        assert redis_projector_activity(redis_client, keys, rs.partitions) is not None
+        assert projector_activity(redis_client, keys, rs.partitions) is not None
     finally:
         b.close()
     # b stopped too, after its last beat: nothing runs now.
-    assert redis_projector_activity(redis_client, keys, rs.partitions) is None
+    assert projector_activity(redis_client, keys, rs.partitions) is None
 
 
 def test_live_redis_replay_swaps_in_an_equal_copy_and_leaves_no_fresh_keys(
