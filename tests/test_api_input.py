@@ -280,6 +280,22 @@ def test_a_lone_surrogate_from_a_cut_emoji_is_kept_as_a_replacement_character(
     assert record["\ufffdkey"] == 1
 
 
+def test_a_body_nested_deeper_than_the_log_can_encode_is_400(client: TestClient) -> None:
+    """Refused before the log: deeper than orjson encodes, it failed its commit batch
+    (a 500 for it and for every write staged with it)."""
+    deep = "[" * 300 + "]" * 300
+    offer = '{"trade_offer_data": {"trade_offer_id": "1", "x": ' + deep + "}}"
+    bodies = [
+        ("POST", BASE, '{"x": ' + deep + "}"),
+        ("POST", f"{BASE}/atomic-upsert-trade-offer", offer),
+        ("PUT", f"{BASE}/friend/{FRIEND}", '{"messages": ' + deep + "}"),
+    ]
+    headers = {**HEADERS, "Content-Type": "application/json"}
+    for method, path, raw in bodies:
+        resp = client.request(method, path, content=raw.encode(), headers=headers)
+        assert rejected(resp)["code"] == "too_deep", path
+
+
 # ---------------------------------------------------------------- remove-friends
 
 

@@ -16,6 +16,7 @@ import orjson
 import pytest
 
 from eventlog._exceptions import InvalidInput
+from eventlog.commands import MAX_DEPTH
 from eventlog.records import StoredEvent, partition_of
 from eventlog.segments import Cursor, partition_dir
 from eventlog.settings import Settings
@@ -38,6 +39,14 @@ SAVED = "NegotiationsSaved"
 FRIEND = "FriendNegotiationUpserted"
 REMOVED = "FriendsRemoved"
 IMPORTED = "LegacyImported"
+
+
+def nested(depth: int) -> Any:
+    """A JSON value of `depth` nested lists."""
+    value: Any = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
 
 
 def offer(**fields: Any) -> dict[str, Any]:
@@ -151,6 +160,17 @@ CASES: dict[str, Case] = {
         "duplicate_offer",
     ),
     "doc-negotiations-list": (ACCOUNT, SAVED, {"negotiations": []}, "validation_error"),
+    # Nested deeper than the log can encode (orjson: 254 levels, the envelope included).
+    "doc-too-deep": (ACCOUNT, SAVED, {"x": nested(300)}, "too_deep"),
+    "doc-deeper-than-the-limit": (ACCOUNT, SAVED, {"x": nested(200)}, "too_deep"),
+    "offer-too-deep": (ACCOUNT, OFFER, offer(items_to_give=nested(300)), "too_deep"),
+    "friend-too-deep": (
+        ACCOUNT,
+        FRIEND,
+        {"friend_steam_id": FRIEND_A, "negotiation": {"messages": nested(300)}},
+        "too_deep",
+    ),
+    "import-too-deep": (ACCOUNT, IMPORTED, imported({"x": nested(300)}), "too_deep"),
     "doc-negotiations-string": (ACCOUNT, SAVED, {"negotiations": "{}"}, "validation_error"),
     "doc-negotiations-key-short": (
         ACCOUNT,
@@ -355,6 +375,18 @@ def test_valid_edge_values_are_accepted(settings: Settings, writer: Writer) -> N
     writer.append(ACCOUNT, SAVED, doc)
     assert logged(settings)[-1].data == doc
     assert orjson.dumps(logged(settings)[-1].data) == orjson.dumps(doc)
+
+
+def test_deepest_allowed_document_is_stored_and_read_back(
+    settings: Settings, writer: Writer
+) -> None:
+    # The data object is level 1: its deepest value is at MAX_DEPTH.
+    doc = {"x": nested(MAX_DEPTH - 1)}
+    assert writer.append(ACCOUNT, SAVED, doc).appended
+    event = logged(settings)[-1]
+    assert event.data == doc
+    # The events route wraps envelopes in two more levels: they still encode.
+    orjson.dumps({"events": [event.to_dict()]})
 
 
 @pytest.mark.parametrize("sample", SAMPLES, ids=[s.stem for s in SAMPLES])

@@ -139,6 +139,20 @@ def test_import_reports_bad_files_imports_the_rest_and_twice_adds_nothing(
     assert last["version"] == 2
 
 
+def test_a_file_nested_too_deep_is_reported_and_the_rest_imported(tmp_path: Path) -> None:
+    """It stopped the whole import with a traceback (its commit batch failed to encode)."""
+    folder = tmp_path / "legacy"
+    shutil.copytree(SAMPLES, folder)
+    (folder / "76561199027699994.json").write_text('{"x": ' + "[" * 300 + "]" * 300 + "}")
+    data = tmp_path / "data"
+    done = _tradelog(data, "import-legacy", str(folder), "--json")
+    assert done.returncode == 1, done.stderr
+    report = json.loads(done.stdout)
+    assert (report["files_ok"], report["files_failed"]) == (6, 1)
+    assert "deeper" in report["errors"]["76561199027699994.json"]
+    assert len(_events(data)) == 6
+
+
 def test_dry_run_appends_nothing_and_prints_the_summary(tmp_path: Path, legacy: Path) -> None:
     data = tmp_path / "data"
     out = _tradelog(data, "import-legacy", str(legacy), "--dry-run")
