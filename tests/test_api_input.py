@@ -251,6 +251,9 @@ NOT_OBJECTS = [
     b'{"a": "\\ud83d", "b": NaN}',
     b'{"a": "\\ud83d",}',
     b'{"a": "\\ud83d", "b": 18446744073709551616}',
+    # json.loads reads 1e400 as inf, which orjson would have stored as null.
+    b'{"a": "\\ud83d", "b": 1e400}',
+    b'{"a": "\\ud83d", "b": -1e400}',
     b'["\\ud83d"]',
 ]
 
