@@ -26,7 +26,7 @@ from .records import (
 )
 from .state import Findings
 
-__all__ = ["MAX_DEPTH", "AppendResult", "Command", "make_command"]
+__all__ = ["MAX_DEPTH", "AppendResult", "Command", "encode_data", "make_command"]
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -38,17 +38,29 @@ MAX_DEPTH = 200
 _WRAPS = 254 - MAX_DEPTH
 
 
-def _check_depth(data: dict[str, Any]) -> None:
-    """InvalidInput if `data` nests deeper than MAX_DEPTH (or cannot be JSON at all).
+def encode_data(data: dict[str, Any]) -> bytes:
+    """`data` as JSON; InvalidInput if it nests deeper than MAX_DEPTH (or cannot be JSON).
 
-    orjson's own limit finds it, in C: `data` inside enough lists to leave it MAX_DEPTH
-    levels. It costs one encode (~0.5 ms for a 400 KB document), where a walk in Python
-    of every container took four times that."""
-    probe: Any = data
-    for _ in range(_WRAPS):
-        probe = [probe]
+    The writer calls it as it decides an event (decisions.py), on its commit thread:
+    the encoding is the one the event's log line and stream entry use
+    (StoredEvent.data_json), so data is still encoded once per append, and a refusal
+    comes before the event is counted. Nesting that deep needs more than MAX_DEPTH
+    brackets, which the encoding counts at C speed; only then is the depth found
+    exactly, by orjson's own limit: `data` inside enough lists to leave it MAX_DEPTH
+    levels (a whole document, say: ~0.5 ms for 400 KB)."""
+    encoded = _encode(data)
+    # (Each level opens and closes a bracket: a short encoding cannot nest that deep.)
+    if len(encoded) > 2 * MAX_DEPTH and encoded.count(b"[") + encoded.count(b"{") > MAX_DEPTH:
+        probe: Any = data
+        for _ in range(_WRAPS):
+            probe = [probe]
+        _encode(probe)
+    return encoded
+
+
+def _encode(value: Any) -> bytes:
     try:
-        orjson.dumps(probe)
+        return orjson.dumps(value)
     except orjson.JSONEncodeError as e:
         if "Recursion" in str(e):
             raise InvalidInput(
@@ -155,7 +167,6 @@ def make_command(
         meta["request_id"] = request_id
     meta["source"] = source
     checked = _check_data(account, kind, data)
-    _check_depth(checked)
     return Command(
         account=account,
         type=kind,

@@ -12,9 +12,9 @@ from typing import Any
 
 import uuid_utils
 
-from ._exceptions import VersionConflict
+from ._exceptions import InvalidInput, VersionConflict
 from .answers import Job
-from .commands import AppendResult, Command
+from .commands import AppendResult, Command, encode_data
 from .records import FRIENDS_REMOVED, LEGACY_IMPORTED, REQUESTED_FRIENDS, StoredEvent, utc_ts
 from .state import Findings, PartitionState
 
@@ -26,13 +26,14 @@ def decide_all(
     outcomes: list[tuple[Job, Any]],
 ) -> list[StoredEvent]:  # fmt: skip
     """The events `batch` appends from `next_offset` on; each job's outcome (findings and
-    where its event went, or a VersionConflict) in `outcomes`."""
+    where its event went, or a VersionConflict, or InvalidInput for data too deep to
+    store) in `outcomes`."""
     events: list[StoredEvent] = []
     ts = utc_ts()  # one clock read per batch: every event of it is appended at once
     for job in batch:
         try:
             event, findings, duplicate = _decide(state, p, job[0], next_offset, ts)
-        except VersionConflict as e:
+        except (VersionConflict, InvalidInput) as e:
             outcomes.append((job, e))
             continue
         if event is not None and not duplicate:
@@ -63,6 +64,9 @@ def _decide(
             meta = {**meta, REQUESTED_FRIENDS: asked}
     elif cmd.type == LEGACY_IMPORTED and acct.import_sha == data["source"]["sha256"]:
         return None, Findings("unchanged"), False
+    # Encoded here, before the event counts: data too deep to store is refused alone,
+    # not in the middle of the batch's encode (which would fail every write in it).
+    data_json = encode_data(data)
     event = StoredEvent(
         id=str(uuid_utils.uuid7()),
         account=cmd.account,
@@ -73,6 +77,7 @@ def _decide(
         ts=ts,
         data=data,
         meta=meta,
+        data_json=data_json,
     )
     return event, state.observe(event), False
 

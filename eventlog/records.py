@@ -80,6 +80,9 @@ class StoredEvent:
     data: dict[str, Any]
     meta: dict[str, Any] = field(default_factory=dict)
     schema: int = SCHEMA_VERSION
+    # `data` already encoded (the writer did, deciding it: decisions.py); `encode` uses it. Not
+    # part of the record: an event read back has none and is equal all the same.
+    data_json: bytes | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self, data: Any = None, meta: Any = None) -> dict[str, Any]:
         """The envelope as a dict (data and meta may be given pre-encoded, as Fragments)."""
@@ -103,7 +106,7 @@ class StoredEvent:
     def encode(self) -> tuple[bytes, list[bytes | str]]:
         """The log line and the stream entry's values (in FIELDS order), sharing one
         encoding of data and meta: the append path encodes each event once."""
-        data = orjson.dumps(self.data)
+        data = self.data_json if self.data_json is not None else orjson.dumps(self.data)
         meta = orjson.dumps(self.meta)
         line = orjson.dumps(
             self.to_dict(orjson.Fragment(data), orjson.Fragment(meta)),

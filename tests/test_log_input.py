@@ -413,3 +413,37 @@ def test_legacy_samples_are_stored_unchanged(
     # Importing the same file again appends nothing.
     again = writer.append(account, IMPORTED, {"document": orjson.loads(raw), "source": source})
     assert not again.appended and again.version == 2
+
+
+def test_the_checked_encoding_is_the_one_the_log_line_holds(writer: Writer) -> None:
+    """The input check's encode of the data is reused for the line: byte for byte what
+    encoding the event afresh gives, odd values included."""
+    account = "76561199027634480"
+    data = {"offer": {"trade_offer_id": "9", "state": "Active", "ü🙂": [1.5e300, -0.0, 2**63 - 1],
+                      "deep": [[[{"": None}]]] * 3, "s": "[]"}}  # fmt: skip
+    cmd = writer.command(account, "TradeOfferUpserted", data)
+    done = writer.submit(cmd).result()
+    pdir = partition_dir(writer.settings.log_dir, done.partition)
+    cursor = Cursor(pdir, done.partition)
+    try:
+        [event], _ = cursor.read()
+    finally:
+        cursor.close()
+    line = next(p for p in sorted(pdir.glob("*.jsonl"))).read_bytes()
+    assert event.data_json is None and line == event.to_line()
+
+
+def test_data_too_deep_fails_alone_in_its_batch(settings: Settings, writer: Writer) -> None:
+    """Refused as it is decided: the writes committed with it go in (before, the batch's
+    encode failed and took every write staged with it down)."""
+    futures = [
+        writer.submit(writer.command(ACCOUNT, OFFER, offer(trade_offer_id=str(n))))
+        for n in range(3)
+    ]
+    deep = writer.submit(writer.command(ACCOUNT, SAVED, {"x": nested(300)}))
+    futures += [writer.submit(writer.command(ACCOUNT, OFFER, offer(trade_offer_id="9")))]
+    with pytest.raises(InvalidInput) as caught:
+        deep.result()
+    assert caught.value.code == "too_deep"
+    assert [f.result().version for f in futures] == [1, 2, 3, 4]
+    assert [e.version for e in logged(settings)] == [1, 2, 3, 4]
