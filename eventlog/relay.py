@@ -127,7 +127,9 @@ def _slices(events: list[StoredEvent]) -> Iterator[list[StoredEvent]]:
     run: list[StoredEvent] = []
     size = 0
     for event in events:
-        n = len(orjson.dumps(event.data))
+        # Kept on the event: the stream entry is made of this very encoding.
+        event.data_json = orjson.dumps(event.data)
+        n = len(event.data_json)
         if run and (len(run) == _BATCH or size + n > _BATCH_BYTES):
             yield run
             run, size = [], 0
