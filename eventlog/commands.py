@@ -166,11 +166,10 @@ def make_command(
     if request_id:
         meta["request_id"] = request_id
     meta["source"] = source
-    checked = _check_data(account, kind, data)
     return Command(
         account=account,
         type=kind,
-        data=checked,
+        data=_check_data(account, kind, data),
         partition=partition_of(account, partitions),
         expected_version=expected_version,
         idempotency_key=idempotency_key,
