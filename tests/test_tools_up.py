@@ -58,6 +58,17 @@ def _healthy(url: str) -> bool:
         return False
 
 
+def _start_up(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """`tradelog up` in a session of its own (its children with it, for the clean-up)."""
+    return subprocess.Popen(
+        [str(TRADELOG), "up"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
 @pytest.fixture
 def up(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str, dict[str, str]]]:
     port = free_port()
@@ -68,13 +79,7 @@ def up(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str, dict[str,
         "TRADELOG_API_KEYS": KEY,
         "TRADELOG_PORT": str(port),
     }
-    proc = subprocess.Popen(
-        [str(TRADELOG), "up"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    proc = _start_up(env)
     url = f"http://127.0.0.1:{port}"
     try:
         yield proc, url, env
@@ -106,13 +111,7 @@ def test_up_children_stop_when_the_supervisor_is_killed(
     # could start neither, while they ran on unsupervised.
     _wait("the children to stop", lambda: not any(_alive(c) for c in children), 30)
 
-    again = subprocess.Popen(
-        [str(TRADELOG), "up"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    again = _start_up(env)
     try:
         _wait("GET /health of the next up", lambda: _healthy(url), 30)
         got = httpx.get(f"{url}/negotiations/{account_id(1)}", headers=HEADERS, timeout=30)
