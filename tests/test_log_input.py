@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from eventlog._exceptions import InvalidInput
-from eventlog.commands import MAX_DEPTH
+from eventlog.commands import MAX_DEPTH, make_command
 from eventlog.records import StoredEvent, partition_of
 from eventlog.segments import Cursor, partition_dir
 from eventlog.settings import Settings
@@ -75,6 +75,7 @@ BAD_ACCOUNTS: dict[str, Any] = {
     "fullwidth-digits": ACCOUNT.translate(FULLWIDTH),
     "int": 76561199027634480,
     "none": None,
+    "list": [ACCOUNT],  # unhashable: refused before the checked accounts' cache
 }
 
 CASES: dict[str, Case] = {
@@ -302,6 +303,16 @@ def test_invalid_input_raises_and_appends_nothing(
     assert log_bytes(settings) == before
     r = writer.append(ACCOUNT, OFFER, offer(state="Accepted"))
     assert (r.version, r.offset) == (2, 1)
+
+
+def test_accounts_are_checked_every_time_and_placed_by_the_partition_count() -> None:
+    # Valid accounts are remembered (make_command's cache); refusals must not be.
+    for _ in range(2):
+        with pytest.raises(InvalidInput):
+            make_command(BAD_ACCOUNTS["above-range"], OFFER, offer(), 16)
+    for partitions in (1, 7, 16):
+        cmd = make_command(ACCOUNT, OFFER, offer(), partitions)
+        assert cmd.partition == partition_of(ACCOUNT, partitions)
 
 
 @pytest.mark.parametrize(
