@@ -18,12 +18,15 @@ A spare is overwritten only when two things hold; until then a temp file is used
   cut could undo the exchange and leave the target naming the overwritten inode.
 Where exchange is not available the temp file is always used.
 
-A file rewritten faster than its spare rests (a hot account) still keeps inode
-work off the write's path: its temp file is exchanged with the target too, so
-the old version is not freed by the replacing call but left at the temp's name,
-and `retire`, called once the new version is announced, frees it and makes the
-temp file anew (empty) for the next write. Nothing is overwritten in place, so
-any order a crash leaves these steps in names a whole version.
+A file rewritten faster than its spare rests (a busy account) is written into
+a rested inode of the directory's pool instead (inode_pool.py), exchanged with
+the target, whose old version joins the pool: still no inode created or freed.
+Where the pool has none (it fills at start, and keeps no big versions) a temp
+file is exchanged with the target, so the old version is not freed by the
+replacing call but left at the temp's name, and `retire`, called once the new
+version is announced, frees it and makes the temp file anew (empty) for the
+next write. Nothing a reader may hold is overwritten in place, so any order a
+crash leaves these steps in names a whole version.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from pathlib import Path
 from eventlog._exceptions import SnapshotUnavailable
 
 from . import durable, fscalls
+from .inode_pool import InodePool, is_pooled
 
 __all__ = ["Staged", "drop_temps", "install", "read_file", "retire", "stage", "write_atomic"]
 
@@ -49,6 +53,7 @@ _exchanging = fscalls.can_exchange()
 # Temp files holding a version an exchange took out of place, until `retire`.
 _retired: set[str] = set()
 _made: set[str] = set()  # empty temp files `retire` made for their targets' next write
+_pool = InodePool()  # versions out of place, each overwritten once it rested
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +63,8 @@ class Staged:
     tmp: str
     path: str
     swap: bool  # the spare: exchanged with the target (which becomes the spare)
-    trade: bool = False  # a temp file exchanged with the target (which `retire` frees)
+    trade: bool = False  # a temp or pool file exchanged with the target (which it keeps)
+    out: int = -1  # a pool file's: the size of the version it takes out of place
 
 
 def stage(path: Path | str, data: bytes, *, sync: bool = False, spare: bool = False) -> Staged:
@@ -79,10 +85,18 @@ def stage(path: Path | str, data: bytes, *, sync: bool = False, spare: bool = Fa
         swap = fd >= 0
         # Named after this process: a crash leaves it for sweep_temp_files.
         temp = os.path.join(head, f".{name}.{os.getpid()}.tmp")
-        if not swap:
+        out = -1  # the size of the version an exchange takes out of place
+        if not swap and spare and _exchanging and _pool.admits(len(data)):
+            try:
+                out = os.stat(target).st_size
+            except FileNotFoundError:
+                pass  # a first write: a new file, renamed
+            else:
+                tmp, fd, held = _pool.take(head, len(data), SPARE_REST_S, _TICK_S)
+        if fd < 0:
             tmp = temp
             fd = _open_temp(tmp)
-        elif temp in _made:  # the spare serves again: no temp file is kept for it
+        elif temp in _made:  # a spare or the pool serves: no temp file is kept for it
             _made.discard(temp)
             with contextlib.suppress(OSError):
                 os.unlink(temp)
@@ -102,8 +116,8 @@ def stage(path: Path | str, data: bytes, *, sync: bool = False, spare: bool = Fa
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
         raise SnapshotUnavailable(f"cannot write {target}: {e}") from e
-    trade = spare and _exchanging and not swap and os.path.exists(target)
-    return Staged(tmp, target, swap, trade)
+    trade = spare and _exchanging and not swap and (out >= 0 or os.path.exists(target))
+    return Staged(tmp, target, swap, trade, out)
 
 
 def _open_temp(tmp: str) -> int:
@@ -124,16 +138,16 @@ def _unlink(tmp: str) -> None:
 
 
 def retire(*, remake: bool = True) -> None:
-    """Free the versions temp-file exchanges took out of place and (`remake`) make each
-    temp file anew for its target's next write. Call it off the writes' path: after
-    announcing them, from the thread that installs them (the projector's own: its pool
-    only stages, without spares)."""
+    """Free the versions temp-file exchanges took out of place (that the pool did not
+    keep) and (`remake`) make each temp file anew for its target's next write. Call it
+    off the writes' path: after announcing them, from the thread that installs them
+    (the projector's own: its thread pool only stages, without spares)."""
     for tmp in list(_retired):
         try:
             _unlink(tmp)
         except OSError:
             continue  # still out of place: the next write of its target makes a new inode
-        if remake:
+        if remake and not is_pooled(tmp):
             with contextlib.suppress(OSError):
                 os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
                 _made.add(tmp)
@@ -143,6 +157,7 @@ def drop_temps() -> None:
     """Retire without making temp files anew, and remove those made: a clean stop leaves
     none behind (a crash leaves them for sweep_temp_files)."""
     retire(remake=False)
+    _pool.drop()
     for tmp in list(_made):
         _made.discard(tmp)
         with contextlib.suppress(FileNotFoundError):
@@ -177,7 +192,11 @@ def install(staged: Staged) -> None:
         if (staged.swap or staged.trade) and _exchanging:
             try:
                 fscalls.exchange(staged.tmp, staged.path)
-                if staged.trade:
+                # The version taken out of place: kept to write over once it rested,
+                # or freed by `retire`.
+                if staged.trade and not (
+                    is_pooled(staged.tmp) and _pool.give(staged.tmp, staged.out)
+                ):
                     _retired.add(staged.tmp)
                 return
             except OSError as e:

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from eventlog._exceptions import SnapshotUnavailable
-from projections import atomic, durable, fscalls
+from projections import atomic, durable, fscalls, inode_pool
+from projections.inode_pool import InodePool
 
 
 def write(path: Path, data: bytes) -> None:
@@ -30,6 +31,17 @@ def fine_clock(monkeypatch: pytest.MonkeyPatch) -> None:
 def nothing_retired(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(atomic, "_retired", set())
     monkeypatch.setattr(atomic, "_made", set())
+    monkeypatch.setattr(atomic, "_pool", InodePool())
+
+
+@pytest.fixture
+def no_pool(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Versions too big for the pool: a busy file's temp files are the way."""
+    monkeypatch.setattr(inode_pool, "POOL_FILE_BYTES", 0)
+
+
+def pooled(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in directory.iterdir() if p.name.startswith(".pool-")}
 
 
 def spare_of(path: Path) -> Path:
@@ -86,6 +98,7 @@ def test_a_spare_is_left_alone_until_it_rested_and_its_exchange_is_durable(
         assert path.stat().st_ino == held.st_ino and path.read_bytes() == b"four"
 
 
+@pytest.mark.usefixtures("no_pool")
 def test_a_file_rewritten_faster_than_its_spare_rests_keeps_inode_work_off_the_write(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, installs: list[str]
 ) -> None:
@@ -115,6 +128,7 @@ def test_a_file_rewritten_faster_than_its_spare_rests_keeps_inode_work_off_the_w
     assert sorted(p.name for p in tmp_path.iterdir()) == [".x.json.spare", "x.json"]
 
 
+@pytest.mark.usefixtures("no_pool")
 def test_a_version_out_of_place_is_never_written_over_even_when_freeing_it_failed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -147,6 +161,77 @@ def test_a_version_out_of_place_is_never_written_over_even_when_freeing_it_faile
     durable.fsync_dir(tmp_path)
     write(path, b"five")
     assert not temp.exists() and spare_of(path).read_bytes() == b"FOUR"
+
+
+def test_a_busy_file_is_written_into_a_rested_pool_inode_and_no_inode_is_made_or_freed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, installs: list[str]
+) -> None:
+    monkeypatch.setattr(atomic, "SPARE_REST_S", 0.0)
+    path = tmp_path / "x.json"
+    write(path, b"one")
+    write(path, b"two")  # the spare is made, holding "one": its exchange is not durable yet
+    write(path, b"three")  # so a pool inode is made, and takes "two" out of place
+    [(name, held)] = pooled(tmp_path).items()
+    pool_inode = (tmp_path / name).stat().st_ino
+    assert held == b"two" and path.read_bytes() == b"three"
+    durable.fsync_dir(tmp_path)
+    write(path, b"four")  # the spare serves again (it comes first)
+    assert spare_of(path).read_bytes() == b"three"
+    write(path, b"5")  # the spare's exchange is not durable, the pool inode's is: reused
+    assert path.stat().st_ino == pool_inode and path.read_bytes() == b"5"
+    assert pooled(tmp_path) == {name: b"four"}  # the replaced version rests in its turn
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == sorted([".x.json.spare", name, "x.json"])
+    other = tmp_path / "y.json"  # any file of the directory may take a rested pool inode
+    write(other, b"y1")
+    write(other, b"y2")  # y's new spare is empty: used at once
+    durable.fsync_dir(tmp_path)
+    write(other, b"y3")
+    write(other, b"y4")  # y's spare is not durable since: the pool inode holding "four"
+    assert other.read_bytes() == b"y4" and pooled(tmp_path) == {name: b"y3"}
+    assert installs == ["x.json"] * 5 + ["y.json"] * 4
+    atomic.drop_temps()  # a clean stop removes the pool (a crash leaves it to the sweep)
+    assert name.startswith(".") and name.endswith(".tmp")  # what sweep_temp_files removes
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [".x.json.spare", ".y.json.spare", "x.json", "y.json"]
+    )
+
+
+def test_a_pool_inode_is_not_written_over_while_it_rests(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(atomic, "SPARE_REST_S", 3600.0)
+    path = tmp_path / "x.json"
+    write(path, b"one")
+    write(path, b"two")
+    durable.fsync_dir(tmp_path)
+    with open(path, "rb") as reader:  # a reader of "two" when it is replaced
+        write(path, b"three")  # the spare rests: a new pool inode, which takes "two"
+        durable.fsync_dir(tmp_path)
+        write(path, b"four")  # "two" rests: another new one
+        write(path, b"five")
+        assert reader.read() == b"two"
+    assert sorted(pooled(tmp_path).values()) == [b"four", b"three", b"two"]
+    assert path.read_bytes() == b"five" and len(atomic._pool) == 3
+    atomic.retire()  # nothing to free: the pool keeps them
+    assert sorted(pooled(tmp_path).values()) == [b"four", b"three", b"two"]
+
+
+def test_what_a_full_pool_cannot_keep_is_freed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(atomic, "SPARE_REST_S", 3600.0)
+    monkeypatch.setattr(inode_pool, "POOL_FILES", 1)
+    path = tmp_path / "x.json"
+    write(path, b"one")
+    write(path, b"two")
+    write(path, b"three")  # the pool keeps "two"
+    write(path, b"four")  # full: "three" waits to be freed
+    assert sorted(pooled(tmp_path).values()) == [b"three", b"two"]
+    atomic.retire()
+    assert list(pooled(tmp_path).values()) == [b"two"] and path.read_bytes() == b"four"
+    names = sorted(p.name for p in tmp_path.iterdir())  # no temp file made for x
+    assert names == sorted([".x.json.spare", *pooled(tmp_path), "x.json"])
 
 
 def test_a_filesystem_that_cannot_exchange_gets_renames(
@@ -200,3 +285,32 @@ def test_a_file_that_changed_while_it_was_read_is_read_again(
         atomic.read_file(path)
     monkeypatch.undo()
     assert atomic.read_file(tmp_path / "absent.json") is None
+
+
+def test_the_pool_writes_a_version_over_an_inode_of_its_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cutting a file short costs as much as freeing it when blocks go: a version goes
+    into an inode holding as many 4 KiB blocks, or one fewer (it grows), else a new one."""
+    pool = InodePool()
+    head = str(tmp_path)
+    kept = {}
+    for name, size in (("a", 100), ("b", 10_000), ("c", 30_000)):
+        path = tmp_path / f".pool-{name}.tmp"
+        path.write_bytes(b"x" * size)
+        assert pool.give(str(path), size)
+        kept[name] = str(path)
+    durable.fsync_dir(tmp_path)
+
+    def take(size: int) -> tuple[str, int]:
+        path, fd, held = pool.take(head, size, 0.0, 0.0)
+        os.close(fd)
+        return path, held
+
+    assert take(9_000) == (kept["b"], 10_000)  # 3 blocks
+    assert take(5_000) == (kept["a"], 100)  # 2 blocks: the 1-block one grows
+    new, held = take(20_000)  # 5 blocks: none of 5 or 4 kept
+    assert held == 0 and new not in kept.values() and os.path.getsize(new) == 0
+    assert take(32_000) == (kept["c"], 30_000)  # 8 blocks
+    assert len(pool) == 0
+    assert not pool.give(str(tmp_path / ".pool-big.tmp"), inode_pool.POOL_FILE_BYTES + 1)

@@ -515,6 +515,7 @@ def test_snapshots_rewritten_through_their_spares_stay_exact(
     make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch, installs: list[str]
 ) -> None:
     monkeypatch.setattr(atomic, "SPARE_REST_S", 0.0)  # spares are reused as soon as synced
+    monkeypatch.setattr(atomic, "_TICK_S", 0.0)  # (with no margin for a coarse clock)
     s = make_settings()
     append_mixed(s, 240, seed=6)
     projector = FileProjector(s)
@@ -532,9 +533,10 @@ def test_snapshots_rewritten_through_their_spares_stay_exact(
         f".{a}.json.spare" for a in ACCOUNTS
     )
     assert not [n for n in names if n.endswith(".tmp")]
-    # Spares were overwritten (their inodes came back in place) once their exchange was
-    # synced; before that, temp files were used.
-    assert all(len(inodes[a]) < installs.count(f"{a}.json") for a in ACCOUNTS)
+    # Spares and pool inodes were overwritten (their inodes came back in place, each
+    # account's or another's) once their exchange was synced: far fewer inodes than writes.
+    seen = set().union(*inodes.values())
+    assert len(seen) <= 4 * len(ACCOUNTS) < len(installs) // 3
 
 
 def test_a_snapshot_is_put_in_place_only_once_the_lines_it_folded_are_durable(
