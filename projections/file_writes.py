@@ -95,6 +95,9 @@ class Writes:
         self.unsaved_since = _SAVED  # when the positions first moved past the checkpoint
         self._dir_dirty = False  # snapshots renamed since the directory was last synced
         self._log_sync = log_sync
+        # Every line the projector read before a syncfs of the snapshots' filesystem is
+        # durable after it, if the log lives there too (None: not known yet).
+        self._log_beside: bool | None = None
 
     def batch(self) -> Batch:
         """An empty batch that starts where the last one (even in flight) ends."""
@@ -160,9 +163,13 @@ class Writes:
     def _install(self, batch: Batch) -> None:
         """Make every staged file durable with one syncfs, then put each in place: as
         with an fsync per file, no snapshot is replaced by one that is not on disk."""
+        flushed = False  # the whole filesystem: the log's lines too, if it is the same
         if self.sync and not self._fsync_each and batch.staged:
             try:
                 sync_all(self.settings.snapshot_dir)
+                if self._log_beside is None:
+                    self._log_beside = _same_filesystem(self.settings)
+                flushed = bool(self._log_beside)
             except OSError as e:
                 if e.errno not in _NO_SYNCFS:
                     where = self.settings.snapshot_dir
@@ -170,7 +177,8 @@ class Writes:
                 self._fsync_each = True  # refused here (a sandbox): one fsync per file
                 for staged in batch.staged:
                     fsync_file(staged.tmp)
-        self._log_durable(batch)
+        if not flushed:  # (an fdatasync after a syncfs still waits on the writers' lines)
+            self._log_durable(batch)
         for staged in batch.staged:
             install(staged)
         self._dir_dirty |= bool(batch.staged)
@@ -225,3 +233,12 @@ class Writes:
             if self._pool is not None:
                 self._pool.shutdown()
             self.ringer.close()
+
+
+def _same_filesystem(settings: Settings) -> bool | None:
+    """Whether the log and the snapshots share a filesystem; None while the log's
+    directory is not made (the projector may start first)."""
+    try:
+        return os.stat(settings.log_dir).st_dev == os.stat(settings.snapshot_dir).st_dev
+    except FileNotFoundError:
+        return None

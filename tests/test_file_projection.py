@@ -539,14 +539,16 @@ def test_snapshots_rewritten_through_their_spares_stay_exact(
     assert len(seen) <= 4 * len(ACCOUNTS) < len(installs) // 3
 
 
+@pytest.mark.parametrize("beside", [True, False], ids=["log-beside", "log-elsewhere"])
 def test_a_snapshot_is_put_in_place_only_once_the_lines_it_folded_are_durable(
-    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch, beside: bool
 ) -> None:
     """Writers ring the projector before they sync: the projector syncs the segment it
-    read before any snapshot of it is installed, one file (its own fsync) or several."""
+    read before any snapshot of it is installed, one file (its own fsync) or several
+    (their syncfs, which covers the log's lines too when it is on the same filesystem)."""
     s = make_settings(fsync="always", redis_url="")
     order: list[str] = []
-    real_fdatasync, real_install = os.fdatasync, file_writes.install
+    real_fdatasync, real_install, real_syncfs = os.fdatasync, file_writes.install, fscalls.syncfs
 
     def fdatasync(fd: int) -> None:
         if os.readlink(f"/proc/self/fd/{fd}").endswith(".jsonl"):
@@ -557,19 +559,31 @@ def test_a_snapshot_is_put_in_place_only_once_the_lines_it_folded_are_durable(
         order.append("install")
         real_install(staged)
 
+    def syncfs(directory: Path) -> None:
+        order.append("syncfs")
+        real_syncfs(directory)
+
+    same_filesystem = file_writes._same_filesystem
+    assert same_filesystem(s) is None  # the log is not there yet: asked again later
+    monkeypatch.setattr(file_writes, "_same_filesystem", lambda settings: beside)
     monkeypatch.setattr(os, "fdatasync", fdatasync)
     monkeypatch.setattr(file_writes, "install", install)
+    monkeypatch.setattr(fscalls, "syncfs", syncfs)
     with Writer(s) as w:
         w.append(ACCOUNTS[0], "TradeOfferUpserted", {"offer": {"trade_offer_id": "1"}})
     order.clear()  # the writer's own syncs
     catch_up(s)
     assert order == ["log", "install"]
+    s.snapshot_dir.mkdir(parents=True, exist_ok=True)
+    assert same_filesystem(s) is True  # (here; each case is made by the patch above)
     with Writer(s) as w:
         for account in ACCOUNTS[:3]:
             w.append(account, "TradeOfferUpserted", {"offer": {"trade_offer_id": "2"}})
     order.clear()
     catch_up(s)
-    assert order[0] == "log" and order.count("install") == 3 and "log" not in order[-3:]
+    synced = ["syncfs"] if beside else ["syncfs", "log"]
+    assert order[: len(synced)] == synced and order.count("install") == 3
+    assert "log" not in order[-3:]
 
 
 @pytest.mark.parametrize("policy", ["always", "batch"])
