@@ -223,16 +223,19 @@ def write_atomic(path: Path, data: bytes, *, sync: bool = True, spare: bool = Fa
 def read_file(path: Path) -> bytes | None:
     """A projection file's bytes; None if it is not there (SnapshotUnavailable if unreadable).
 
-    A file that changed while it was read (a spare overwritten under a slow reader) is
-    read again from its name.
+    What was read counts only if the inode did not change meanwhile and its name still
+    holds it: else (a spare overwritten under a slow reader, or a pool inode the
+    reader opened under this name since given to another file) it is read again.
     """
     try:
         for _ in range(_READS):
             with open(path, "rb") as f:
-                before = os.fstat(f.fileno()).st_mtime_ns
+                before = os.fstat(f.fileno())
                 data = f.read()
-                if os.fstat(f.fileno()).st_mtime_ns == before:
-                    return data
+                changed = os.fstat(f.fileno()).st_mtime_ns
+            now = os.stat(path)
+            if changed == before.st_mtime_ns == now.st_mtime_ns and now.st_ino == before.st_ino:
+                return data
     except FileNotFoundError:
         return None
     except OSError as e:

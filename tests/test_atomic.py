@@ -268,23 +268,53 @@ def test_a_file_that_changed_while_it_was_read_is_read_again(
 ) -> None:
     path = tmp_path / "x.json"
     path.write_bytes(b"{}")
+    inode = path.stat().st_ino
     mtimes = iter([1, 2, 3, 3])  # moved during the first read, still during the second
     calls: list[int] = []
 
     def fstat(fd: int) -> Any:
         calls.append(fd)
-        return SimpleNamespace(st_mtime_ns=next(mtimes))
+        return SimpleNamespace(st_mtime_ns=next(mtimes), st_ino=inode)
 
     monkeypatch.setattr(os, "fstat", fstat)
+    monkeypatch.setattr(os, "stat", lambda p: SimpleNamespace(st_mtime_ns=3, st_ino=inode))
     assert atomic.read_file(path) == b"{}"
     assert len(calls) == 4
 
     ticks = itertools.count()
-    monkeypatch.setattr(os, "fstat", lambda fd: SimpleNamespace(st_mtime_ns=next(ticks)))
+    monkeypatch.setattr(
+        os, "fstat", lambda fd: SimpleNamespace(st_mtime_ns=next(ticks), st_ino=inode)
+    )
     with pytest.raises(SnapshotUnavailable, match="kept changing"):
         atomic.read_file(path)
     monkeypatch.undo()
     assert atomic.read_file(tmp_path / "absent.json") is None
+
+
+def test_a_reader_never_keeps_an_inode_its_file_no_longer_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader that opened a.json and stalled: meanwhile a's next version was exchanged
+    in, and the inode the reader holds rested in the pool and was given b's bytes. Its
+    mtime does not move while it is read; the name no longer holding it is what tells."""
+    path = tmp_path / "a.json"
+    path.write_bytes(b"a: one")
+    pooled = tmp_path / ".pool-1.1.tmp"
+    pooled.write_bytes(b"a: two")
+    real_open = open
+    opened: list[Any] = []
+
+    def stalled(file: Any, mode: str = "r", *args: Any) -> Any:
+        f = real_open(file, mode, *args)
+        if not opened:
+            opened.append(file)
+            fscalls.exchange(str(pooled), str(path))  # a's next version in place
+            pooled.write_bytes(b"b: SECRET")  # the inode the reader holds, given to b
+        return f
+
+    monkeypatch.setattr(atomic, "open", stalled, raising=False)
+    assert atomic.read_file(path) == b"a: two"
+    assert opened == [path]
 
 
 def test_the_pool_writes_a_version_over_an_inode_of_its_size(
