@@ -70,24 +70,28 @@ class InodePool:
 
     def take(self, head: str, size: int, rest_s: float, tick_s: float) -> tuple[str, int, int]:
         """An inode of `head` to write `size` bytes into, opened for writing, and the size
-        it holds: a rested one of as many blocks (or one fewer: it grows) if any, else a
+        it holds: a rested one of as many blocks (or one fewer: it grows) if any; else,
+        the pool full, its oldest rested one of any size (so that it turns over); else a
         new one. OSError if none can be made."""
         blocks = _blocks(size)
-        for key in ((head, blocks), (head, blocks - 1)):
+        keys = [(head, blocks), (head, blocks - 1)]
+        if self._count >= POOL_FILES:
+            keys += sorted((k for k in self._free if k[0] == head), key=self._since)
+        for key in keys:
             queue = self._free.get(key)
-            if not queue:
+            if not queue or not self._rested(queue[0], head, rest_s, tick_s):
                 continue
-            oldest = queue[0]
-            if time.time() - oldest.since < rest_s or oldest.since >= (
-                durable.synced_at(head) - tick_s
-            ):
-                continue
-            queue.popleft()
+            oldest = queue.popleft()
             self._count -= 1
             try:
-                return oldest.path, os.open(oldest.path, os.O_WRONLY), oldest.size
+                fd = os.open(oldest.path, os.O_WRONLY)
             except FileNotFoundError:
                 break  # swept or moved away under us (a replay's switch): a new one
+            try:  # what it holds, not what was recorded: cut short to the byte
+                return oldest.path, fd, os.fstat(fd).st_size
+            except OSError:
+                os.close(fd)
+                raise
         self._names += 1
         path = os.path.join(head, f"{_PREFIX}{self._names}.{os.getpid()}.tmp")
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
@@ -96,6 +100,15 @@ class InodePool:
         except FileExistsError:  # left by an earlier process of the same pid
             os.unlink(path)
             return path, os.open(path, flags, 0o644), 0
+
+    def _since(self, key: tuple[str, int]) -> float:
+        queue = self._free[key]
+        return queue[0].since if queue else float("inf")
+
+    @staticmethod
+    def _rested(free: _Free, head: str, rest_s: float, tick_s: float) -> bool:
+        """Out of place long enough for any reader, and its exchange made durable."""
+        return time.time() - free.since >= rest_s and free.since < durable.synced_at(head) - tick_s
 
     def give(self, path: str, size: int) -> bool:
         """Keep `path`, which holds a version of `size` bytes just exchanged out of place;

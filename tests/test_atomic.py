@@ -344,3 +344,34 @@ def test_the_pool_writes_a_version_over_an_inode_of_its_size(
     assert take(32_000) == (kept["c"], 30_000)  # 8 blocks
     assert len(pool) == 0
     assert not pool.give(str(tmp_path / ".pool-big.tmp"), inode_pool.POOL_FILE_BYTES + 1)
+
+
+def test_a_pool_inode_is_cut_to_what_it_holds_not_to_what_was_recorded(
+    tmp_path: Path,
+) -> None:
+    pool = InodePool()
+    path = tmp_path / ".pool-a.tmp"
+    path.write_bytes(b"x" * 300)
+    assert pool.give(str(path), 100)  # recorded smaller than it is (a target replaced)
+    durable.fsync_dir(tmp_path)
+    taken, fd, held = pool.take(str(tmp_path), 200, 0.0, 0.0)
+    os.close(fd)
+    assert (taken, held) == (str(path), 300)
+
+
+def test_a_full_pool_turns_over_instead_of_keeping_sizes_no_write_asks_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(inode_pool, "POOL_FILES", 2)
+    pool = InodePool()
+    for name, size in (("big", 40_000), ("bigger", 60_000)):
+        path = tmp_path / f".pool-{name}.tmp"
+        path.write_bytes(b"x" * size)
+        assert pool.give(str(path), size)
+    durable.fsync_dir(tmp_path)
+    taken, fd, held = pool.take(str(tmp_path), 100, 0.0, 0.0)  # 1 block: none of its size
+    os.close(fd)
+    assert (taken, held) == (str(tmp_path / ".pool-big.tmp"), 40_000)  # the oldest
+    taken, fd, held = pool.take(str(tmp_path), 100, 0.0, 0.0)  # not full now: a new one
+    os.close(fd)
+    assert held == 0 and os.path.basename(taken).startswith(".pool-")
