@@ -33,7 +33,7 @@ from eventlog.settings import Settings
 from . import fscalls
 from .atomic import Staged, drop_temps, install, retire
 from .checkpoint import PROJECTOR, Checkpoint, now_ms, write_checkpoint
-from .durable import fsync_dir, fsync_file, sync_all
+from .durable import covers_log, fsync_dir, fsync_file, sync_all
 from .file_cache import Cache
 from .file_parking import ParkRecord, write_park
 from .fold import Fold
@@ -98,6 +98,7 @@ class Writes:
         # Every line the projector read before a syncfs of the snapshots' filesystem is
         # durable after it, if the log lives there too (None: not known yet).
         self._log_beside: bool | None = None
+        self._fs_fd = -1  # the snapshot directory, for its syncfs
 
     def batch(self) -> Batch:
         """An empty batch that starts where the last one (even in flight) ends."""
@@ -166,10 +167,9 @@ class Writes:
         flushed = False  # the whole filesystem: the log's lines too, if it is the same
         if self.sync and not self._fsync_each and batch.staged:
             try:
-                sync_all(self.settings.snapshot_dir)
-                if self._log_beside is None:
-                    self._log_beside = _same_filesystem(self.settings)
-                flushed = bool(self._log_beside)
+                if self._fs_fd < 0:  # kept open: see fscalls.syncfs
+                    self._fs_fd = os.open(self.settings.snapshot_dir, os.O_RDONLY)
+                sync_all(self.settings.snapshot_dir, self._fs_fd)
             except OSError as e:
                 if e.errno not in _NO_SYNCFS:
                     where = self.settings.snapshot_dir
@@ -177,6 +177,10 @@ class Writes:
                 self._fsync_each = True  # refused here (a sandbox): one fsync per file
                 for staged in batch.staged:
                     fsync_file(staged.tmp)
+            else:
+                if self._log_beside is None:
+                    self._log_beside = covers_log(self.settings)
+                flushed = bool(self._log_beside)
         if not flushed:  # (an fdatasync after a syncfs still waits on the writers' lines)
             self._log_durable(batch)
         for staged in batch.staged:
@@ -232,13 +236,7 @@ class Writes:
         finally:
             if self._pool is not None:
                 self._pool.shutdown()
+            if self._fs_fd >= 0:
+                os.close(self._fs_fd)
+                self._fs_fd = -1
             self.ringer.close()
-
-
-def _same_filesystem(settings: Settings) -> bool | None:
-    """Whether the log and the snapshots share a filesystem; None while the log's
-    directory is not made (the projector may start first)."""
-    try:
-        return os.stat(settings.log_dir).st_dev == os.stat(settings.snapshot_dir).st_dev
-    except FileNotFoundError:
-        return None

@@ -55,16 +55,23 @@ def _failed(what: str) -> OSError:
     return OSError(errno, f"{what}: {os.strerror(errno)}")
 
 
-def syncfs(directory: Path) -> None:
-    """Flush the filesystem holding `directory` and wait for it; OSError on failure."""
+def syncfs(directory: Path, fd: int | None = None) -> None:
+    """Flush the filesystem holding `directory` and wait for it; OSError on failure.
+
+    syncfs reports only the write errors the filesystem had since the descriptor it
+    is given was opened: a caller that must hear of every one (a failed writeback of
+    a line it counts on) passes `fd`, `directory` opened once for good."""
     if _syncfs is None:
         raise OSError("syncfs is not available here")
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    own = fd is None
+    if fd is None:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         if _syncfs(fd) != 0:
             raise _failed(f"syncfs {directory}")
     finally:
-        os.close(fd)
+        if own:
+            os.close(fd)
 
 
 def exchange(a: str, b: str) -> None:

@@ -12,12 +12,12 @@ from concurrent.futures import Executor
 
 from eventlog.settings import Settings
 
-from .atomic import Staged, install, retire, stage
+from .atomic import Staged, install, stage
 from .durable import fsync_dir, make_dirs
 from .fold import Fold
 from .snapshots import Memo, encode, snapshot_path
 
-__all__ = ["stage_snapshot", "write_snapshot", "write_snapshots"]
+__all__ = ["stage_snapshot", "write_snapshots"]
 
 
 def write_snapshots(
@@ -34,13 +34,16 @@ def write_snapshots(
     """
 
     def one(item: tuple[str, Fold]) -> tuple[str, int]:
-        return item[0], write_snapshot(settings, item[0], item[1], sync=sync)
+        # Each account once: a temp file renamed, no spare or pool inode kept for a next
+        # write (the pool is the projector thread's own, and would outlive this call).
+        staged, size = stage_snapshot(settings, item[0], item[1], sync=sync, spare=False)
+        install(staged)
+        return item[0], size
 
     make_dirs(settings.snapshot_dir, sync=sync)
     sizes = dict(pool.map(one, folds) if pool is not None else map(one, folds))
     if sync and sizes:
         fsync_dir(settings.snapshot_dir)
-    retire(remake=False)  # each account once: no next write to make a temp file for
     return sizes
 
 
@@ -56,17 +59,3 @@ def stage_snapshot(
     """Write one snapshot to be installed (see `atomic.stage`); and its size in bytes."""
     data = encode(fold, memo)
     return stage(snapshot_path(settings, account), data, sync=sync, spare=spare), len(data)
-
-
-def write_snapshot(
-    settings: Settings,
-    account: str,
-    fold: Fold,
-    memo: Memo | None = None,
-    *,
-    sync: bool = True,
-) -> int:
-    """Write one snapshot durably (not its directory entry); return its size in bytes."""
-    staged, size = stage_snapshot(settings, account, fold, memo, sync=sync)
-    install(staged)
-    return size

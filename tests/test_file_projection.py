@@ -32,9 +32,11 @@ from eventlog.settings import Settings, load_settings
 from projections import atomic, file_writes, fscalls
 from projections.checkpoint import Checkpoint, read_checkpoint, write_checkpoint
 from projections.daemon import run
+from projections.durable import covers_log
 from projections.file_health import progress
 from projections.file_projector import FileProjector, parked
 from projections.fold import Fold, dumps, fold_all
+from projections.snapshot_writes import write_snapshots
 from projections.snapshots import (
     Memo,
     decode,
@@ -490,9 +492,9 @@ def test_a_batch_of_many_snapshots_is_synced_once_before_any_is_renamed(
     steps = installs
     real_syncfs = fscalls.syncfs
 
-    def syncing(directory: Path) -> None:
+    def syncing(directory: Path, fd: int | None = None) -> None:
         steps.append("syncfs")
-        real_syncfs(directory)
+        real_syncfs(directory, fd)
 
     monkeypatch.setattr(fscalls, "syncfs", syncing)
     projector = FileProjector(s)
@@ -539,6 +541,42 @@ def test_snapshots_rewritten_through_their_spares_stay_exact(
     assert len(seen) <= 4 * len(ACCOUNTS) < len(installs) // 3
 
 
+def test_one_off_snapshot_writes_leave_no_spare_temp_or_pool_file(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """`write_snapshots` (replay of an account, a parked account applied again) writes
+    each account once: nothing is kept for a next write, not even in the projector's
+    own process."""
+    s = make_settings()
+    append_mixed(s, 60, seed=3)
+    catch_up(s)
+    before = sorted(os.listdir(s.snapshot_dir))
+    folds = fold_all(log_events(s))
+    for _ in range(2):
+        write_snapshots(s, folds.items())
+    assert sorted(os.listdir(s.snapshot_dir)) == before
+    assert not [n for n in before if n.startswith(".pool-") or n.endswith(".tmp")]
+    assert_matches_fold(s)
+
+
+def test_a_partition_on_another_filesystem_is_synced_on_its_own(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    s = make_settings()
+    append_mixed(s, 20, seed=4)
+    s.snapshot_dir.mkdir(parents=True, exist_ok=True)
+    assert covers_log(s) is True
+    elsewhere = Path(tempfile.mkdtemp(dir="/dev/shm"))  # tmpfs: another filesystem
+    try:
+        moved = partition_dir(s.log_dir, 1)
+        shutil.copytree(moved, elsewhere / "p", dirs_exist_ok=True)
+        shutil.rmtree(moved)
+        moved.symlink_to(elsewhere / "p")
+        assert covers_log(s) is False
+    finally:
+        shutil.rmtree(elsewhere)
+
+
 @pytest.mark.parametrize("beside", [True, False], ids=["log-beside", "log-elsewhere"])
 def test_a_snapshot_is_put_in_place_only_once_the_lines_it_folded_are_durable(
     make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch, beside: bool
@@ -559,13 +597,12 @@ def test_a_snapshot_is_put_in_place_only_once_the_lines_it_folded_are_durable(
         order.append("install")
         real_install(staged)
 
-    def syncfs(directory: Path) -> None:
+    def syncfs(directory: Path, fd: int | None = None) -> None:
         order.append("syncfs")
-        real_syncfs(directory)
+        real_syncfs(directory, fd)
 
-    same_filesystem = file_writes._same_filesystem
-    assert same_filesystem(s) is None  # the log is not there yet: asked again later
-    monkeypatch.setattr(file_writes, "_same_filesystem", lambda settings: beside)
+    assert covers_log(s) is None  # the log is not there yet: asked again later
+    monkeypatch.setattr(file_writes, "covers_log", lambda settings: beside)
     monkeypatch.setattr(os, "fdatasync", fdatasync)
     monkeypatch.setattr(file_writes, "install", install)
     monkeypatch.setattr(fscalls, "syncfs", syncfs)
@@ -575,7 +612,7 @@ def test_a_snapshot_is_put_in_place_only_once_the_lines_it_folded_are_durable(
     catch_up(s)
     assert order == ["log", "install"]
     s.snapshot_dir.mkdir(parents=True, exist_ok=True)
-    assert same_filesystem(s) is True  # (here; each case is made by the patch above)
+    assert covers_log(s) is True  # (here; each case is made by the patch above)
     with Writer(s) as w:
         for account in ACCOUNTS[:3]:
             w.append(account, "TradeOfferUpserted", {"offer": {"trade_offer_id": "2"}})
