@@ -140,12 +140,16 @@ def _measured(
 ) -> tuple[LoadResult, dict[str, float]]:
     """The load on `stack`, and the CPU cores each part of it used meanwhile."""
     url = stack.settings.redis_url
+    appended0 = stack.append_seconds()
     cpu0, redis0, t0 = stack.cpu_seconds(), redis_cpu_seconds(url), time.perf_counter()
     result = run_tradelog(stack, seconds, processes, connections)
     wall = time.perf_counter() - t0
     cpu = {k: v - cpu0.get(k, 0.0) for k, v in stack.cpu_seconds().items()}
     cpu["redis"] = redis_cpu_seconds(url) - redis0
     cpu["clients"] = result["cpu_s"]
+    appended = stack.append_seconds()
+    # (One worker's /metrics: each worker keeps its own.)
+    result["append_ms"] = (appended[0] - appended0[0]) / max(1, appended[1] - appended0[1]) * 1e3
     return result, {k: v / wall for k, v in cpu.items()}
 
 
@@ -192,6 +196,8 @@ def compare(
     cpu_us = sum(cores.values()) / rate * 1e6
     notes = [
         note,
+        f"sustained: the durable append took {mine['append_ms']:.2f} ms on average (one "
+        "worker's /metrics); the rest of the latency is HTTP and the file projection",
         bare_note,
         f"sustained: CPU cores used: {used}; {cpu_us:.0f} µs per event in all",
         f"bare: its uvicorn used {bare_cores:.2f} cores, "
