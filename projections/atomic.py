@@ -19,14 +19,13 @@ A spare is overwritten only when two things hold; until then a temp file is used
 Where exchange is not available the temp file is always used.
 
 A file rewritten faster than its spare rests (a busy account) is written into
-a rested inode of the directory's pool instead (inode_pool.py), exchanged with
-the target, whose old version joins the pool: still no inode created or freed.
-Where the pool has none (it fills at start, and keeps no big versions) a temp
-file is exchanged with the target, so the old version is not freed by the
-replacing call but left at the temp's name, and `retire`, called once the new
-version is announced, frees it and makes the temp file anew (empty) for the
-next write. Nothing a reader may hold is overwritten in place, so any order a
-crash leaves these steps in names a whole version.
+one of its older versions that has rested, kept in the pool (inode_pool.py),
+exchanged with the target, whose old version joins the pool: still no inode
+created or freed. Without one, a new pool file is made and exchanged with the
+target: the old version is not freed by the replacing call either, but kept, or
+left for `retire` (called once the new version is announced) to free. Nothing
+a reader may hold is overwritten in place, so any order a crash leaves these
+steps in names a whole version.
 """
 
 from __future__ import annotations
@@ -41,7 +40,7 @@ from pathlib import Path
 from eventlog._exceptions import SnapshotUnavailable
 
 from . import durable, fscalls
-from .inode_pool import InodePool, is_pooled
+from .inode_pool import InodePool
 
 __all__ = ["Staged", "drop_temps", "install", "read_file", "retire", "stage", "write_atomic"]
 
@@ -50,10 +49,8 @@ _TICK_S = 0.02  # kernel timestamps come from a coarse clock: they may lag time.
 _READS = 8  # reads of a file that keeps changing under the reader before giving up
 _UNSUPPORTED = (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV)
 _exchanging = fscalls.can_exchange()
-# Temp files holding a version an exchange took out of place, until `retire`.
-_retired: set[str] = set()
-_made: set[str] = set()  # empty temp files `retire` made for their targets' next write
 _pool = InodePool()  # versions out of place, each overwritten once it rested
+_retired: set[str] = set()  # versions out of place the pool let go, until `retire`
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +60,7 @@ class Staged:
     tmp: str
     path: str
     swap: bool  # the spare: exchanged with the target (which becomes the spare)
-    trade: bool = False  # a temp or pool file exchanged with the target (which it keeps)
+    trade: bool = False  # a pool file: exchanged with the target, which joins the pool
     out: int = -1  # a pool file's: the size of the version it takes out of place
 
 
@@ -83,23 +80,17 @@ def stage(path: Path | str, data: bytes, *, sync: bool = False, spare: bool = Fa
             tmp = os.path.join(head, f".{name}.spare")
             fd, held = _open_spare(tmp, target, durable.synced_at(head) - _TICK_S)
         swap = fd >= 0
-        # Named after this process: a crash leaves it for sweep_temp_files.
-        temp = os.path.join(head, f".{name}.{os.getpid()}.tmp")
-        out = -1  # the size of the version an exchange takes out of place
-        if not swap and spare and _exchanging and _pool.admits(len(data)):
+        out = -1  # the size of the version a pool file's exchange takes out of place
+        if not swap and spare and _exchanging:
             try:
                 out = os.stat(target).st_size
             except FileNotFoundError:
                 pass  # a first write: a new file, renamed
             else:
-                tmp, fd, held = _pool.take(head, len(data), SPARE_REST_S, _TICK_S)
-        if fd < 0:
-            tmp = temp
+                tmp, fd, held = _pool.take(target, SPARE_REST_S, _TICK_S)
+        if fd < 0:  # a new file, renamed: named after this process, so that a crash
+            tmp = os.path.join(head, f".{name}.{os.getpid()}.tmp")  # leaves it to the sweep
             fd = _open_temp(tmp)
-        elif temp in _made:  # a spare or the pool serves: no temp file is kept for it
-            _made.discard(temp)
-            with contextlib.suppress(OSError):
-                os.unlink(temp)
         try:
             view = memoryview(data)
             done = 0
@@ -116,52 +107,35 @@ def stage(path: Path | str, data: bytes, *, sync: bool = False, spare: bool = Fa
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
         raise SnapshotUnavailable(f"cannot write {target}: {e}") from e
-    trade = spare and _exchanging and not swap and (out >= 0 or os.path.exists(target))
-    return Staged(tmp, target, swap, trade, out)
+    return Staged(tmp, target, swap, out >= 0, out)
 
 
 def _open_temp(tmp: str) -> int:
-    """The temp file opened for writing: the empty one `retire` made (no reader has it)
-    as it is, else a new inode, so that a version a reader may hold is never written over."""
-    if tmp in _made:
-        _made.discard(tmp)
-        with contextlib.suppress(FileNotFoundError):
-            return os.open(tmp, os.O_WRONLY | os.O_TRUNC)
-    _unlink(tmp)  # an old version out of place, or a failed write's leftover
+    """A new inode, so that a version a reader may hold is never written over."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)  # a failed write's leftover
     return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
 
 
-def _unlink(tmp: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(tmp)
-    _retired.discard(tmp)  # only once it is gone
-
-
-def retire(*, remake: bool = True) -> None:
-    """Free the versions temp-file exchanges took out of place (that the pool did not
-    keep) and (`remake`) make each temp file anew for its target's next write. Call it
-    off the writes' path: after announcing them, from the thread that installs them
-    (the projector's own: its thread pool only stages, without spares)."""
+def retire() -> None:
+    """Free the versions out of place the pool let go. Call it off the writes' path:
+    after announcing them, from the thread that installs them (the projector's own:
+    its thread pool only stages, without spares)."""
     for tmp in list(_retired):
         try:
-            _unlink(tmp)
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
         except OSError:
-            continue  # still out of place: the next write of its target makes a new inode
-        if remake and not is_pooled(tmp):
-            with contextlib.suppress(OSError):
-                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
-                _made.add(tmp)
+            continue  # tried again at the next retire; never reused meanwhile
+        _retired.discard(tmp)
 
 
 def drop_temps() -> None:
-    """Retire without making temp files anew, and remove those made: a clean stop leaves
-    none behind (a crash leaves them for sweep_temp_files)."""
-    retire(remake=False)
+    """Retire, and remove the pool: a clean stop leaves no temp file behind (a crash
+    leaves them for sweep_temp_files)."""
+    retire()
     _pool.drop()
-    for tmp in list(_made):
-        _made.discard(tmp)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
 
 
 def _open_spare(spare: str, target: str, durable_before: float) -> tuple[int, int]:
@@ -193,11 +167,9 @@ def install(staged: Staged) -> None:
             try:
                 fscalls.exchange(staged.tmp, staged.path)
                 # The version taken out of place: kept to write over once it rested,
-                # or freed by `retire`.
-                if staged.trade and not (
-                    is_pooled(staged.tmp) and _pool.give(staged.tmp, staged.out)
-                ):
-                    _retired.add(staged.tmp)
+                # or freed by `retire` (with what the pool lets go to keep it).
+                if staged.trade:
+                    _retired.update(_pool.give(staged.tmp, staged.path, staged.out))
                 return
             except OSError as e:
                 if e.errno in _UNSUPPORTED:

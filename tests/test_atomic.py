@@ -30,14 +30,7 @@ def fine_clock(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(autouse=True)
 def nothing_retired(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(atomic, "_retired", set())
-    monkeypatch.setattr(atomic, "_made", set())
     monkeypatch.setattr(atomic, "_pool", InodePool())
-
-
-@pytest.fixture
-def no_pool(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Versions too big for the pool: a busy file's temp files are the way."""
-    monkeypatch.setattr(inode_pool, "POOL_FILE_BYTES", 0)
 
 
 def pooled(directory: Path) -> dict[str, bytes]:
@@ -98,103 +91,34 @@ def test_a_spare_is_left_alone_until_it_rested_and_its_exchange_is_durable(
         assert path.stat().st_ino == held.st_ino and path.read_bytes() == b"four"
 
 
-@pytest.mark.usefixtures("no_pool")
-def test_a_file_rewritten_faster_than_its_spare_rests_keeps_inode_work_off_the_write(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, installs: list[str]
-) -> None:
-    monkeypatch.setattr(atomic, "SPARE_REST_S", 3600.0)
-    path = tmp_path / "x.json"
-    write(path, b"one")
-    write(path, b"two")  # the spare takes "one" and rests from now on
-    temp = tmp_path / f".x.json.{os.getpid()}.tmp"
-    with open(path, "rb") as reader:  # a reader of "two" when it is replaced
-        write(path, b"three")  # a temp file, exchanged: "two" is not freed by the call
-        assert path.read_bytes() == b"three" and temp.read_bytes() == b"two"
-        atomic.retire()  # after the new version is announced: "two" freed, a temp anew
-        assert reader.read() == b"two"
-    made = temp.stat()
-    assert made.st_size == 0 and spare_of(path).read_bytes() == b"one"
-    write(path, b"four")  # written into the temp made by retire: no inode made on the way
-    assert path.stat().st_ino == made.st_ino and path.read_bytes() == b"four"
-    assert temp.read_bytes() == b"three"
-    write(path, b"five")  # before any retire: "three" may have a reader, it is not reused
-    assert path.read_bytes() == b"five" and path.stat().st_ino != made.st_ino
-    assert temp.read_bytes() == b"four"
-    atomic.retire()
-    names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == sorted([".x.json.spare", temp.name, "x.json"])
-    assert installs == ["x.json"] * 5
-    atomic.drop_temps()  # a clean stop
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".x.json.spare", "x.json"]
-
-
-@pytest.mark.usefixtures("no_pool")
-def test_a_version_out_of_place_is_never_written_over_even_when_freeing_it_failed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(atomic, "SPARE_REST_S", 3600.0)
-    path = tmp_path / "x.json"
-    write(path, b"one")
-    write(path, b"two")
-    temp = tmp_path / f".x.json.{os.getpid()}.tmp"
-    real_unlink = os.unlink
-    failures = [str(temp)]
-
-    def unlink(target: Any, *args: Any, **kwargs: Any) -> None:
-        if failures and os.fspath(target) == failures[0]:
-            failures.pop()
-            raise OSError(errno.EIO, "injected")
-        real_unlink(target, *args, **kwargs)
-
-    with open(path, "rb") as reader:
-        write(path, b"three")  # "two" now waits at the temp name
-        monkeypatch.setattr(os, "unlink", unlink)
-        atomic.retire()  # cannot free it: it stays out of place, and is not made anew
-        assert temp.read_bytes() == b"two"
-        write(path, b"FOUR")  # a new inode: the one holding "two" is unlinked, not truncated
-        assert reader.read() == b"two"
-    assert path.read_bytes() == b"FOUR" and temp.read_bytes() == b"three"
-    # Once the spare may serve again, the temp file kept for the account goes.
-    atomic.retire()
-    assert temp.exists() and temp.stat().st_size == 0
-    monkeypatch.setattr(atomic, "SPARE_REST_S", 0.0)
-    durable.fsync_dir(tmp_path)
-    write(path, b"five")
-    assert not temp.exists() and spare_of(path).read_bytes() == b"FOUR"
-
-
 def test_a_busy_file_is_written_into_a_rested_pool_inode_and_no_inode_is_made_or_freed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, installs: list[str]
 ) -> None:
     monkeypatch.setattr(atomic, "SPARE_REST_S", 0.0)
+    monkeypatch.setattr(atomic, "_open_spare", lambda *args: (-1, 0))  # the spare rests
     path = tmp_path / "x.json"
-    write(path, b"one")
-    write(path, b"two")  # the spare is made, holding "one": its exchange is not durable yet
-    write(path, b"three")  # so a pool inode is made, and takes "two" out of place
-    [(name, held)] = pooled(tmp_path).items()
-    pool_inode = (tmp_path / name).stat().st_ino
-    assert held == b"two" and path.read_bytes() == b"three"
+    write(path, b"one")  # a first write: a new file, renamed
+    write(path, b"two")  # a pool inode is made, and takes "one" out of place
+    [(first, held)] = pooled(tmp_path).items()
+    assert held == b"one" and path.read_bytes() == b"two"
+    write(path, b"three")  # "one" has not been synced out of place yet: another is made
+    kept = pooled(tmp_path)
+    [second] = set(kept) - {first}
+    assert kept == {first: b"one", second: b"two"}
     durable.fsync_dir(tmp_path)
-    write(path, b"four")  # the spare serves again (it comes first)
-    assert spare_of(path).read_bytes() == b"three"
-    write(path, b"5")  # the spare's exchange is not durable, the pool inode's is: reused
-    assert path.stat().st_ino == pool_inode and path.read_bytes() == b"5"
-    assert pooled(tmp_path) == {name: b"four"}  # the replaced version rests in its turn
-    names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == sorted([".x.json.spare", name, "x.json"])
-    other = tmp_path / "y.json"  # any file of the directory may take a rested pool inode
+    inode = (tmp_path / first).stat().st_ino
+    write(path, b"four")  # the oldest has rested and its exchange is durable: reused
+    assert path.stat().st_ino == inode and path.read_bytes() == b"four"
+    assert pooled(tmp_path) == {first: b"three", second: b"two"}  # the replaced one rests
+    other = tmp_path / "y.json"  # x's rested pool inode is never given to another file
     write(other, b"y1")
-    write(other, b"y2")  # y's new spare is empty: used at once
-    durable.fsync_dir(tmp_path)
-    write(other, b"y3")
-    write(other, b"y4")  # y's spare is not durable since: the pool inode holding "four"
-    assert other.read_bytes() == b"y4" and pooled(tmp_path) == {name: b"y3"}
-    assert installs == ["x.json"] * 5 + ["y.json"] * 4
+    write(other, b"y2")
+    assert other.stat().st_ino not in {(tmp_path / n).stat().st_ino for n in (first, second)}
+    assert path.read_bytes() == b"four" and pooled(tmp_path)[second] == b"two"
+    assert installs == ["x.json"] * 4 + ["y.json"] * 2
     atomic.drop_temps()  # a clean stop removes the pool (a crash leaves it to the sweep)
-    assert name.startswith(".") and name.endswith(".tmp")  # what sweep_temp_files removes
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        [".x.json.spare", ".y.json.spare", "x.json", "y.json"]
-    )
+    assert first.startswith(".") and first.endswith(".tmp")  # what sweep_temp_files removes
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.json", "y.json"]
 
 
 def test_a_pool_inode_is_not_written_over_while_it_rests(
@@ -226,10 +150,10 @@ def test_what_a_full_pool_cannot_keep_is_freed(
     write(path, b"one")
     write(path, b"two")
     write(path, b"three")  # the pool keeps "two"
-    write(path, b"four")  # full: "three" waits to be freed
+    write(path, b"four")  # full: "two", the oldest, is let go and waits to be freed
     assert sorted(pooled(tmp_path).values()) == [b"three", b"two"]
     atomic.retire()
-    assert list(pooled(tmp_path).values()) == [b"two"] and path.read_bytes() == b"four"
+    assert list(pooled(tmp_path).values()) == [b"three"] and path.read_bytes() == b"four"
     names = sorted(p.name for p in tmp_path.iterdir())  # no temp file made for x
     assert names == sorted([".x.json.spare", *pooled(tmp_path), "x.json"])
 
@@ -317,61 +241,36 @@ def test_a_reader_never_keeps_an_inode_its_file_no_longer_names(
     assert opened == [path]
 
 
-def test_the_pool_writes_a_version_over_an_inode_of_its_size(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Cutting a file short costs as much as freeing it when blocks go: a version goes
-    into an inode holding as many 4 KiB blocks, or one fewer (it grows), else a new one."""
-    pool = InodePool()
-    head = str(tmp_path)
-    kept = {}
-    for name, size in (("a", 100), ("b", 10_000), ("c", 30_000)):
-        path = tmp_path / f".pool-{name}.tmp"
-        path.write_bytes(b"x" * size)
-        assert pool.give(str(path), size)
-        kept[name] = str(path)
-    durable.fsync_dir(tmp_path)
-
-    def take(size: int) -> tuple[str, int]:
-        path, fd, held = pool.take(head, size, 0.0, 0.0)
-        os.close(fd)
-        return path, held
-
-    assert take(9_000) == (kept["b"], 10_000)  # 3 blocks
-    assert take(5_000) == (kept["a"], 100)  # 2 blocks: the 1-block one grows
-    new, held = take(20_000)  # 5 blocks: none of 5 or 4 kept
-    assert held == 0 and new not in kept.values() and os.path.getsize(new) == 0
-    assert take(32_000) == (kept["c"], 30_000)  # 8 blocks
-    assert len(pool) == 0
-    assert not pool.give(str(tmp_path / ".pool-big.tmp"), inode_pool.POOL_FILE_BYTES + 1)
-
-
 def test_a_pool_inode_is_cut_to_what_it_holds_not_to_what_was_recorded(
     tmp_path: Path,
 ) -> None:
     pool = InodePool()
     path = tmp_path / ".pool-a.tmp"
     path.write_bytes(b"x" * 300)
-    assert pool.give(str(path), 100)  # recorded smaller than it is (a target replaced)
+    target = str(tmp_path / "x.json")
+    assert pool.give(str(path), target, 100) == []  # recorded smaller than it is
     durable.fsync_dir(tmp_path)
-    taken, fd, held = pool.take(str(tmp_path), 200, 0.0, 0.0)
+    taken, fd, held = pool.take(target, 0.0, 0.0)
     os.close(fd)
     assert (taken, held) == (str(path), 300)
 
 
-def test_a_full_pool_turns_over_instead_of_keeping_sizes_no_write_asks_for(
+def test_the_pool_keeps_within_its_bounds_letting_the_oldest_go(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(inode_pool, "POOL_FILES", 2)
+    monkeypatch.setattr(inode_pool, "FILE_POOL", 2)
+    monkeypatch.setattr(inode_pool, "POOL_FILES", 3)
+    monkeypatch.setattr(inode_pool, "POOL_BYTES", 16 * 1000)
     pool = InodePool()
-    for name, size in (("big", 40_000), ("bigger", 60_000)):
-        path = tmp_path / f".pool-{name}.tmp"
-        path.write_bytes(b"x" * size)
-        assert pool.give(str(path), size)
-    durable.fsync_dir(tmp_path)
-    taken, fd, held = pool.take(str(tmp_path), 100, 0.0, 0.0)  # 1 block: none of its size
+    x, y = str(tmp_path / "x.json"), str(tmp_path / "y.json")
+    names = [str(tmp_path / f".pool-{i}.tmp") for i in range(6)]
+    assert pool.give(names[0], x, 100) == []
+    assert pool.give(names[1], x, 100) == []
+    assert pool.give(names[2], x, 100) == [names[2]]  # x keeps 2 at most
+    assert pool.give(names[3], y, 1001) == [names[3]]  # over a 16th of the bytes
+    assert pool.give(names[4], y, 900) == []
+    assert pool.give(names[5], y, 900) == [names[0]]  # a 4th: the oldest, x's, goes
+    assert len(pool) == 3
+    fresh, fd, held = pool.take(str(tmp_path / "z.json"), 0.0, 0.0)  # z has none: new
     os.close(fd)
-    assert (taken, held) == (str(tmp_path / ".pool-big.tmp"), 40_000)  # the oldest
-    taken, fd, held = pool.take(str(tmp_path), 100, 0.0, 0.0)  # not full now: a new one
-    os.close(fd)
-    assert held == 0 and os.path.basename(taken).startswith(".pool-")
+    assert held == 0 and fresh not in names and os.path.dirname(fresh) == str(tmp_path)
