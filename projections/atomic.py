@@ -9,7 +9,7 @@ waits on every other fsync of the filesystem. So such a file keeps a **spare**,
 and then swapped with the target by one atomic exchange (fscalls.exchange). No
 inode is created or freed; the old version becomes the next spare.
 
-A spare is overwritten only when two things hold; until then a temp file is used.
+A spare is overwritten only when two things hold; until then a pool file is used.
 - It has been out of place for `SPARE_REST_S` (its ctime says when it was
   exchanged): a reader that opened the target just before an exchange still
   holds the spare's inode. `read_file` also reads again if the file changed
@@ -206,7 +206,13 @@ def read_file(path: Path) -> bytes | None:
                 data = f.read()
                 changed = os.fstat(f.fileno()).st_mtime_ns
             now = os.stat(path)
-            if changed == before.st_mtime_ns == now.st_mtime_ns and now.st_ino == before.st_ino:
+            # (The size and ctime too: mtime is coarse, and a reused inode may have been
+            # written and cut short within one tick of the kernel's clock.)
+            if (
+                changed == before.st_mtime_ns == now.st_mtime_ns
+                and (now.st_ino, now.st_ctime_ns) == (before.st_ino, before.st_ctime_ns)
+                and now.st_size == len(data)
+            ):
                 return data
     except FileNotFoundError:
         return None

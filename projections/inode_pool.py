@@ -15,10 +15,12 @@ An inode only ever holds versions of one file: a reader that opened it under
 that name and stalled reads, at worst, another version of the same account,
 which read_file then notices. Never another account's.
 
-The pool is bounded: FILE_POOL inodes a file, POOL_FILES and POOL_BYTES in all,
-the oldest let go (freed by `atomic.retire`) to make room. A crash leaves the
-names for sweep_temp_files; `drop` removes them at a clean stop. Only the
-thread that installs files uses it (the projector's own).
+The pool is bounded: FILE_POOL inodes a file (a version beyond is not kept),
+POOL_FILES and POOL_BYTES in all (the oldest kept is let go to make room); what
+it does not keep is freed by `atomic.retire`. A crash, or a batch that failed
+between staging and installing, leaves names for sweep_temp_files at the next
+start; `drop` removes the pool's at a clean stop. Only the thread that installs
+files uses it (the projector's own).
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ class InodePool:
             try:
                 fd = os.open(oldest.path, os.O_WRONLY)
             except FileNotFoundError:
-                pass  # swept or moved away under us (a replay's switch): a new one
+                pass  # removed under us (by hand: only the sweep at start removes them)
             else:
                 try:  # what it holds, not what was recorded: cut short to the byte
                     return oldest.path, fd, os.fstat(fd).st_size

@@ -196,31 +196,64 @@ def test_a_file_that_changed_while_it_was_read_is_read_again(
     mtimes = iter([1, 2, 3, 3])  # moved during the first read, still during the second
     calls: list[int] = []
 
+    def stat_of(mtime: int) -> Any:
+        return SimpleNamespace(st_mtime_ns=mtime, st_ino=inode, st_ctime_ns=7, st_size=2)
+
     def fstat(fd: int) -> Any:
         calls.append(fd)
-        return SimpleNamespace(st_mtime_ns=next(mtimes), st_ino=inode)
+        return stat_of(next(mtimes))
 
     monkeypatch.setattr(os, "fstat", fstat)
-    monkeypatch.setattr(os, "stat", lambda p: SimpleNamespace(st_mtime_ns=3, st_ino=inode))
+    monkeypatch.setattr(os, "stat", lambda *args, **kwargs: stat_of(3))
     assert atomic.read_file(path) == b"{}"
     assert len(calls) == 4
 
     ticks = itertools.count()
-    monkeypatch.setattr(
-        os, "fstat", lambda fd: SimpleNamespace(st_mtime_ns=next(ticks), st_ino=inode)
-    )
+    monkeypatch.setattr(os, "fstat", lambda fd: stat_of(next(ticks)))
     with pytest.raises(SnapshotUnavailable, match="kept changing"):
         atomic.read_file(path)
     monkeypatch.undo()
     assert atomic.read_file(tmp_path / "absent.json") is None
 
 
+def test_a_version_cut_short_within_one_clock_tick_is_read_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same mtime before and after (a coarse clock), but the file is not the size
+    read any more, or its ctime moved: read again."""
+    path = tmp_path / "x.json"
+    path.write_bytes(b"{}")
+    inode = path.stat().st_ino
+    seen = iter(
+        [
+            SimpleNamespace(st_mtime_ns=5, st_ino=inode, st_ctime_ns=5, st_size=9),  # cut
+            SimpleNamespace(st_mtime_ns=5, st_ino=inode, st_ctime_ns=6, st_size=2),  # ctime
+            SimpleNamespace(st_mtime_ns=5, st_ino=inode, st_ctime_ns=5, st_size=2),
+        ]
+    )
+    real_stat = os.stat
+    real_fstat = os.fstat
+
+    def fstat(fd: int) -> Any:
+        st = real_fstat(fd)  # (other code may ask meanwhile: only the inode is faked)
+        return SimpleNamespace(st_mtime_ns=5, st_ino=inode, st_ctime_ns=5, st_size=st.st_size)
+
+    monkeypatch.setattr(os, "fstat", fstat)
+    monkeypatch.setattr(os, "stat", lambda p, *a, **k: next(seen) if p == path else real_stat(p))
+    data = atomic.read_file(path)
+    monkeypatch.undo()
+    assert data == b"{}"
+    with pytest.raises(StopIteration):
+        next(seen)  # three reads: the first two were refused
+
+
 def test_a_reader_never_keeps_an_inode_its_file_no_longer_names(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A reader that opened a.json and stalled: meanwhile a's next version was exchanged
-    in, and the inode the reader holds rested in the pool and was given b's bytes. Its
-    mtime does not move while it is read; the name no longer holding it is what tells."""
+    in, and the inode the reader holds was written over (by anything: the pool gives
+    it only to a's later versions). Its mtime does not move while it is read; the name
+    no longer holding it is what tells."""
     path = tmp_path / "a.json"
     path.write_bytes(b"a: one")
     pooled = tmp_path / ".pool-1.1.tmp"

@@ -535,8 +535,8 @@ def test_snapshots_rewritten_through_their_spares_stay_exact(
         f".{a}.json.spare" for a in ACCOUNTS
     )
     assert not [n for n in names if n.endswith(".tmp")]
-    # Spares and pool inodes were overwritten (their inodes came back in place, each
-    # account's or another's) once their exchange was synced: far fewer inodes than writes.
+    # Spares and pool inodes were overwritten (their inodes came back in place) once
+    # their exchange was synced: far fewer inodes than writes.
     seen = set().union(*inodes.values())
     assert len(seen) < len(installs) // 3
 
