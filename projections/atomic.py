@@ -40,7 +40,7 @@ from pathlib import Path
 from eventlog._exceptions import SnapshotUnavailable
 
 from . import durable, fscalls
-from .inode_pool import InodePool
+from .inode_pool import InodePool, open_new
 
 __all__ = ["Staged", "drop_temps", "install", "read_file", "retire", "stage", "write_atomic"]
 
@@ -60,8 +60,12 @@ class Staged:
     tmp: str
     path: str
     swap: bool  # the spare: exchanged with the target (which becomes the spare)
-    trade: bool = False  # a pool file: exchanged with the target, which joins the pool
     out: int = -1  # a pool file's: the size of the version it takes out of place
+
+    @property
+    def trade(self) -> bool:
+        """A pool file: exchanged with the target, which joins the pool."""
+        return self.out >= 0
 
 
 def stage(path: Path | str, data: bytes, *, sync: bool = False, spare: bool = False) -> Staged:
@@ -90,7 +94,7 @@ def stage(path: Path | str, data: bytes, *, sync: bool = False, spare: bool = Fa
                 tmp, fd, held = _pool.take(target, SPARE_REST_S, _TICK_S)
         if fd < 0:  # a new file, renamed: named after this process, so that a crash
             tmp = os.path.join(head, f".{name}.{os.getpid()}.tmp")  # leaves it to the sweep
-            fd = _open_temp(tmp)
+            fd = open_new(tmp)  # (a new inode: a version a reader may hold is never reused)
         try:
             view = memoryview(data)
             done = 0
@@ -107,14 +111,7 @@ def stage(path: Path | str, data: bytes, *, sync: bool = False, spare: bool = Fa
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
         raise SnapshotUnavailable(f"cannot write {target}: {e}") from e
-    return Staged(tmp, target, swap, out >= 0, out)
-
-
-def _open_temp(tmp: str) -> int:
-    """A new inode, so that a version a reader may hold is never written over."""
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(tmp)  # a failed write's leftover
-    return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    return Staged(tmp, target, swap, out)
 
 
 def retire() -> None:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 from . import durable
 
-__all__ = ["InodePool"]
+__all__ = ["InodePool", "open_new"]
 
 FILE_POOL = 16  # a file rewritten in every batch for a second: the rest are freed
 # Kept long enough for a busy account to come back to its own (~10 s of writes at
@@ -80,12 +80,7 @@ class InodePool:
                     raise
         self._names += 1
         path = os.path.join(head, f"{_PREFIX}{self._names}.{os.getpid()}.tmp")
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
-        try:
-            return path, os.open(path, flags, 0o644), 0
-        except FileExistsError:  # left by an earlier process of the same pid
-            os.unlink(path)
-            return path, os.open(path, flags, 0o644), 0
+        return path, open_new(path), 0
 
     def give(self, path: str, target: str, size: int) -> list[str]:
         """Keep `path`, which holds a version of `target` of `size` bytes just exchanged
@@ -120,6 +115,17 @@ class InodePool:
         self._free.clear()
         self._order.clear()
         self._bytes = 0
+
+
+def open_new(path: str) -> int:
+    """A new, empty inode at `path`, opened for writing; what a failed write or an
+    earlier process of the same pid left there is unlinked first."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    try:
+        return os.open(path, flags, 0o644)
+    except FileExistsError:
+        os.unlink(path)
+        return os.open(path, flags, 0o644)
 
 
 def _rested(free: _Free, head: str, rest_s: float, tick_s: float) -> bool:
