@@ -151,6 +151,12 @@ class Stack:
                         count += int(sample.value)
         return total, count
 
+    def append_ms(self, before: tuple[float, int]) -> float:
+        """The writes' mean durable-append time since `before` (an `append_seconds`), in
+        ms: one worker's, as each keeps its own /metrics."""
+        total, count = self.append_seconds()
+        return (total - before[0]) / max(1, count - before[1]) * 1000
+
     def cpu_seconds(self) -> dict[str, float]:
         """CPU seconds each child (with uvicorn's workers) has used so far."""
         return tree_cpu_seconds({name: proc.pid for name, (proc, _) in self.children.items()})

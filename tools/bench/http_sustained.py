@@ -147,9 +147,7 @@ def _measured(
     cpu = {k: v - cpu0.get(k, 0.0) for k, v in stack.cpu_seconds().items()}
     cpu["redis"] = redis_cpu_seconds(url) - redis0
     cpu["clients"] = result["cpu_s"]
-    appended = stack.append_seconds()
-    # (One worker's /metrics: each worker keeps its own.)
-    result["append_ms"] = (appended[0] - appended0[0]) / max(1, appended[1] - appended0[1]) * 1e3
+    result["append_ms"] = stack.append_ms(appended0)
     return result, {k: v / wall for k, v in cpu.items()}
 
 
