@@ -84,6 +84,7 @@ class Writes:
         ring before they sync, and nothing is put in place before its events are durable."""
         self.settings = settings
         self.sync = settings.fsync != "off"
+        self._dir = os.fspath(settings.snapshot_dir)
         # Without syncfs each staged file is fsynced on its own before it is installed.
         self._fsync_each = self.sync and not fscalls.available()
         self._cache = cache
@@ -110,12 +111,10 @@ class Writes:
         folds = batch.folds
         # Unsynced (fsync off), spares never count as durable; and an exchanged temp file
         # lacks the flush a rename over a file gets on ext4: new files, renamed.
-        stage = partial(stage_snapshot, self.settings, sync=self._fsync_each, spare=self.sync)
+        stage = partial(stage_snapshot, self._dir, sync=self._fsync_each, spare=self.sync)
         if len(folds) == 1 and self.sync:  # the live case: its own fsync, no filesystem flush
             [(account, fold)] = folds.items()
-            staged, size = stage_snapshot(
-                self.settings, account, fold, items[account].memo, sync=True
-            )
+            staged, size = stage_snapshot(self._dir, account, fold, items[account].memo, sync=True)
             self._log_durable(batch)
             install(staged)
             batch.sizes = {account: size}

@@ -42,6 +42,7 @@ __all__ = [
     "read_document",
     "read_document_bytes",
     "read_snapshot",
+    "snapshot_file",
     "snapshot_path",
     "version_of",
 ]
@@ -54,6 +55,11 @@ _VERSION = re.compile(rb'\n  "version": ([0-9]+)[,\n]')
 
 def snapshot_path(settings: Settings, account: str) -> Path:
     return settings.snapshot_dir / f"{account}.json"
+
+
+def snapshot_file(directory: str, account: str) -> str:
+    """`snapshot_path` in the snapshot directory given as text (the writes' hot path)."""
+    return f"{directory}/{account}.json"
 
 
 @dataclass(slots=True)
