@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -19,12 +19,15 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+from redis.connection import parse_url
 
 from ._exceptions import SettingsError
 
 __all__ = ["Settings", "load_settings"]
 
 _toml_path: Path | None = None
+# Never echoed in an error: a Redis URL may hold a password.
+_SECRET = frozenset(("api_keys", "redis_url"))
 
 
 class Settings(BaseSettings):
@@ -57,6 +60,30 @@ class Settings(BaseSettings):
         if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
             return int(value)
         return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _url_parses(cls, value: str) -> str:
+        # Checked here, not at the first connection: a daemon would fail later, with a
+        # traceback that names no setting.
+        if value:
+            try:
+                parse_url(value)  # type: ignore[no-untyped-call]
+            except ValueError as e:
+                raise ValueError(str(e)) from None
+            db = value.partition("?")[0].split("://", 1)[-1].partition("/")[2]
+            if not value.startswith("unix:") and db and not db.isdigit():
+                raise ValueError(f"the database must be a number, not {db!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _phase_has_redis(self) -> Settings:
+        if self.phase > 1 and not self.redis_url:
+            raise ValueError(
+                f"TRADELOG_PHASE: phase {self.phase} reads from Redis, but TRADELOG_REDIS_URL "
+                "is empty (Redis disabled)"
+            )
+        return self
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -115,10 +142,11 @@ def load_settings(config: str | Path | None = None, **overrides: Any) -> Setting
         return Settings(**clean)
     except ValidationError as e:
         err = e.errors()[0]
-        name = str(err["loc"][0]) if err["loc"] else "?"
-        raise SettingsError(
-            f"TRADELOG_{name.upper()}: {err['msg']} (got {err.get('input')!r})"
-        ) from e
+        if not err["loc"]:  # a check across settings: its message names them
+            raise SettingsError(str(err["msg"]).removeprefix("Value error, ")) from e
+        name = str(err["loc"][0])
+        got = "" if name in _SECRET else f" (got {err.get('input')!r})"
+        raise SettingsError(f"TRADELOG_{name.upper()}: {err['msg']}{got}") from e
     except ValueError as e:  # a TOML file that does not parse
         raise SettingsError(f"TRADELOG_CONFIG: {e}") from e
     finally:

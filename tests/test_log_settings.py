@@ -109,6 +109,9 @@ def test_flags_over_environment(toml: Path, monkeypatch: pytest.MonkeyPatch) -> 
         ("PROJECTION_WAIT_MS", "-1"),
         ("MAX_BODY_BYTES", "10"),
         ("SEGMENT_BYTES", "100"),
+        ("REDIS_URL", "foo://127.0.0.1"),
+        ("REDIS_URL", "redis://127.0.0.1:notaport/0"),
+        ("REDIS_URL", "redis://127.0.0.1:6379/abc"),
     ],
 )
 def test_bad_environment_value_names_the_setting(
@@ -134,6 +137,29 @@ def test_bad_toml_and_flag_values_name_the_setting(tmp_path: Path) -> None:
         load_settings(broken)
     with pytest.raises(SettingsError, match=r"^TRADELOG_CONFIG"):
         load_settings(tmp_path / "missing.toml")
+
+
+def test_a_redis_url_error_never_shows_the_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRADELOG_REDIS_URL", "redis://:s3cret@127.0.0.1:port/0")
+    with pytest.raises(SettingsError) as e:
+        load_settings()
+    assert "s3cret" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://127.0.0.1", "redis://:pw@127.0.0.1:6390/3", "rediss://h:1/", "unix:///r.sock"]
+)
+def test_good_redis_urls_pass(url: str) -> None:
+    assert load_settings(redis_url=url).redis_url == url
+
+
+@pytest.mark.parametrize("phase", ["2", "3"])
+def test_phases_that_read_from_redis_need_it(monkeypatch: pytest.MonkeyPatch, phase: str) -> None:
+    monkeypatch.setenv("TRADELOG_PHASE", phase)
+    monkeypatch.setenv("TRADELOG_REDIS_URL", "")
+    with pytest.raises(SettingsError, match=r"^TRADELOG_PHASE: .*TRADELOG_REDIS_URL is empty"):
+        load_settings()
+    assert load_settings(phase=1).phase == 1  # phase 1 runs file-only
 
 
 def test_cli_stops_naming_the_bad_setting(tmp_path: Path) -> None:
