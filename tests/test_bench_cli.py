@@ -46,3 +46,37 @@ def test_bench_without_a_scenario_runs_every_one(
     ]
     assert [name for name, _ in seen] == ["one", "two"]
     assert seen[0][1] != seen[1][1] and not any(d.exists() for _, d in seen)
+
+
+def test_a_part_of_http_runs_alone_under_its_own_name(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    asked: list[str] = []
+    module = types.ModuleType("fake_http")
+
+    def run(args: argparse.Namespace) -> dict[str, Any]:
+        asked.append(args.http_only)
+        return {"figures": {"sustained_events_per_s": 1}, "ratios": {}}
+
+    module.run = run  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    monkeypatch.setattr(bench, "SCENARIOS", {"http": module.__name__})
+    args = argparse.Namespace(
+        scenario="sustained",
+        json=True,
+        setting_redis_url="redis://127.0.0.1:1/0",
+        setting_key_prefix="bench-test",
+        setting_data_dir=None,
+    )
+    assert bench.run(args) == 0
+    out = orjson.loads(capsys.readouterr().out)
+    assert out == {"scenario": "sustained", "figures": {"sustained_events_per_s": 1}, "ratios": {}}
+    assert asked == ["sustained"]
+
+
+@pytest.mark.parametrize("name", ["upsert80", "latency", "read", "sustained"])
+def test_the_cli_takes_designs_scenario_names(name: str) -> None:
+    from tools.cli import build_parser
+
+    args = build_parser().parse_args(["bench", name, "--json"])
+    assert args.scenario == name
