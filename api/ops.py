@@ -41,6 +41,16 @@ def _projectors(request: Request) -> dict[str, Any]:
     return projector_status(app_state(request).settings, app_state(request).reads)
 
 
+def _stalled(info: dict[str, Any]) -> str:
+    """Why the projector reads come from leaves them behind the log, or "": it does not run
+    and events wait for it. (One that does not run with nothing to apply holds no read back.)"""
+    behind = sum((info.get("lag") or {}).values())
+    if info.get("running", True) or not behind:
+        return ""
+    events = "event" if behind == 1 else "events"
+    return f"the read projection's projector is not running, and {behind} {events} wait for it"
+
+
 @guarded()
 async def ready(request: Request) -> Response:
     st = app_state(request)
@@ -49,8 +59,9 @@ async def ready(request: Request) -> Response:
     redis_state = await asyncio.to_thread(st.reads.redis_state)
     projectors = await asyncio.to_thread(_projectors, request)
     needs_redis = st.settings.phase >= 2
-    ok = writable and (redis_state["reachable"] or not needs_redis)
-    body = {
+    stalled = _stalled(projectors.get("redis" if needs_redis else "file") or {})
+    ok = writable and (redis_state["reachable"] or not needs_redis) and not stalled
+    body: dict[str, Any] = {
         "success": ok,
         "status": "ready" if ok else "not ready",
         "phase": st.settings.phase,
@@ -60,7 +71,12 @@ async def ready(request: Request) -> Response:
         "projectors": projectors,
     }
     if not ok:  # a 503 is an error: it carries the error shape too (the client prints `error`)
-        why = "the log directory is not writable" if not writable else "Redis is unreachable"
+        if not writable:
+            why = "the log directory is not writable"
+        elif needs_redis and not redis_state["reachable"]:
+            why = "Redis is unreachable"
+        else:
+            why = stalled
         body.update(error=f"not ready: {why}", code="not_ready", details=None)
     return JSON(body, status_code=200 if ok else 503)
 

@@ -18,6 +18,9 @@ from .reads import Reads
 __all__ = ["account_status", "log_ends", "projector_status", "summarize"]
 
 
+_BEAT_FIELDS = (b"heartbeat", b"heartbeat_by", b"stopped", b"stopped_by")
+
+
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -27,9 +30,11 @@ def _lag(ends: dict[int, int], positions: dict[int, int]) -> dict[int, int]:
 
 
 def projector_status(settings: Settings, reads: Reads) -> dict[str, Any]:
-    """Each projector's positions, lag per partition, heartbeat (ms) and parked accounts."""
-    from projections.checkpoint import read_checkpoint
+    """Each projector's positions, lag per partition, heartbeat (ms), whether it runs
+    (a fresh heartbeat, and for the file projector a live process), parked accounts."""
+    from projections.checkpoint import read_checkpoint, running
     from projections.file_projector import parked as file_parked
+    from projections.redis_progress import beating
 
     ends = log_ends(settings)
     out: dict[str, Any] = {}
@@ -39,6 +44,7 @@ def projector_status(settings: Settings, reads: Reads) -> dict[str, Any]:
         "positions": positions,
         "lag": _lag(ends, positions),
         "heartbeat": cp.heartbeat or None,
+        "running": running(cp),
         "parked": file_parked(settings),
     }
     if reads.redis is not None:
@@ -53,6 +59,7 @@ def projector_status(settings: Settings, reads: Reads) -> dict[str, Any]:
                 "positions": positions,
                 "lag": _lag(ends, positions),
                 "heartbeat": int(raw.get(b"heartbeat", 0)) or None,
+                "running": beating(*(raw.get(k) for k in _BEAT_FIELDS)) is not None,
                 "parked": [_text(k) for k in parked_raw],
             }
     return out

@@ -43,11 +43,13 @@ __all__ = [
     "now_ms",
     "parked_dir",
     "read_checkpoint",
+    "running",
     "sweep_temp_files",
     "write_checkpoint",
 ]
 
 PROJECTOR = "file"
+FRESH_MS = 3000  # a heartbeat younger than this (three beats: daemon.HEARTBEAT_S) is live
 
 
 def now_ms() -> int:
@@ -110,6 +112,21 @@ class Checkpoint:
     positions: dict[int, int] = field(default_factory=dict)  # partition -> next offset
     heartbeat: int = 0  # ms since the epoch; 0 when the projector never ran
     pid: int = 0
+
+
+def running(cp: Checkpoint) -> bool:
+    """Whether the projector that wrote `cp` still runs: its heartbeat is fresh and its
+    process alive (a projector killed a moment ago still has a fresh heartbeat)."""
+    if not cp.heartbeat or now_ms() - cp.heartbeat >= FRESH_MS:
+        return False
+    if cp.pid:
+        try:
+            os.kill(cp.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass  # it exists, as another user
+    return True
 
 
 def read_checkpoint(settings: Settings) -> Checkpoint:

@@ -20,11 +20,9 @@ from eventlog._exceptions import RedisUnavailable
 from eventlog.keys import Keys
 from eventlog.settings import Settings
 
-from .checkpoint import now_ms
+from .checkpoint import FRESH_MS, now_ms
 
-__all__ = ["FRESH_MS", "projector_activity", "publish", "say_stopped"]
-
-FRESH_MS = 3000  # a heartbeat younger than this means a Redis projector is running
+__all__ = ["FRESH_MS", "beating", "projector_activity", "publish", "say_stopped"]
 _NAME = "redis"
 
 
@@ -61,6 +59,11 @@ def projector_activity(client: redis.Redis, keys: Keys, partitions: int) -> str 
     held = sum(int(n) for n in leases)
     if held:
         return f"it holds the lease of {held} partitions"
+    return beating(beat, beat_by, stopped, stopped_by)
+
+
+def beating(beat: Any, beat_by: Any, stopped: Any, stopped_by: Any) -> str | None:
+    """Why the progress hash's fields (as Redis gave them) say a projector beats, or None."""
     # By name: another consumer (a standby, a successor) may be beating meanwhile, and
     # only a stop of the one that beat last says no beat will follow.
     if beat and stopped and int(stopped) >= int(beat) and stopped_by == beat_by:

@@ -65,6 +65,24 @@ def test_write_without_a_projector_times_out_to_projected_false(
         assert set(lag.values()) == {0}
 
 
+def test_ready_says_the_read_projector_is_down_once_events_wait_for_it(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings(api_keys=KEY, projection_wait_ms=0)
+    with serving(settings, projectors=()) as client:
+        ready = client.get("/ready", headers=HEADERS)
+        assert ready.status_code == 200, ready.text  # nothing to apply: no read is behind
+        assert ready.json()["projectors"]["file"]["running"] is False
+        assert client.post(UPSERT, json=offer("1"), headers=HEADERS).status_code == 200
+        ready = client.get("/ready", headers=HEADERS)
+        assert_error(ready, 503, "not_ready")
+        assert "projector is not running, and 1 event wait" in ready.json()["error"]
+        run(FileProjector(settings), threading.Event(), until_caught_up=True)
+        ready = client.get("/ready", headers=HEADERS)
+        assert ready.status_code == 200, ready.text
+        assert set(ready.json()["projectors"]["file"]["lag"].values()) == {0}
+
+
 def test_zero_wait_answers_at_once(make_settings: Callable[..., Settings]) -> None:
     settings = make_settings(api_keys=KEY, projection_wait_ms=0)
     with serving(settings, projectors=()) as client:

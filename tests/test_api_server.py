@@ -22,6 +22,7 @@ from tests.procs.api_harness import (
     HEADERS,
     KEY2,
     Server,
+    _wait_for,
     account_id,
     assert_error,
 )
@@ -269,3 +270,27 @@ def test_if_match_with_a_non_ascii_digit_is_400(server: Server, client: httpx.Cl
     assert status == 400, body
     assert body["success"] is False and body["code"] == "invalid_if_match"
     assert events_of(client, account) == []
+
+
+def test_ready_turns_503_when_the_file_projector_is_killed(tmp_path: Path) -> None:
+    """kill -9 of the projector: its heartbeat is still fresh, its process gone. Once a
+    write waits for it, /ready says so at once; a new projector makes it ready again."""
+    srv = Server(tmp_path / "data", env_extra={"TRADELOG_PROJECTION_WAIT_MS": "100"})
+    try:
+        srv.start()
+        with httpx.Client(base_url=srv.url, headers=HEADERS, timeout=30) as client:
+            assert client.get("/ready").status_code == 200
+            projector = srv.procs[1]
+            projector.kill()
+            projector.wait()
+            upsert = f"/negotiations/{account_id(7)}/atomic-upsert-trade-offer"
+            resp = client.post(upsert, json={"trade_offer_data": {"trade_offer_id": "1"}})
+            assert resp.status_code == 200 and resp.json()["projected"] is False
+            ready = client.get("/ready")
+            assert_error(ready, 503, "not_ready")
+            assert ready.json()["projectors"]["file"]["running"] is False
+            srv.procs.remove(projector)
+            srv._spawn("project-file", "project", "file")
+            _wait_for("ready again", lambda: client.get("/ready").status_code == 200, 30, srv.procs)
+    finally:
+        srv.stop()
