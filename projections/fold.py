@@ -8,6 +8,7 @@ Every timestamp comes from the event, never from a clock, so replays reproduce i
 
 from __future__ import annotations
 
+import contextlib
 from bisect import bisect_left, insort
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -105,9 +106,40 @@ def _whole(state: Fold | None, event: StoredEvent, given: dict[str, Any], legacy
     offers: list[dict[str, Any]] = doc.get("trade_offers") or []
     scores = {o["trade_offer_id"]: offer_score(o, fallback) for o in offers}
     values["trade_offers"] = sorted(offers, key=lambda o: _order(o, scores))
+    if not legacy:
+        _offers_time(state, doc, values, ts)
     values["negotiations"] = dict(sorted((doc.get("negotiations") or {}).items()))
     _set_server(doc, values)
     return Fold(doc, scores)
+
+
+def _offers_time(state: Fold | None, doc: dict[str, Any], values: dict[str, Any], ts: str) -> None:
+    """A save's `trade_offers_updated_at`: the event's time if its offers differ from the
+    account's (by id and content, whatever their order), else the client's value, or
+    the account's where the client left it out. A first save keeps the client's value
+    (a document brought over from elsewhere keeps its own time)."""
+    after = values["trade_offers"]
+    if state is None or _held(state) == 0:
+        if after and "trade_offers_updated_at" not in doc:
+            values["trade_offers_updated_at"] = ts
+        return
+    before = state.doc.get("trade_offers") or []
+    changed = len(before) != len(after) or (
+        {o["trade_offer_id"]: o for o in before} != {o["trade_offer_id"]: o for o in after}
+    )
+    if changed:
+        values["trade_offers_updated_at"] = ts
+    elif "trade_offers_updated_at" not in doc:
+        with contextlib.suppress(KeyError):
+            values["trade_offers_updated_at"] = state.doc["trade_offers_updated_at"]
+
+
+def _history(old: Any, entry: dict[str, Any]) -> list[Any]:
+    """`state_history` with `entry` appended; a value of the client's that is not a list
+    is kept as the first element, not taken apart."""
+    if isinstance(old, list):
+        return [*old, entry]
+    return [entry] if old is None else [old, entry]
 
 
 def _find(offers: list[dict[str, Any]], scores: dict[str, int], oid: str) -> int | None:
@@ -130,8 +162,8 @@ def _upsert_offer(base: Fold, event: StoredEvent) -> Fold:
         old = offers.pop(at)
         merged = {**old, **new}
         if "state" in new and new["state"] != old.get("state"):
-            history = list(merged.get("state_history") or [])
-            merged["state_history"] = [*history, {"state": new["state"], "timestamp": ts}]
+            entry = {"state": new["state"], "timestamp": ts}
+            merged["state_history"] = _history(merged.get("state_history"), entry)
     else:
         merged = dict(new)
         merged.setdefault("created_at", ts)

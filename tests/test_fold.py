@@ -119,6 +119,38 @@ def test_sparse_save_gets_server_keys_appended_in_order() -> None:
     assert "trade_offers_updated_at" not in state.doc
 
 
+def test_a_save_that_changes_offers_sets_their_time() -> None:
+    offer = {"trade_offer_id": "5", "state": "Active"}
+    first = apply(None, event("NegotiationsSaved", {"trade_offers": [offer]}, 1))
+    assert first.doc["trade_offers_updated_at"] == ts(1)  # offers, and no time of the client's
+    # Saved back unchanged, the time left out: the account's stays.
+    same = apply(first, event("NegotiationsSaved", {"trade_offers": [dict(offer)]}, 2))
+    assert same.doc["trade_offers_updated_at"] == ts(1)
+    # Unchanged, with the client's own value: it comes back as sent.
+    sent = {"trade_offers": [dict(offer)], "trade_offers_updated_at": 1755019000}
+    kept = apply(same, event("NegotiationsSaved", sent, 3))
+    assert kept.doc["trade_offers_updated_at"] == 1755019000
+    # An offer's content changed: the server's time, whatever the client sent.
+    changed = {**sent, "trade_offers": [{**offer, "state": "Accepted"}]}
+    after = apply(kept, event("NegotiationsSaved", changed, 4))
+    assert after.doc["trade_offers_updated_at"] == ts(4)
+    # Offers removed: a change too.
+    emptied = apply(after, event("NegotiationsSaved", {"trade_offers": []}, 5))
+    assert emptied.doc["trade_offers_updated_at"] == ts(5)
+
+
+def test_a_state_history_that_is_not_a_list_is_kept_whole() -> None:
+    base = apply(None, event("NegotiationsSaved", {"trade_offers": []}, 1))
+    entry = {"state": "Accepted", "timestamp": ts(3)}
+    cases = (("abc", ["abc", entry]), (None, [entry]), ({"a": 1}, [{"a": 1}, entry]))
+    for history, expected in cases:
+        offer = {"trade_offer_id": "5", "state": "Active", "state_history": history}
+        added = apply(base, event("TradeOfferUpserted", {"offer": offer}, 2))
+        new = {"trade_offer_id": "5", "state": "Accepted"}
+        moved = apply(added, event("TradeOfferUpserted", {"offer": new}, 3))
+        assert moved.doc["trade_offers"][0]["state_history"] == expected
+
+
 def test_save_created_at_comes_from_data_only_for_a_new_account() -> None:
     first = apply(None, event("NegotiationsSaved", {"created_at": "2020-01-01T00:00:00Z"}, 1))
     assert first.doc["created_at"] == "2020-01-01T00:00:00Z"
