@@ -101,14 +101,19 @@ def _whole(state: Fold | None, event: StoredEvent, given: dict[str, Any], legacy
             values["created_at"] = state.doc.get("created_at", ts)
         else:
             values["created_at"] = doc.get("created_at", ts)
-    # None is treated as empty: the Redis schema keeps offers and friends as
-    # hashes/sets, which cannot tell null from empty.
+    # A null the client sent stays null (the Redis copy marks it in the meta hash);
+    # a missing collection is added empty.
     offers: list[dict[str, Any]] = doc.get("trade_offers") or []
     scores = {o["trade_offer_id"]: offer_score(o, fallback) for o in offers}
     values["trade_offers"] = sorted(offers, key=lambda o: _order(o, scores))
+    if "trade_offers" in doc and doc["trade_offers"] is None:
+        values["trade_offers"] = None
     if not legacy:
         _offers_time(state, doc, values, ts)
-    values["negotiations"] = dict(sorted((doc.get("negotiations") or {}).items()))
+    if "negotiations" in doc and doc["negotiations"] is None:
+        values["negotiations"] = None
+    else:
+        values["negotiations"] = dict(sorted((doc.get("negotiations") or {}).items()))
     _set_server(doc, values)
     return Fold(doc, scores)
 
@@ -118,7 +123,7 @@ def _offers_time(state: Fold | None, doc: dict[str, Any], values: dict[str, Any]
     account's (by id and content, whatever their order), else the client's value, or
     the account's where the client left it out. A first save keeps the client's value
     (a document brought over from elsewhere keeps its own time)."""
-    after = values["trade_offers"]
+    after = values["trade_offers"] or []
     if state is None or _held(state) == 0:
         if after and "trade_offers_updated_at" not in doc:
             values["trade_offers_updated_at"] = ts
@@ -156,7 +161,7 @@ def _find(offers: list[dict[str, Any]], scores: dict[str, int], oid: str) -> int
 def _upsert_offer(base: Fold, event: StoredEvent) -> Fold:
     ts, new = event.ts, event.data["offer"]
     oid: str = new["trade_offer_id"]
-    offers = list(base.doc["trade_offers"])
+    offers = list(base.doc["trade_offers"] or ())
     at = _find(offers, base.scores, oid)
     if at is not None:
         old = offers.pop(at)
@@ -184,7 +189,8 @@ def _upsert_offer(base: Fold, event: StoredEvent) -> Fold:
 
 
 def _friends(base: Fold, event: StoredEvent) -> Fold:
-    negotiations = dict(base.doc["negotiations"])
+    had = base.doc["negotiations"]
+    negotiations = dict(had or {})
     if event.type == "FriendNegotiationUpserted":
         fid = event.data["friend_steam_id"]
         new_friend = fid not in negotiations
@@ -195,6 +201,8 @@ def _friends(base: Fold, event: StoredEvent) -> Fold:
         # Deleting keeps the remaining friends in order: no re-sort needed.
         for fid in event.data["friend_steam_ids"]:
             negotiations.pop(fid, None)
+        if had is None:  # nothing to remove from: a null of the client's stays
+            negotiations = None  # type: ignore[assignment]
     doc = dict(base.doc)
     _set_server(
         doc, {"updated_at": event.ts, "negotiations": negotiations, "version": event.version}

@@ -110,14 +110,14 @@ def save_call(
     doc = after.doc
     version = int(doc["version"])
     args = _head(base, version, position, meta_pairs(doc))
-    _offers(args, doc["trade_offers"], after.scores)
-    records: dict[str, Any] = doc["negotiations"]
+    _offers(args, doc["trade_offers"] or (), after.scores)
+    records: dict[str, Any] = doc["negotiations"] or {}
     args.append(len(records))
     for fid, record in records.items():
         pairs = record_pairs(record)
         args += (fid, len(pairs))
         args += pairs
-    gone = [f for f in (before.doc["negotiations"] if before else ()) if f not in records]
+    gone = [f for f in (before.doc["negotiations"] or () if before else ()) if f not in records]
     call_keys = [
         keys.meta(account),
         keys.offers(account),

@@ -47,6 +47,7 @@ VERSION = "version"
 COLLECTIONS = ("trade_offers", "negotiations")
 # The scripts set `version` themselves, from the version they compare-and-set.
 _NOT_IN_META = frozenset((*COLLECTIONS, VERSION))
+_NULLABLE = frozenset(c.encode() for c in COLLECTIONS)
 _ORDER_B = ORDER.encode()
 _JSON_B = JSON_FIELDS.encode()
 _MISSING: Any = object()
@@ -96,7 +97,7 @@ def meta_pairs(doc: dict[str, Any]) -> Pairs:
     pairs: Pairs = []
     json_keys: list[str] = []
     for key, value in doc.items():
-        if key in _NOT_IN_META:
+        if key in _NOT_IN_META and (value is not None or key == VERSION):
             if key == VERSION:
                 json_keys.append(key)
             continue
@@ -119,9 +120,11 @@ def meta_changes(old: dict[str, Any], new: dict[str, Any]) -> Pairs | None:
     pairs: Pairs = []
     json_changed = False
     for key, value in new.items():
+        was = old.get(key, _MISSING)
+        if key in COLLECTIONS and (value is None) != (was is None):
+            return None  # a collection turned null, or null no longer: replaced whole
         if key in _NOT_IN_META:
             continue
-        was = old.get(key, _MISSING)
         if was is value:
             continue
         is_json = type(value) is not str
@@ -134,7 +137,9 @@ def meta_changes(old: dict[str, Any], new: dict[str, Any]) -> Pairs | None:
         pairs += (ORDER, json_arg(list(new)))
         json_changed = True
     if json_changed:
-        json_keys = [k for k, v in new.items() if type(v) is not str and k not in COLLECTIONS]
+        json_keys = [
+            k for k, v in new.items() if type(v) is not str and (v is None or k not in COLLECTIONS)
+        ]
         pairs += (JSON_FIELDS, json_arg(json_keys))
     return pairs
 
@@ -199,6 +204,8 @@ def document_json(
         "trade_offers": b"[" + b",".join([offers[oid.encode()] for oid in ids]) + b"]",
         "negotiations": b"{" + b",".join(negotiations) + b"}",
     }
+    for key in _NULLABLE.intersection(meta):  # the client's null, kept in the meta hash
+        collections[key.decode()] = meta[key]
     return _object(meta, collections), scores
 
 

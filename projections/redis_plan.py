@@ -105,7 +105,7 @@ def _calls(
             ids = list(dict.fromkeys(e.data["friend_steam_id"] for e in run))
             call = friends_upserted_call(keys, account, state, end, ids, base, pos)
         else:
-            had = state.doc["negotiations"] if state is not None else {}
+            had = (state.doc["negotiations"] or {}) if state is not None else {}
             named = dict.fromkeys(f for e in run for f in e.data["friend_steam_ids"])
             ids = [f for f in named if f in had]
             call = friends_removed_call(keys, account, state, end, ids, base, pos)

@@ -63,7 +63,7 @@ def _save(client: redis.Redis, fresh: Keys, folded: Folded, accounts: list[str],
 
 
 def _swap(client: redis.Redis, live: Keys, fresh: Keys, account: str, fold: Fold) -> bool:
-    new_friends = list(fold.doc["negotiations"])
+    new_friends = list(fold.doc["negotiations"] or ())
     members = cast(set[bytes], client.smembers(live.friends_index(account)))
     old = {m.decode() for m in members}
     others = sorted(old - set(new_friends))

@@ -30,7 +30,8 @@ SAMPLE_DIR = SAMPLES[0].parent
 IMPORTED = [p.stem for p in SAMPLES]
 SAVED = [account_id(100 + i) for i in range(len(SAMPLES))]  # the samples, saved over HTTP
 FRESH = [account_id(200 + i) for i in range(3)]  # built by upserts and friends alone
-ALL = IMPORTED + SAVED + FRESH
+NULLS = [account_id(300 + i) for i in range(2)]  # saved with null collections, as sent
+ALL = IMPORTED + SAVED + FRESH + NULLS
 
 
 def ok(resp: Any) -> dict[str, Any]:
@@ -51,6 +52,9 @@ def upsert(client: TestClient, account: str, **offer: Any) -> dict[str, Any]:
 
 
 def write_first_half(client: TestClient, phase: int) -> None:
+    for account in NULLS:
+        doc = {"trade_offers": None, "negotiations": None, "our_inventory": None}
+        ok(client.post(f"/negotiations/{account}", json=doc, headers=HEADERS))
     for path, account in zip(SAMPLES, SAVED, strict=True):
         doc = orjson.loads(path.read_bytes())
         doc["account_steam_id"] = account
@@ -83,7 +87,7 @@ def write_first_half(client: TestClient, phase: int) -> None:
 
 
 def write_second_half(client: TestClient, phase: int) -> None:
-    for i, account in enumerate(ALL):
+    for i, account in enumerate(ALL[:-1]):  # the last null account stays as it was saved
         upsert(client, account, trade_offer_id=str(7_000 + i), state=6, phase=phase)
         ok(client.delete(f"/negotiations/{account}/friend/{FRIEND2}", headers=HEADERS))
     for account in IMPORTED[:2]:  # a load-change-save round trip, as the bots do it
@@ -184,6 +188,11 @@ def test_phase_1_and_phase_2_read_the_same_documents(
                 assert doc[key] == value, (account, key)
         offers = {o["trade_offer_id"] for o in doc["trade_offers"]}
         assert offers >= {o["trade_offer_id"] for o in sample["trade_offers"]}
+    kept = orjson.loads(phase2_b[NULLS[-1]][0])
+    assert kept["trade_offers"] is None and kept["negotiations"] is None
+    made = orjson.loads(phase2_b[NULLS[0]][0])  # an offer made a list of the null
+    assert [o["trade_offer_id"] for o in made["trade_offers"]] == [str(7_000 + len(ALL) - 2)]
+    assert made["negotiations"] is None  # removing an absent friend left it as it was
     renamed = orjson.loads(phase2_b[IMPORTED[0]][0])
     assert renamed["account_username"] == "renamed"
     assert FRIEND not in renamed["negotiations"]

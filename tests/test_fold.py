@@ -159,7 +159,7 @@ def test_save_created_at_comes_from_data_only_for_a_new_account() -> None:
     assert next(iter(second.doc)) == "created_at"  # the client's position is kept
 
 
-def test_whole_document_is_sorted_and_null_collections_become_empty() -> None:
+def test_whole_document_is_sorted_and_null_collections_stay_null() -> None:
     doc = {
         "trade_offers": [
             {"trade_offer_id": "30", "updated_at": "2025-01-01T00:00:02Z"},
@@ -174,8 +174,19 @@ def test_whole_document_is_sorted_and_null_collections_become_empty() -> None:
     assert state.scores["5"] == ms(1)
     assert list(state.doc["negotiations"]) == [FRIEND_A, FRIEND_B]
     nulls = apply(state, event("LegacyImported", {"document": {"trade_offers": None}}, 2))
-    assert nulls.doc["trade_offers"] == [] and nulls.doc["negotiations"] == {}
+    # The client's null comes back as sent; a collection left out is added empty.
+    assert nulls.doc["trade_offers"] is None and nulls.doc["negotiations"] == {}
     assert nulls.scores == {}
+    # An offer or a friend then makes a collection of the null; a removal leaves it.
+    saved = apply(nulls, event("NegotiationsSaved", {"negotiations": None}, 3))
+    assert saved.doc["negotiations"] is None
+    removed = apply(saved, event("FriendsRemoved", {"friend_steam_ids": [FRIEND_A]}, 4))
+    assert removed.doc["negotiations"] is None
+    friend = {"friend_steam_id": FRIEND_A, "negotiation": {"a": 1}}
+    befriended = apply(removed, event("FriendNegotiationUpserted", friend, 5))
+    assert befriended.doc["negotiations"] == {FRIEND_A: {"a": 1}}
+    offer = apply(saved, event("TradeOfferUpserted", {"offer": {"trade_offer_id": "1"}}, 4))
+    assert offer_ids_of(offer) == ["1"]
 
 
 def test_legacy_import_fills_only_missing_times() -> None:
@@ -467,12 +478,12 @@ def _commands() -> st.SearchStrategy[tuple[str, list[tuple[str, dict[str, Any]]]
 
 
 def _check_canonical(state: Fold) -> None:
-    offers = state.doc["trade_offers"]
+    offers = state.doc["trade_offers"] or []
     ids = [o["trade_offer_id"] for o in offers]
     assert len(set(ids)) == len(ids) and state.scores.keys() == set(ids)
     keys = [(state.scores[i], int(i), i) for i in ids]
     assert keys == sorted(keys)
-    friends = list(state.doc["negotiations"])
+    friends = list(state.doc["negotiations"] or ())
     assert friends == sorted(friends)
 
 
