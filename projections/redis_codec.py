@@ -1,6 +1,7 @@
 """An account document <-> the DESIGN's Redis key schema, byte for byte.
 
-The meta hash holds every top-level field but `trade_offers` and `negotiations`;
+The meta hash holds every top-level field but `trade_offers` and `negotiations`
+(unless the client set one to null: that null is a field of it, as sent);
 a friend hash holds one friend's record, a field per top-level key. In both,
 strings are stored as they are and every other value as orjson JSON, and two
 reserved fields make the round trip exact: `_order` (a JSON array of the keys in
