@@ -6,7 +6,7 @@
 --
 -- KEYS[1]  <prefix>:meta:{<account>}          hash: the document's top-level fields but
 --          trade_offers and negotiations (strings as they are, others JSON, `_order`,
---          `_json`), `version` (the applied version) and `_position` ("partition:offset")
+--          `_json`), `version` (the applied version) and `position` ("partition:offset")
 -- KEYS[2]  <prefix>:offers:{<account>}        hash: trade_offer_id -> offer JSON
 -- KEYS[3]  <prefix>:offers:index:{<account>}  sorted set: trade_offer_id scored in ms
 -- ARGV[1]  the version the change was computed from (the version KEYS[1] must hold)
@@ -24,9 +24,9 @@
 -- #include _cas.lua
 local m = tonumber(ARGV[4])
 if m <= CHUNK then
-  redis.call('HSET', KEYS[1], 'version', ARGV[2], '_position', ARGV[3], unpack(ARGV, 5, 4 + m))
+  redis.call('HSET', KEYS[1], 'version', ARGV[2], 'position', ARGV[3], unpack(ARGV, 5, 4 + m))
 else
-  redis.call('HSET', KEYS[1], 'version', ARGV[2], '_position', ARGV[3])
+  redis.call('HSET', KEYS[1], 'version', ARGV[2], 'position', ARGV[3])
   each('HSET', KEYS[1], 5, 4 + m)
 end
 local at = 6 + m

@@ -2,7 +2,7 @@
 -- the account still holds the version the removal was computed from (compare-and-set).
 --
 -- KEYS[1]  <prefix>:meta:{<account>}            hash: the document's top-level fields,
---          `version` (the applied version) and `_position` (see atomic_upsert_trade_offer)
+--          `version` (the applied version) and `position` (see atomic_upsert_trade_offer)
 -- KEYS[2]  <prefix>:friends:index:{<account>}   set: friend ids
 -- KEYS[3 …]  <prefix>:friend:{<account>}:<friendId>, one per removed friend, ARGV order
 -- ARGV[1]  the version the change was computed from (the version KEYS[1] must hold)
@@ -16,7 +16,7 @@
 --         {-1, held}    stale: the account holds another version than ARGV[1].
 -- #include _cas.lua
 local m = tonumber(ARGV[4])
-redis.call('HSET', KEYS[1], 'version', ARGV[2], '_position', ARGV[3])
+redis.call('HSET', KEYS[1], 'version', ARGV[2], 'position', ARGV[3])
 each('HSET', KEYS[1], 5, 4 + m)
 for i = 3, #KEYS do
   redis.call('DEL', KEYS[i])

@@ -7,7 +7,7 @@
 --
 -- KEYS[1]  <prefix>:meta:{<account>}            hash: the document's top-level fields but
 --          trade_offers and negotiations (strings as they are, others JSON, `_order`,
---          `_json`), `version` (the applied version) and `_position` ("partition:offset")
+--          `_json`), `version` (the applied version) and `position` ("partition:offset")
 -- KEYS[2]  <prefix>:offers:{<account>}          hash: trade_offer_id -> offer JSON
 -- KEYS[3]  <prefix>:offers:index:{<account>}    sorted set: trade_offer_id scored in ms
 -- KEYS[4]  <prefix>:friends:index:{<account>}   set: friend ids
@@ -29,7 +29,7 @@ for i = 1, #KEYS, CHUNK do
   redis.call('DEL', unpack(KEYS, i, math.min(#KEYS, i + CHUNK - 1)))
 end
 local m = tonumber(ARGV[4])
-redis.call('HSET', KEYS[1], 'version', ARGV[2], '_position', ARGV[3])
+redis.call('HSET', KEYS[1], 'version', ARGV[2], 'position', ARGV[3])
 each('HSET', KEYS[1], 5, 4 + m)
 local at = 6 + m
 local n = tonumber(ARGV[5 + m])

@@ -6,7 +6,7 @@
 -- values are stored as given and never decoded here.
 --
 -- KEYS[1]  <prefix>:meta:{<account>}            hash: the document's top-level fields,
---          `version` (the applied version) and `_position` (see atomic_upsert_trade_offer)
+--          `version` (the applied version) and `position` (see atomic_upsert_trade_offer)
 -- KEYS[2]  <prefix>:friends:index:{<account>}   set: friend ids
 -- KEYS[3 …]  <prefix>:friend:{<account>}:<friendId>, one per record in ARGV, in order
 -- ARGV[1]  the version the change was computed from (the version KEYS[1] must hold)
@@ -21,7 +21,7 @@
 --         {-1, held}    stale: the account holds another version than ARGV[1].
 -- #include _cas.lua
 local m = tonumber(ARGV[4])
-redis.call('HSET', KEYS[1], 'version', ARGV[2], '_position', ARGV[3])
+redis.call('HSET', KEYS[1], 'version', ARGV[2], 'position', ARGV[3])
 each('HSET', KEYS[1], 5, 4 + m)
 local at = 5 + m
 for key = 3, #KEYS do

@@ -8,6 +8,9 @@ reserved fields make the round trip exact: `_order` (a JSON array of the keys in
 document order, the collections included) and `_json` (a JSON array of the keys
 whose value is JSON). A client key starting with "_" is stored with one more "_"
 in front, so it can never collide with a reserved field (`_order` -> `__order`).
+The meta hash's `version` and `position` (the account's last event: "p:offset")
+are the server's, as DESIGN names them: a client's own top-level `position` is
+stored as `_position` (its `version` is the server's anyway).
 Offers are stored as the exact bytes of `orjson.dumps(offer)`.
 
 Nothing here talks to Redis: the reader and the scripts' callers use it.
@@ -43,11 +46,12 @@ __all__ = [
 
 ORDER = "_order"
 JSON_FIELDS = "_json"
-POSITION = "_position"
+POSITION = "position"
 VERSION = "version"
 COLLECTIONS = ("trade_offers", "negotiations")
 # The scripts set `version` themselves, from the version they compare-and-set.
 _NOT_IN_META = frozenset((*COLLECTIONS, VERSION))
+_ESCAPED_POSITION = "_" + POSITION
 _NULLABLE = frozenset(c.encode() for c in COLLECTIONS)
 _ORDER_B = ORDER.encode()
 _JSON_B = JSON_FIELDS.encode()
@@ -72,10 +76,17 @@ def _field(key: str) -> str:
     return "_" + key if key[:1] == "_" else key
 
 
-def key_of(field: str) -> str | None:
-    """The document key a hash field stores; None for a reserved field."""
+def _meta_field(key: str) -> str:
+    return "_" + key if key[:1] == "_" or key == POSITION else key
+
+
+def key_of(field: str, meta: bool = False) -> str | None:
+    """The document key a hash field stores (of the meta hash if `meta`); None for a
+    reserved field."""
     if field[:1] != "_":
-        return field
+        return None if meta and field == POSITION else field
+    if meta and field == _ESCAPED_POSITION:
+        return POSITION
     return field[1:] if field[:2] == "__" else None
 
 
@@ -94,7 +105,7 @@ def record_pairs(record: dict[str, Any]) -> Pairs:
 
 
 def meta_pairs(doc: dict[str, Any]) -> Pairs:
-    """The meta hash of a whole document (without `version` and `_position`)."""
+    """The meta hash of a whole document (without `version` and `position`)."""
     pairs: Pairs = []
     json_keys: list[str] = []
     for key, value in doc.items():
@@ -103,9 +114,9 @@ def meta_pairs(doc: dict[str, Any]) -> Pairs:
                 json_keys.append(key)
             continue
         if type(value) is str:
-            pairs += (_field(key), value)
+            pairs += (_meta_field(key), value)
         else:
-            pairs += (_field(key), json_arg(value))
+            pairs += (_meta_field(key), json_arg(value))
             json_keys.append(key)
     pairs += (ORDER, json_arg(list(doc)), JSON_FIELDS, json_arg(json_keys))
     return pairs
@@ -129,7 +140,7 @@ def meta_changes(old: dict[str, Any], new: dict[str, Any]) -> Pairs | None:
         if was is value:
             continue
         is_json = type(value) is not str
-        pairs += (_field(key), json_arg(value) if is_json else value)
+        pairs += (_meta_field(key), json_arg(value) if is_json else value)
         if was is _MISSING or (type(was) is not str) != is_json:
             json_changed = True
     if len(new) != len(old) or list(new) != list(old):
@@ -163,10 +174,12 @@ def find_offer(offers: list[dict[str, Any]], scores: dict[str, int], offer_id: s
 
 
 def _object(raw: dict[bytes, bytes], collections: dict[str, bytes] | None = None) -> bytes:
+    # The meta hash is the one read with its collections (see _meta_field).
     """A hash's JSON object, built from the stored bytes: strings are quoted, JSON
     values are taken as they are (orjson Fragments), so nothing is parsed here and the
     result is the bytes `orjson.dumps` gives for the original object."""
     json_keys = frozenset(orjson.loads(raw[_JSON_B]))
+    meta = collections is not None
     collections = collections or {}
     fragment = orjson.Fragment
     obj: dict[str, Any] = {}
@@ -175,7 +188,8 @@ def _object(raw: dict[bytes, bytes], collections: dict[str, bytes] | None = None
             obj[key] = fragment(collections[key])
             continue
         # As _field names it, inline: this runs for every field of every hash read.
-        value = raw[b"_" + key.encode() if key[:1] == "_" else key.encode()]
+        escaped = key[:1] == "_" or (meta and key == POSITION)
+        value = raw[b"_" + key.encode() if escaped else key.encode()]
         obj[key] = fragment(value) if key in json_keys else value.decode()
     # One dumps call: quoting every key and string in C, not a join per field here.
     return orjson.dumps(obj)

@@ -109,9 +109,19 @@ def test_client_keys_never_collide_with_reserved_fields(key: str) -> None:
 
 
 def test_reserved_fields_are_only_the_bookkeeping_ones() -> None:
-    assert key_of(ORDER) is None and key_of(JSON_FIELDS) is None and key_of(POSITION) is None
+    assert key_of(ORDER) is None and key_of(JSON_FIELDS) is None
+    assert key_of(POSITION, meta=True) is None and key_of("_position", meta=True) == "position"
+    assert key_of(POSITION) == "position"  # a friend record's own: only meta reserves it
     assert key_of("__order") == "_order" and key_of("___") == "__" and key_of("x_") == "x_"
     assert key_of("version") == "version"
+
+
+def test_a_client_position_never_meets_the_servers() -> None:
+    doc = {"position": "top", "_position": 1, "trade_offers": [], "negotiations": {}}
+    fold = apply(None, event("NegotiationsSaved", doc, 1))
+    meta, offers, scored, friends = stored(fold)
+    assert meta[b"position"] == b"0:0"  # the server's, as `stored` sets it
+    assert decode_document(meta, offers, scored, friends)[0] == fold.doc
 
 
 def test_empty_collections_stay_what_they_were() -> None:
