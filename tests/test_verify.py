@@ -78,6 +78,25 @@ def test_a_hand_altered_meta_hash_is_named(rs: Settings, redis_client: redis.Red
     assert "keys differ: account_username" in human.stdout
 
 
+def test_a_hand_stored_value_that_is_not_json_is_named(
+    rs: Settings, redis_client: redis.Redis
+) -> None:
+    keys = Keys(rs.key_prefix)
+    account = ACCOUNTS[3]
+    json_fields = orjson.loads(redis_client.hget(keys.meta(account), "_json") or b"[]")
+    field = next(f for f in json_fields if f not in ("version", "trade_offers", "negotiations"))
+    redis_client.hset(keys.meta(account), field, "bob")  # JSON-encoded there: not JSON now
+    code, report = run_verify(rs)
+    assert code == 1 and not report["ok"]
+    assert account in different(report, "redis")
+    human = cli(rs, "verify")
+    assert human.returncode == 1 and f"DIFFERENT {account}" in human.stdout
+    assert "Traceback" not in human.stderr
+    stats = cli(rs, "stats", "--phase", "2")
+    assert "Traceback" not in stats.stderr and stats.returncode == 2
+    assert "is not JSON" in stats.stderr
+
+
 def test_a_hand_altered_friend_hash_is_named(rs: Settings, redis_client: redis.Redis) -> None:
     keys = Keys(rs.key_prefix)
     account, friend = next(
