@@ -1,8 +1,18 @@
-"""Prometheus metrics of the API process (one registry per process)."""
+"""Prometheus metrics of the API.
+
+With several workers (`tradelog serve --workers N`) each is a process of its own, and a
+scrape reaches one of them: so `serve` points PROMETHEUS_MULTIPROC_DIR at a directory
+of its run dir before they start, each worker's values live in files there, and every
+scrape adds them all up (prometheus-client's multiprocess mode). One worker keeps them
+in memory.
+"""
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from eventlog.commands import AppendResult
 
@@ -30,12 +40,14 @@ PROJECTION_LAG = Gauge(
     "Events in the log not yet applied by a projector, per partition",
     ["projector", "partition"],
     registry=REGISTRY,
+    multiprocess_mode="mostrecent",  # set at each scrape, by whichever worker answers it
 )
 PROJECTOR_HEARTBEAT_AGE = Gauge(
     "tradelog_projector_heartbeat_age_seconds",
     "Seconds since a projector last reported it was alive",
     ["projector"],
     registry=REGISTRY,
+    multiprocess_mode="mostrecent",
 )
 
 
@@ -49,4 +61,8 @@ def observe_append(kind: str, result: AppendResult, seconds: float, redis_enable
 
 
 def render() -> bytes:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        every_worker = CollectorRegistry()
+        MultiProcessCollector(every_worker)  # type: ignore[no-untyped-call]
+        return generate_latest(every_worker)
     return generate_latest(REGISTRY)

@@ -294,3 +294,26 @@ def test_ready_turns_503_when_the_file_projector_is_killed(tmp_path: Path) -> No
             _wait_for("ready again", lambda: client.get("/ready").status_code == 200, 30, srv.procs)
     finally:
         srv.stop()
+
+
+def test_metrics_add_up_over_every_worker(tmp_path: Path) -> None:
+    """With two workers each scrape reaches one of them; every scrape counts the writes of
+    both (the writes and the scrapes come on connections of their own, spread by the kernel)."""
+    srv = Server(tmp_path / "data", env_extra={"TRADELOG_WORKERS": "2"})
+    name = 'tradelog_events_appended_total{type="TradeOfferUpserted"}'
+
+    def appended() -> float:
+        with httpx.Client(base_url=srv.url, headers=HEADERS, timeout=30) as c:
+            text = c.get("/metrics").text
+        return sum(float(x.split()[-1]) for x in text.splitlines() if x.startswith(name))
+
+    try:
+        srv.start()
+        upsert = f"/negotiations/{account_id(8)}/atomic-upsert-trade-offer"
+        for i in range(20):
+            with httpx.Client(base_url=srv.url, headers=HEADERS, timeout=30) as c:
+                body = {"trade_offer_data": {"trade_offer_id": str(i + 1)}}
+                assert c.post(upsert, json=body).status_code == 200
+        assert [appended() for _ in range(8)] == [20.0] * 8
+    finally:
+        srv.stop()

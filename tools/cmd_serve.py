@@ -48,6 +48,18 @@ def child_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+def _shared_metrics(settings: Settings) -> None:
+    """Let the workers' metrics add up over every worker (api/metrics.py), from zero: the
+    directory is emptied of an earlier run's values. One set by the caller is kept."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return
+    directory = settings.run_dir / "metrics"
+    directory.mkdir(parents=True, exist_ok=True)
+    for old in directory.glob("*.db"):
+        old.unlink(missing_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+
+
 def _stopping(signum: int, frame: object) -> None:
     """Nothing to do: uvicorn has shut down by the time this runs."""
 
@@ -65,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"tradelog: X-API-Key: {keys[0]}")
     # DESIGN: a torn last line is cut off at start-up, before any worker appends.
     cut_torn_tails(settings)
+    if settings.workers > 1:
+        _shared_metrics(settings)
     # Workers are separate processes that build their settings from the environment.
     os.environ.update(settings_env(settings))
     os.environ.pop("TRADELOG_CONFIG", None)
