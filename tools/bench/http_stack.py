@@ -153,7 +153,7 @@ class Stack:
 
     def append_ms(self, before: tuple[float, int]) -> float:
         """The writes' mean durable-append time since `before` (an `append_seconds`), in
-        ms: one worker's, as each keeps its own /metrics."""
+        ms, over every worker (/metrics adds them up)."""
         total, count = self.append_seconds()
         return (total - before[0]) / max(1, count - before[1]) * 1000
 

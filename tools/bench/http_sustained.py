@@ -194,8 +194,8 @@ def compare(
     cpu_us = sum(cores.values()) / rate * 1e6
     notes = [
         note,
-        f"sustained: the durable append took {mine['append_ms']:.2f} ms on average (one "
-        "worker's /metrics); the rest of the latency is HTTP and the file projection",
+        f"sustained: the durable append took {mine['append_ms']:.2f} ms on average (both "
+        "workers, from /metrics); the rest of the latency is HTTP and the file projection",
         bare_note,
         f"sustained: CPU cores used: {used}; {cpu_us:.0f} µs per event in all",
         f"bare: its uvicorn used {bare_cores:.2f} cores, "
