@@ -67,6 +67,14 @@ def test_import_of_a_legacy_data_dir_takes_its_negotiations_folder(tmp_path: Pat
     assert len(run_ids) == 1 and next(iter(run_ids)).startswith("import-")
 
 
+def test_import_of_a_folder_without_legacy_files_says_so(tmp_path: Path) -> None:
+    (tmp_path / "legacy" / "elsewhere").mkdir(parents=True)  # the files are a level deeper
+    done = _tradelog(tmp_path / "data", "import-legacy", str(tmp_path / "legacy"), "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["files_total"] == 0
+    assert "warning: no .json files in" in done.stderr and "negotiations/" in done.stderr
+
+
 def test_a_data_dir_shared_with_the_legacy_service_migrates(tmp_path: Path) -> None:
     """Both default to ./data: the legacy files lie in tradelog's snapshot folder. They
     are imported, then replaced by their snapshots (not taken for damaged ones); importing

@@ -198,6 +198,9 @@ def run(args: argparse.Namespace) -> int:
     )
     with Writer(settings) as writer, Progress(*columns, console=console, transient=True) as bar:
         report = import_dir(writer, folder, args.dry_run, bar)
+    if not report.total:  # not an error (an empty legacy dir), but never a silent one
+        searched = folder if folder != args.dir else f"{folder} (nor in its negotiations/)"
+        console.print(f"tradelog import-legacy: warning: no .json files in {searched}")
     summary = report.as_dict()
     if args.json:
         print(orjson.dumps(summary).decode())
