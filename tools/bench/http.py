@@ -180,6 +180,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if "sustained_events_per_s" in f and f.get("bare_endpoint_per_s"):
         ratio = f["sustained_events_per_s"] / f["bare_endpoint_per_s"]
         out["ratios"]["sustained_vs_bare_endpoint"] = round(ratio, 3)
+    if "get_p50_ms_phase1" in f and f.get("legacy_get_p50_ms"):
+        # DESIGN: phase 1 reads at most 1/3 of the legacy read-and-parse.
+        ratio = f["get_p50_ms_phase1"] / f["legacy_get_p50_ms"]
+        out["ratios"]["get_phase1_vs_legacy"] = round(ratio, 3)
     out["notes"].append(f"at the end: {_load()}")
     out["figures"] = {k: f[k] for k in FIGURES if k in f}
     return out
