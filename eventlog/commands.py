@@ -22,6 +22,7 @@ from .records import (
     FRIEND_NEGOTIATION_UPSERTED,
     FRIENDS_REMOVED,
     NEGOTIATIONS_SAVED,
+    RULES,
     TRADE_OFFER_UPSERTED,
     partition_of,
 )
@@ -178,6 +179,7 @@ def make_command(
     if request_id:
         meta["request_id"] = request_id
     meta["source"] = source
+    meta["rules"] = RULES
     return Command(
         account=account,
         type=kind,

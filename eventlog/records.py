@@ -16,6 +16,7 @@ import orjson
 __all__ = [
     "EVENT_TYPES",
     "REQUESTED_FRIENDS",
+    "RULES",
     "SCHEMA_VERSION",
     "StoredEvent",
     "partition_of",
@@ -23,6 +24,11 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 1
+# The fold's rules an event was appended under, in its `meta.rules` (absent: 1), so a
+# replay folds every event as the projections did when it was new. 2: a save that
+# changes offers sets trade_offers_updated_at; a null collection stays null; a
+# state_history that is not a list is kept whole.
+RULES = 2
 
 NEGOTIATIONS_SAVED = "NegotiationsSaved"
 TRADE_OFFER_UPSERTED = "TradeOfferUpserted"
@@ -83,6 +89,12 @@ class StoredEvent:
     # `data` already encoded (the writer did, deciding it: decisions.py); `encode` uses it. Not
     # part of the record: an event read back has none and is equal all the same.
     data_json: bytes | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def rules(self) -> int:
+        """The fold's rules this event was appended under (RULES)."""
+        rules = self.meta.get("rules", 1)
+        return rules if type(rules) is int else 1
 
     def to_dict(self, data: Any = None, meta: Any = None) -> dict[str, Any]:
         """The envelope as a dict (data and meta may be given pre-encoded, as Fragments)."""

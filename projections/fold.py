@@ -106,11 +106,12 @@ def _whole(state: Fold | None, event: StoredEvent, given: dict[str, Any], legacy
     offers: list[dict[str, Any]] = doc.get("trade_offers") or []
     scores = {o["trade_offer_id"]: offer_score(o, fallback) for o in offers}
     values["trade_offers"] = sorted(offers, key=lambda o: _order(o, scores))
-    if "trade_offers" in doc and doc["trade_offers"] is None:
+    rules = event.rules
+    if rules > 1 and "trade_offers" in doc and doc["trade_offers"] is None:
         values["trade_offers"] = None
-    if not legacy:
+    if not legacy and rules > 1:
         _offers_time(state, doc, values, ts)
-    if "negotiations" in doc and doc["negotiations"] is None:
+    if rules > 1 and "negotiations" in doc and doc["negotiations"] is None:
         values["negotiations"] = None
     else:
         values["negotiations"] = dict(sorted((doc.get("negotiations") or {}).items()))
@@ -168,7 +169,10 @@ def _upsert_offer(base: Fold, event: StoredEvent) -> Fold:
         merged = {**old, **new}
         if "state" in new and new["state"] != old.get("state"):
             entry = {"state": new["state"], "timestamp": ts}
-            merged["state_history"] = _history(merged.get("state_history"), entry)
+            if event.rules > 1:
+                merged["state_history"] = _history(merged.get("state_history"), entry)
+            else:  # as the projections folded it then: a string taken apart
+                merged["state_history"] = [*list(merged.get("state_history") or []), entry]
     else:
         merged = dict(new)
         merged.setdefault("created_at", ts)

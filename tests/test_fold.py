@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from eventlog._exceptions import ProjectionGap
-from eventlog.records import StoredEvent, utc_ts
+from eventlog.records import RULES, StoredEvent, utc_ts
 from projections.fold import (
     Fold,
     apply,
@@ -44,7 +44,12 @@ def ms(i: int) -> int:
 
 
 def event(
-    kind: str, data: dict[str, Any], version: int, account: str = ACCOUNT, at: int | None = None
+    kind: str,
+    data: dict[str, Any],
+    version: int,
+    account: str = ACCOUNT,
+    at: int | None = None,
+    rules: int = RULES,
 ) -> StoredEvent:
     return StoredEvent(
         id=f"ev-{account}-{version}",
@@ -55,7 +60,7 @@ def event(
         type=kind,
         ts=ts(version if at is None else at),
         data=data,
-        meta={"source": "test"},
+        meta={"source": "test", "rules": rules},
     )
 
 
@@ -149,6 +154,37 @@ def test_a_state_history_that_is_not_a_list_is_kept_whole() -> None:
         new = {"trade_offer_id": "5", "state": "Accepted"}
         moved = apply(added, event("TradeOfferUpserted", {"offer": new}, 3))
         assert moved.doc["trade_offers"][0]["state_history"] == expected
+
+
+def test_events_appended_under_the_first_rules_fold_as_they_did() -> None:
+    """A log written before RULES 2 replays into the projections it built then."""
+    offer = {"trade_offer_id": "5", "state": "Active", "state_history": "ab"}
+    saved = {"trade_offers": [offer], "negotiations": None, "trade_offers_updated_at": 7}
+    first = apply(None, event("NegotiationsSaved", saved, 1, rules=1))
+    assert first.doc["negotiations"] == {} and first.doc["trade_offers_updated_at"] == 7
+    again = {**saved, "trade_offers": None}
+    second = apply(first, event("NegotiationsSaved", again, 2, rules=1))
+    assert second.doc["trade_offers"] == [] and second.doc["trade_offers_updated_at"] == 7
+    back = apply(second, event("NegotiationsSaved", saved, 3, rules=1))
+    moved = apply(
+        back, event("TradeOfferUpserted", {"offer": {**offer, "state": "Accepted"}}, 4, rules=1)
+    )
+    entry = {"state": "Accepted", "timestamp": ts(4)}
+    assert moved.doc["trade_offers"][0]["state_history"] == ["a", "b", entry]
+    # The same events under the current rules: the client's values as sent.
+    now = apply(None, event("NegotiationsSaved", saved, 1))
+    assert now.doc["negotiations"] is None
+
+
+def test_the_writer_appends_under_the_current_rules(tmp_path: Path) -> None:
+    from eventlog.settings import load_settings
+    from eventlog.writer import Writer
+
+    settings = load_settings(data_dir=tmp_path, redis_url="", partitions=1, fsync="off")
+    with Writer(settings) as writer:
+        writer.append(ACCOUNT, "NegotiationsSaved", {"trade_offers": None})
+    [line] = next((tmp_path / "log" / "p00").glob("*.jsonl")).read_bytes().splitlines()
+    assert orjson.loads(line)["meta"]["rules"] == RULES
 
 
 def test_save_created_at_comes_from_data_only_for_a_new_account() -> None:

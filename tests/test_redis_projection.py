@@ -21,7 +21,7 @@ from eventlog import Writer
 from eventlog._exceptions import AccountParked
 from eventlog.keys import Keys
 from eventlog.notify import PROGRESS, Bell
-from eventlog.records import StoredEvent, partition_of, utc_ts
+from eventlog.records import RULES, StoredEvent, partition_of, utc_ts
 from eventlog.relay import Relay
 from eventlog.settings import Settings
 from eventlog.streamlog import StreamLog
@@ -144,7 +144,7 @@ def event(
         type=kind,
         ts=utc_ts(),
         data=data,
-        meta={"source": "test"},
+        meta={"source": "test", "rules": RULES},
     )
 
 

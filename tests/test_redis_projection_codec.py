@@ -11,7 +11,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eventlog.records import StoredEvent, utc_ts
+from eventlog.records import RULES, StoredEvent, utc_ts
 from projections.fold import Fold, apply, dumps
 from projections.redis_codec import (
     COLLECTIONS,
@@ -61,7 +61,7 @@ def stored(fold: Fold) -> tuple[Hash, Hash, list[tuple[bytes, float]], dict[str,
 def event(kind: str, data: dict[str, Any], version: int) -> StoredEvent:
     return StoredEvent(
         id=f"e{version}", account=ACCOUNT, version=version, partition=0,
-        offset=version - 1, type=kind, ts=utc_ts(), data=data,
+        offset=version - 1, type=kind, ts=utc_ts(), data=data, meta={"rules": RULES},
     )  # fmt: skip
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import uuid_utils
 
 from eventlog.marker import check_partitions
-from eventlog.records import StoredEvent, partition_of
+from eventlog.records import RULES, StoredEvent, partition_of
 from eventlog.segments import partition_dir, segment_path
 
 from .legacy_docs import make_offer, steam_ids
@@ -156,7 +156,7 @@ def generate_log(
         pdir.mkdir(parents=True, exist_ok=True)
         files.append(open(segment_path(pdir, 0), "ab"))  # noqa: SIM115 (closed below)
     mix, stamps, pick = _Mix(seed), _Stamps(), random.Random(seed + 1)
-    meta = {"source": "bench"}
+    meta = {"source": "bench", "rules": RULES}
     total = 0
     try:
         for i in range(events):

@@ -18,7 +18,7 @@ from typing import Any
 
 import uuid_utils
 
-from eventlog.records import TRADE_OFFER_UPSERTED, StoredEvent, partition_of, utc_ts
+from eventlog.records import RULES, TRADE_OFFER_UPSERTED, StoredEvent, partition_of, utc_ts
 
 from .legacy_docs import make_offer, steam_ids
 
@@ -119,7 +119,7 @@ def sample_events(count: int, partitions: int, seed: int = 99) -> list[StoredEve
                 type=TRADE_OFFER_UPSERTED,
                 ts=utc_ts(),
                 data=data,
-                meta={"source": "bench"},
+                meta={"source": "bench", "rules": RULES},
             )
         )
     return out
