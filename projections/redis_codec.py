@@ -10,7 +10,10 @@ whose value is JSON). A client key starting with "_" is stored with one more "_"
 in front, so it can never collide with a reserved field (`_order` -> `__order`).
 The meta hash's `version` and `position` (the account's last event: "p:offset")
 are the server's, as DESIGN names them: a client's own top-level `position` is
-stored as `_position` (its `version` is the server's anyway).
+stored as `_position` (its `version` is the server's anyway), with `_layout` set
+to say so. Without `_layout` the hash is of the layout before, where the server's
+was `_position` and the client's `position`: read as it is, and replaced whole at
+the account's next write (meta_changes).
 Offers are stored as the exact bytes of `orjson.dumps(offer)`.
 
 Nothing here talks to Redis: the reader and the scripts' callers use it.
@@ -52,6 +55,8 @@ COLLECTIONS = ("trade_offers", "negotiations")
 # The scripts set `version` themselves, from the version they compare-and-set.
 _NOT_IN_META = frozenset((*COLLECTIONS, VERSION))
 _ESCAPED_POSITION = "_" + POSITION
+LAYOUT = "_layout"  # in a meta hash whose document has a `position` of its own
+_LAYOUT_B = LAYOUT.encode()
 _NULLABLE = frozenset(c.encode() for c in COLLECTIONS)
 _ORDER_B = ORDER.encode()
 _JSON_B = JSON_FIELDS.encode()
@@ -119,6 +124,8 @@ def meta_pairs(doc: dict[str, Any]) -> Pairs:
             pairs += (_meta_field(key), json_arg(value))
             json_keys.append(key)
     pairs += (ORDER, json_arg(list(doc)), JSON_FIELDS, json_arg(json_keys))
+    if POSITION in doc:
+        pairs += (LAYOUT, "2")
     return pairs
 
 
@@ -129,6 +136,8 @@ def meta_changes(old: dict[str, Any], new: dict[str, Any]) -> Pairs | None:
     event changed without encoding the rest (an inventory can be large). None
     when a key went away: only a whole-document replace can express that.
     """
+    if POSITION in new:  # the hash may be of the layout before (see the module doc)
+        return None
     pairs: Pairs = []
     json_changed = False
     for key, value in new.items():
@@ -174,12 +183,12 @@ def find_offer(offers: list[dict[str, Any]], scores: dict[str, int], offer_id: s
 
 
 def _object(raw: dict[bytes, bytes], collections: dict[str, bytes] | None = None) -> bytes:
-    # The meta hash is the one read with its collections (see _meta_field).
     """A hash's JSON object, built from the stored bytes: strings are quoted, JSON
     values are taken as they are (orjson Fragments), so nothing is parsed here and the
-    result is the bytes `orjson.dumps` gives for the original object."""
+    result is the bytes `orjson.dumps` gives for the original object. The meta hash is
+    the one read with its collections (see _meta_field)."""
     json_keys = frozenset(orjson.loads(raw[_JSON_B]))
-    meta = collections is not None
+    meta = collections is not None and _LAYOUT_B in raw  # a client position is escaped
     collections = collections or {}
     fragment = orjson.Fragment
     obj: dict[str, Any] = {}

@@ -124,6 +124,30 @@ def test_a_client_position_never_meets_the_servers() -> None:
     assert decode_document(meta, offers, scored, friends)[0] == fold.doc
 
 
+def test_a_client_position_of_the_layout_before_reads_right_and_is_replaced_whole() -> None:
+    """Before `position` was the server's field, it held a document's own `position`
+    and the server's was `_position`: such a hash still reads as the document, and the
+    account's next write replaces it whole (in the layout of now)."""
+    doc = {"position": 5, "account_username": "bot", "trade_offers": [], "negotiations": {}}
+    fold = apply(None, event("NegotiationsSaved", doc, 1))
+    before = {
+        b"position": b"5",
+        b"account_username": b"bot",
+        b"_position": b"0:0",  # the server's, then
+        b"version": b"1",
+        ORDER.encode(): orjson.dumps(list(fold.doc)),
+        JSON_FIELDS.encode(): orjson.dumps(
+            [k for k, v in fold.doc.items() if type(v) is not str and k not in COLLECTIONS]
+        ),
+    }
+    for k in fold.doc:  # the server's keys, as strings
+        if k not in before and k not in ("position", *COLLECTIONS) and type(fold.doc[k]) is str:
+            before[k.encode()] = fold.doc[k].encode()
+    assert decode_document(before, {}, [], {})[0] == fold.doc
+    upsert = {"offer": {"trade_offer_id": "1"}}
+    assert meta_changes(fold.doc, apply(fold, event("TradeOfferUpserted", upsert, 2)).doc) is None
+
+
 def test_empty_collections_stay_what_they_were() -> None:
     record = {"a": [], "b": {}, "c": "", "d": None, "e": [[]], "f": {"g": []}}
     assert orjson.dumps(decode_record(as_hash(record_pairs(record)))) == orjson.dumps(record)
