@@ -32,7 +32,7 @@ def _lag(ends: dict[int, int], positions: dict[int, int]) -> dict[int, int]:
 def projector_status(settings: Settings, reads: Reads) -> dict[str, Any]:
     """Each projector's positions, lag per partition, heartbeat (ms), whether it runs
     (a fresh heartbeat, and for the file projector a live process), parked accounts."""
-    from projections.checkpoint import read_checkpoint, running
+    from projections.checkpoint import STALLED_MS, read_checkpoint, running
     from projections.file_projector import parked as file_parked
     from projections.redis_progress import beating
 
@@ -55,11 +55,13 @@ def projector_status(settings: Settings, reads: Reads) -> dict[str, Any]:
             out["redis"] = {"error": str(e)}
         else:
             positions = {int(k): int(v) for k, v in raw.items() if k.isdigit()}
+            beat, by, stopped, stopped_by = (raw.get(k) for k in _BEAT_FIELDS)
+            why = beating(beat, by, stopped, stopped_by, fresh_ms=STALLED_MS)
             out["redis"] = {
                 "positions": positions,
                 "lag": _lag(ends, positions),
                 "heartbeat": int(raw.get(b"heartbeat", 0)) or None,
-                "running": beating(*(raw.get(k) for k in _BEAT_FIELDS)) is not None,
+                "running": why is not None,
                 "parked": [_text(k) for k in parked_raw],
             }
     return out

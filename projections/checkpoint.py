@@ -35,6 +35,7 @@ from .atomic import read_file, write_atomic
 from .durable import make_dirs
 
 __all__ = [
+    "STALLED_MS",
     "Checkpoint",
     "check_partitions",
     "checkpoint_dir",
@@ -42,6 +43,7 @@ __all__ = [
     "log_end",
     "now_ms",
     "parked_dir",
+    "pid_namespace",
     "read_checkpoint",
     "running",
     "sweep_temp_files",
@@ -50,6 +52,17 @@ __all__ = [
 
 PROJECTOR = "file"
 FRESH_MS = 3000  # a heartbeat younger than this (three beats: daemon.HEARTBEAT_S) is live
+# A projector whose last beat is older than this has stopped or stalled, for /ready:
+# a long step (a catch-up of big documents) may hold a beat back a few seconds.
+STALLED_MS = 10_000
+
+
+def pid_namespace() -> int:
+    """This process's pid namespace (0 if unknown): a pid names a process only in its own."""
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return 0
 
 
 def now_ms() -> int:
@@ -112,14 +125,17 @@ class Checkpoint:
     positions: dict[int, int] = field(default_factory=dict)  # partition -> next offset
     heartbeat: int = 0  # ms since the epoch; 0 when the projector never ran
     pid: int = 0
+    pidns: int = 0  # the pid's namespace (pid_namespace), 0 if unknown
 
 
-def running(cp: Checkpoint) -> bool:
-    """Whether the projector that wrote `cp` still runs: its heartbeat is fresh and its
-    process alive (a projector killed a moment ago still has a fresh heartbeat)."""
-    if not cp.heartbeat or now_ms() - cp.heartbeat >= FRESH_MS:
+def running(cp: Checkpoint, fresh_ms: int = STALLED_MS) -> bool:
+    """Whether the projector that wrote `cp` still runs: its heartbeat is fresh and, when
+    it runs in this pid namespace, its process alive (a projector killed a moment ago
+    still has a fresh heartbeat). In another namespace (a container) its pid says
+    nothing here: the heartbeat alone counts."""
+    if not cp.heartbeat or now_ms() - cp.heartbeat >= fresh_ms:
         return False
-    if cp.pid:
+    if cp.pid and cp.pidns and cp.pidns == pid_namespace():
         try:
             os.kill(cp.pid, 0)
         except ProcessLookupError:
@@ -137,7 +153,12 @@ def read_checkpoint(settings: Settings) -> Checkpoint:
         return Checkpoint()
     try:
         positions = {int(p): int(o) for p, o in raw["positions"].items()}
-        return Checkpoint(positions, int(raw.get("heartbeat", 0)), int(raw.get("pid", 0)))
+        return Checkpoint(
+            positions,
+            int(raw.get("heartbeat", 0)),
+            int(raw.get("pid", 0)),
+            int(raw.get("pidns", 0)),
+        )
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise CorruptSnapshot(str(path), f"not a checkpoint: {e!r}") from e
 
@@ -155,5 +176,6 @@ def write_checkpoint(settings: Settings, cp: Checkpoint, *, sync: bool = True) -
         "positions": {str(p): o for p, o in sorted(cp.positions.items())},
         "heartbeat": cp.heartbeat,
         "pid": cp.pid,
+        "pidns": cp.pidns,
     }
     write_atomic(directory / f"{PROJECTOR}.json", orjson.dumps(body), sync=sync)

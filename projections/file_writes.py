@@ -32,7 +32,7 @@ from eventlog.settings import Settings
 
 from . import fscalls
 from .atomic import Staged, drop_temps, install, retire
-from .checkpoint import PROJECTOR, Checkpoint, now_ms, write_checkpoint
+from .checkpoint import PROJECTOR, Checkpoint, now_ms, pid_namespace, write_checkpoint
 from .durable import covers_log, fsync_dir, fsync_file, sync_all
 from .file_cache import Cache
 from .file_parking import ParkRecord, write_park
@@ -85,6 +85,7 @@ class Writes:
         self.settings = settings
         self.sync = settings.fsync != "off"
         self._dir = os.fspath(settings.snapshot_dir)
+        self._pidns = pid_namespace()
         # Without syncfs each staged file is fsynced on its own before it is installed.
         self._fsync_each = self.sync and not fscalls.available()
         self._cache = cache
@@ -218,7 +219,7 @@ class Writes:
         """Write the checkpoint (and heartbeat), the directory synced first so that the
         renames it counts on are durable."""
         self._sync_dir()
-        cp = Checkpoint(dict(self.positions), now_ms(), os.getpid())
+        cp = Checkpoint(dict(self.positions), now_ms(), os.getpid(), self._pidns)
         write_checkpoint(self.settings, cp, sync=self.sync)
         self.unsaved_since = _SAVED
 

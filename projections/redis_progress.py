@@ -62,13 +62,15 @@ def projector_activity(client: redis.Redis, keys: Keys, partitions: int) -> str 
     return beating(beat, beat_by, stopped, stopped_by)
 
 
-def beating(beat: Any, beat_by: Any, stopped: Any, stopped_by: Any) -> str | None:
+def beating(
+    beat: Any, beat_by: Any, stopped: Any, stopped_by: Any, fresh_ms: int = FRESH_MS
+) -> str | None:
     """Why the progress hash's fields (as Redis gave them) say a projector beats, or None."""
     # By name: another consumer (a standby, a successor) may be beating meanwhile, and
     # only a stop of the one that beat last says no beat will follow.
     if beat and stopped and int(stopped) >= int(beat) and stopped_by == beat_by:
         return None
     age = now_ms() - int(beat) if beat else None
-    if age is not None and age < FRESH_MS:
+    if age is not None and age < fresh_ms:
         return f"its heartbeat is {age} ms old"
     return None

@@ -153,7 +153,7 @@ def _switch_locked(
             remove_park(settings, account)
             report.cleared += 1
     cp = read_checkpoint(settings)
-    write_checkpoint(settings, Checkpoint(dict(now), cp.heartbeat, cp.pid), sync=sync)
+    write_checkpoint(settings, Checkpoint(dict(now), cp.heartbeat, cp.pid, cp.pidns), sync=sync)
     return old
 
 

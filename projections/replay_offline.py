@@ -90,7 +90,8 @@ def rebuild(
                     remove_park(settings, account)
                     report.cleared += 1
             old = read_checkpoint(settings)
-            write_checkpoint(settings, Checkpoint(dict(ends), old.heartbeat, old.pid), sync=sync)
+            moved = Checkpoint(dict(ends), old.heartbeat, old.pid, old.pidns)
+            write_checkpoint(settings, moved, sync=sync)
         if client is not None:
             set_redis_positions(client, keys, ends)
     finally:

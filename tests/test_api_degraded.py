@@ -5,6 +5,7 @@ readable), and Redis unreachable (phase 1 writes and reads go on with
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -150,3 +151,22 @@ def test_phase_2_with_redis_unreachable(
         events = client.get(f"{BASE}/events", headers=HEADERS).json()["events"]
         assert [e["version"] for e in events] == [1]
         assert log_length(settings) == 1
+
+
+def test_a_projector_runs_while_it_beats_and_its_pid_lives_where_pids_can_tell() -> None:
+    import subprocess
+    import sys
+
+    from projections.checkpoint import Checkpoint, now_ms, pid_namespace, running
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    here = pid_namespace()
+    assert here  # Linux: /proc/self/ns/pid
+    fresh = now_ms()
+    assert running(Checkpoint({}, fresh, os.getpid(), here))
+    assert not running(Checkpoint({}, fresh, gone.pid, here))  # killed: its beat still fresh
+    # From another pid namespace (a container) its pid means nothing here: the beat counts.
+    assert running(Checkpoint({}, fresh, gone.pid, here + 1))
+    assert not running(Checkpoint({}, fresh - 60_000, os.getpid(), here))  # stalled
+    assert not running(Checkpoint())  # never ran
