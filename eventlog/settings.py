@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -67,14 +68,27 @@ class Settings(BaseSettings):
         # Checked here, not at the first connection: a daemon would fail later, with a
         # traceback that names no setting.
         if value:
+            # redis-py's own messages quote parts of the URL, a password's among them.
+            shape = "redis://[[user]:password@]host[:port][/db], rediss://… or unix://path"
             try:
                 parse_url(value)  # type: ignore[no-untyped-call]
-            except ValueError as e:
-                raise ValueError(str(e)) from None
-            db = value.partition("?")[0].split("://", 1)[-1].partition("/")[2]
-            if not value.startswith("unix:") and db and not db.isdigit():
-                raise ValueError(f"the database must be a number, not {db!r}")
+            except ValueError:
+                raise ValueError(f"not a Redis URL of the shape {shape}") from None
+            parts = urlsplit(value)
+            db = unquote(parts.path).replace("/", "") if parts.scheme != "unix" else ""
+            if db and not db.isdigit():  # (redis-py would quietly take database 0)
+                raise ValueError("its database (the path after the host) must be a number")
         return value
+
+    @property
+    def redis_where(self) -> str:
+        """The Redis URL without its password, to be shown."""
+        parts = urlsplit(self.redis_url)
+        if parts.password is None:
+            return self.redis_url
+        netloc = parts.netloc.rpartition("@")[2]
+        user = f"{parts.username}:***@" if parts.username else ":***@"
+        return urlunsplit(parts._replace(netloc=user + netloc))
 
     @model_validator(mode="after")
     def _phase_has_redis(self) -> Settings:

@@ -126,7 +126,7 @@ def _redis_or_why(settings: Settings) -> tuple[redis.Redis | None, str | None]:
         client.ping()
     except redis.RedisError as e:
         client.close()
-        return None, f"Redis at {settings.redis_url} is unreachable: {e}"
+        return None, f"Redis at {settings.redis_where} is unreachable: {e}"
     return client, None
 
 

@@ -139,15 +139,33 @@ def test_bad_toml_and_flag_values_name_the_setting(tmp_path: Path) -> None:
         load_settings(tmp_path / "missing.toml")
 
 
-def test_a_redis_url_error_never_shows_the_url(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TRADELOG_REDIS_URL", "redis://:s3cret@127.0.0.1:port/0")
-    with pytest.raises(SettingsError) as e:
+@pytest.mark.parametrize(
+    "url", ["redis://:s3cret@127.0.0.1:port/0", "redis://bot:s3cret#1@host:6379/0"]
+)
+def test_a_redis_url_error_never_shows_the_url(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    monkeypatch.setenv("TRADELOG_REDIS_URL", url)
+    with pytest.raises(SettingsError, match=r"^TRADELOG_REDIS_URL: ") as e:
         load_settings()
     assert "s3cret" not in str(e.value)
 
 
+def test_the_redis_url_shown_has_no_password() -> None:
+    shown = load_settings(redis_url="redis://bot:s3cret@127.0.0.1:6390/2").redis_where
+    assert shown == "redis://bot:***@127.0.0.1:6390/2"
+    assert load_settings(redis_url="redis://127.0.0.1").redis_where == "redis://127.0.0.1"
+
+
 @pytest.mark.parametrize(
-    "url", ["redis://127.0.0.1", "redis://:pw@127.0.0.1:6390/3", "rediss://h:1/", "unix:///r.sock"]
+    "url",
+    [
+        "redis://127.0.0.1",
+        "redis://:pw@127.0.0.1:6390/3",
+        "rediss://h:1/",
+        "unix:///r.sock",
+        "redis://h:1/0/",
+        "redis://h:1/0#frag",
+        "unix:///r.sock?db=3",
+    ],
 )
 def test_good_redis_urls_pass(url: str) -> None:
     assert load_settings(redis_url=url).redis_url == url

@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         print("tradelog: Redis disabled (TRADELOG_REDIS_URL is empty): running file-only")
     elif not redis_ok:
         print(
-            f"tradelog: Redis at {settings.redis_url} is not reachable: running FILE-ONLY "
+            f"tradelog: Redis at {settings.redis_where} is not reachable: running FILE-ONLY "
             "(writes go to the file log; the relay fills the streams once Redis answers)"
         )
     print(
