@@ -18,9 +18,6 @@ from .reads import Reads
 __all__ = ["account_status", "log_ends", "projector_status", "summarize"]
 
 
-_BEAT_FIELDS = (b"heartbeat", b"heartbeat_by", b"stopped", b"stopped_by")
-
-
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -34,7 +31,7 @@ def projector_status(settings: Settings, reads: Reads) -> dict[str, Any]:
     (a fresh heartbeat, and for the file projector a live process), parked accounts."""
     from projections.checkpoint import STALLED_MS, read_checkpoint, running
     from projections.file_projector import parked as file_parked
-    from projections.redis_progress import beating
+    from projections.redis_progress import BEAT_FIELDS, beating
 
     ends = log_ends(settings)
     out: dict[str, Any] = {}
@@ -55,12 +52,12 @@ def projector_status(settings: Settings, reads: Reads) -> dict[str, Any]:
             out["redis"] = {"error": str(e)}
         else:
             positions = {int(k): int(v) for k, v in raw.items() if k.isdigit()}
-            beat, by, stopped, stopped_by = (raw.get(k) for k in _BEAT_FIELDS)
+            beat, by, stopped, stopped_by = (raw.get(f.encode()) for f in BEAT_FIELDS)
             why = beating(beat, by, stopped, stopped_by, fresh_ms=STALLED_MS)
             out["redis"] = {
                 "positions": positions,
                 "lag": _lag(ends, positions),
-                "heartbeat": int(raw.get(b"heartbeat", 0)) or None,
+                "heartbeat": int(beat or 0) or None,
                 "running": why is not None,
                 "parked": [_text(k) for k in parked_raw],
             }

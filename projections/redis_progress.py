@@ -22,8 +22,10 @@ from eventlog.settings import Settings
 
 from .checkpoint import FRESH_MS, now_ms
 
-__all__ = ["FRESH_MS", "beating", "projector_activity", "publish", "say_stopped"]
+__all__ = ["BEAT_FIELDS", "FRESH_MS", "beating", "projector_activity", "publish", "say_stopped"]
 _NAME = "redis"
+# The fields `beating` reads, in its arguments' order.
+BEAT_FIELDS = ("heartbeat", "heartbeat_by", "stopped", "stopped_by")
 
 
 def publish(
@@ -51,8 +53,7 @@ def projector_activity(client: redis.Redis, keys: Keys, partitions: int) -> str 
         pipe = client.pipeline(transaction=False)
         for p in range(partitions):
             pipe.exists(keys.lease(p))
-        fields = ["heartbeat", "heartbeat_by", "stopped", "stopped_by"]
-        pipe.hmget(keys.progress(_NAME), fields)
+        pipe.hmget(keys.progress(_NAME), BEAT_FIELDS)
         *leases, (beat, beat_by, stopped, stopped_by) = pipe.execute()
     except redis.RedisError as e:
         raise RedisUnavailable(f"cannot read the Redis projector's state: {e}") from e

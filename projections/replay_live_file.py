@@ -13,6 +13,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from eventlog._exceptions import ProjectorBusy, SnapshotUnavailable
@@ -21,7 +22,6 @@ from eventlog.records import StoredEvent, partition_of
 from eventlog.settings import Settings
 
 from .checkpoint import (
-    Checkpoint,
     check_partitions,
     lock_projection,
     read_checkpoint,
@@ -153,7 +153,7 @@ def _switch_locked(
             remove_park(settings, account)
             report.cleared += 1
     cp = read_checkpoint(settings)
-    write_checkpoint(settings, Checkpoint(dict(now), cp.heartbeat, cp.pid, cp.pidns), sync=sync)
+    write_checkpoint(settings, replace(cp, positions=dict(now)), sync=sync)
     return old
 
 

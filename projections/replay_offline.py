@@ -14,6 +14,7 @@ import contextlib
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 
 import redis
 
@@ -23,7 +24,6 @@ from eventlog.log_end import log_ends
 from eventlog.settings import Settings
 
 from .checkpoint import (
-    Checkpoint,
     check_partitions,
     lock_projection,
     read_checkpoint,
@@ -90,8 +90,7 @@ def rebuild(
                     remove_park(settings, account)
                     report.cleared += 1
             old = read_checkpoint(settings)
-            moved = Checkpoint(dict(ends), old.heartbeat, old.pid, old.pidns)
-            write_checkpoint(settings, moved, sync=sync)
+            write_checkpoint(settings, replace(old, positions=dict(ends)), sync=sync)
         if client is not None:
             set_redis_positions(client, keys, ends)
     finally:
