@@ -3,13 +3,23 @@
 Callers queue commands; the loop takes every command waiting and commits them
 in a round: each partition concerned is locked, caught up, decided and written
 (committer.py), the listeners are rung once, every written file is synced, the
-batches go to their streams in one Redis round trip, and the answers go out
-together. The ring comes before the sync so that the file projector folds and
-writes while the lines are synced (it installs nothing before it has made the
-lines it read durable itself: FileProjector); the streams, acks and answers
-all come after it. One thread for all partitions, not one each: the threads of a
-process share one interpreter lock, and a thread per partition spent more of
-the writer's time handing it over than appending.
+batches are sent to their streams in one Redis round trip, and the answers go
+out together. The ring comes before the sync so that the file projector folds
+and writes while the lines are synced (it installs nothing before it has made
+the lines it read durable itself: FileProjector); the streams, acks and answers
+all come after it.
+
+Rounds overlap by one: a round's stream answers are read, and its callers
+answered, only after the next round is staged and while its fsyncs run, so the
+loop works while Redis runs the scripts and the disk syncs. A partition of both
+rounds keeps its lock from the first's staging to the second's answers (the
+second's lines follow the first's, and its stream add is sent only once the
+first's is answered), so the stream still takes each partition's batches in
+order and no other process appends between them.
+
+One thread for all partitions, not one each: the threads of a process share
+one interpreter lock, and a thread per partition spent more of the writer's
+time handing it over than appending.
 
 The loop never waits for a partition lock: one that another process holds is
 tried again a little later (0.5 ms, doubling up to 2 ms) while the other
@@ -24,13 +34,14 @@ import queue
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ._exceptions import LogUnavailable
 from .answers import Job, settle
 from .committer import Committer, Staged
 from .round_sync import SyncPool
-from .stream_copy import add_all
+from .stream_copy import RoundAdds
 
 if TYPE_CHECKING:
     from .writer import Writer
@@ -41,8 +52,22 @@ log = logging.getLogger("tradelog.writer")
 
 _MAX_ROUND = 8192  # commands taken into one round
 _RETRY_S = (0.0005, 0.002)  # the first and the longest wait before a busy lock is tried again
+_MAX_HELD = 2  # rounds a partition's lock is held through before others get a chance
 _WARM_THREADS = 4  # partitions read ahead at once (their first read, off the loop's thread)
 STOP = object()  # queued to stop the loop
+
+
+@dataclass(slots=True)
+class _Sent:
+    """A round made durable whose stream adds are sent, its callers not answered yet."""
+
+    staged: list[tuple[Committer, Staged]]
+    written: list[tuple[Committer, Staged]]
+    adds: RoundAdds
+    answers: list[tuple[Job, Any]]  # its failures, answered with it
+
+    def jobs(self) -> list[Job]:
+        return [job for _, s in self.staged for job in s.batch] + [j for j, _ in self.answers]
 
 
 class CommitLoop:
@@ -54,6 +79,8 @@ class CommitLoop:
         self.parts: dict[int, Committer] = {}
         self._waiting: dict[int, list[Job]] = {}  # partitions whose lock was busy: next round
         self._retry = _RETRY_S[0]
+        self._sent: _Sent | None = None  # the round before, to answer after the next is staged
+        self._yielded = False  # a partition's lock was let go on purpose this round
         self._syncs = SyncPool()
         # Several: a small partition's read is not queued behind a big one's.
         self._warmer = ThreadPoolExecutor(_WARM_THREADS, thread_name_prefix="tradelog-warm")
@@ -63,9 +90,9 @@ class CommitLoop:
     def _run(self) -> None:
         try:
             stop = False
-            while not stop or self._waiting:
+            while not stop or self._waiting or self._sent is not None:
                 jobs, stop = self._take(stop)
-                if jobs or self._waiting:
+                if jobs or self._waiting or self._sent is not None:
                     progressed = self._round(jobs)
                     self._retry = _RETRY_S[0] if progressed else min(self._retry * 2, _RETRY_S[1])
                 self._sync_due()
@@ -76,13 +103,13 @@ class CommitLoop:
 
     def _take(self, stop: bool) -> tuple[list[Job], bool]:
         """The commands queued, waiting for the first until a batch sync is due or, with
-        partitions left waiting, their retry."""
+        partitions left waiting, their retry; not at all with a round to answer."""
         timeout = self._timeout()
         if self._waiting:
             timeout = self._retry if timeout is None else min(timeout, self._retry)
         jobs: list[Job] = []
         try:
-            item = self.q.get(timeout=timeout)
+            item = self.q.get(self._sent is None, timeout)
         except queue.Empty:
             return jobs, stop
         while True:
@@ -109,38 +136,61 @@ class CommitLoop:
                 part.sync_dirty()
 
     def _round(self, jobs: list[Job]) -> bool:
-        """Commit a round; whether any partition of it could be locked."""
+        """Commit a round and answer the one before; whether any partition of this round
+        could be locked."""
         groups = self._waiting
         self._waiting = {}
         for job in jobs:
             groups.setdefault(job[0].partition, []).append(job)
+        before, self._sent = self._sent, None
+        self._yielded = False
         staged: list[tuple[Committer, Staged]] = []
         answers: list[tuple[Job, Any]] = []
+        syncing = None
         try:
             for p in sorted(groups):
                 if not self._stage(p, groups[p], staged, answers):
                     self._waiting[p] = groups[p]  # its lock is busy: the next round
             if any(s.events for _, s in staged):
                 self.w.ringer.ring()
-            staged[:] = self._syncs.sync(staged, answers)
-            if staged:
-                written = [(part, s) for part, s in staged if s.events]
-                batches = [(part.stream, s.events[0].offset, s.entries) for part, s in written]
-                took = add_all(self.w, batches)
-                in_stream = {part.p for (part, _), ok in zip(written, took, strict=True) if ok}
-                for part, s in staged:
-                    answers.extend(part.finish(s, part.p in in_stream))
-            settle(answers)
+            syncing = self._syncs.start(staged, overlap=before is not None)
+            if before is not None:
+                self._answer(before, holding={id(part) for part, _ in staged})
+                before = None
+            staged[:] = self._syncs.finish(syncing, answers)
+            written = [(part, s) for part, s in staged if s.events]
+            batches = [(part.stream, s.events[0].offset, s.entries) for part, s in written]
+            sent = _Sent(staged, written, RoundAdds(self.w, batches), answers)
+            for part, s in staged:
+                part.noted(s)  # durable, and nothing staged after it yet
+            if written:
+                self._sent = sent
+            else:  # nothing for Redis to do: answer at once
+                self._answer(sent, holding=set())
         except Exception as e:  # a bug: no caller may wait forever, no lock stay held
             log.exception("a commit round failed")
-            for part, _ in staged:
+            if syncing is not None:
+                self._syncs.settled(syncing)  # no file is closed under a running fsync
+            mine = staged + (before.staged if before is not None else [])
+            for part in {id(part): part for part, _ in mine}.values():
                 part.fail()
             ours = [p for p in groups if p not in self._waiting]
-            settle([(job, e) for p in ours for job in groups[p]])
+            late = [(job, e) for p in ours for job in groups[p]]
+            if before is not None:
+                late += [(job, e) for job in before.jobs()]
+            settle(late)
             return True
-        for part, s in staged:
-            part.noted(s)
-        return len(self._waiting) < len(groups)
+        return self._yielded or len(self._waiting) < len(groups)
+
+    def _answer(self, sent: _Sent, holding: set[int]) -> None:
+        """Read a round's stream answers, let its locks go (but those of committers in
+        `holding`, which a later round staged on) and answer its callers."""
+        took = sent.adds.took()
+        in_stream = {part.p for (part, _), ok in zip(sent.written, took, strict=True) if ok}
+        answers = sent.answers
+        for part, s in sent.staged:
+            answers.extend(part.finish(s, part.p in in_stream, unlock=id(part) not in holding))
+        settle(answers)
 
     def _stage(
         self,
@@ -164,15 +214,26 @@ class CommitLoop:
                     part.warming = True
                 if not part.ready:
                     return False
+            if part.held >= _MAX_HELD:  # let it go before the next round: others wait
+                self._yielded = True
+                return False
             if not part.file.lock(wait=False):
                 return False
             staged.append((part, part.stage(batch)))
+            part.held += 1
         except Exception as e:  # the batch failed as a whole: nothing of it is acknowledged
             answers.extend((job, e) for job in batch)
         return True
 
     def _close(self) -> None:
         self.w.refuse()  # from here on, submits fail at once
+        if self._sent is not None:  # the loop failed between two rounds
+            sent, self._sent = self._sent, None
+            try:
+                self._answer(sent, holding=set())
+            except Exception as e:
+                log.exception("cannot answer the last round")
+                settle([(job, e) for job in sent.jobs()])
         self._warmer.shutdown()  # a partition being read is read to the end first
         self._syncs.close()
         for part in self.parts.values():

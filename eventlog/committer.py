@@ -61,6 +61,7 @@ class Committer:
         self.dead = False  # failed and could not be opened again
         self.warming = False  # its command side is being read (warm), off the loop's thread
         self.ready = False  # read: the loop may stage on it
+        self.held = 0  # rounds staged in a row on the lock taken (0: not held)
         self._ahead: tuple[int, str] | None = None  # events read ahead, and the last one's id
 
     def warm(self) -> None:
@@ -149,6 +150,7 @@ class Committer:
             except LogUnavailable:
                 log.exception("partition %d: a batch answered as failed stays in the log", self.p)
         self.file.close()  # lets the lock go
+        self.held = 0
         try:
             self.file = PartitionFile(
                 self.w.settings.log_dir, self.p, self.w.settings.segment_bytes
@@ -160,9 +162,12 @@ class Committer:
         # State may hold decisions of a batch that never reached the disk: rebuild from it.
         self.state = self.saves.load(self.file)
 
-    def finish(self, staged: Staged, redis_ok: bool) -> list[tuple[Job, Any]]:
-        """Release the lock; the answers of the staged batch."""
-        self.file.unlock()
+    def finish(self, staged: Staged, redis_ok: bool, unlock: bool = True) -> list[tuple[Job, Any]]:
+        """Release the lock, unless a later batch staged meanwhile holds it; the answers
+        of the staged batch."""
+        if unlock:
+            self.file.unlock()
+            self.held = 0
         answers: list[tuple[Job, Any]] = []
         top = self.stream.top
         for job, outcome in staged.outcomes:
@@ -170,7 +175,7 @@ class Committer:
                 answers.append((job, outcome))
             else:
                 findings, placed = outcome
-                result = answer(self.state, self.p, job[0], findings, placed, redis_ok, top)
+                result = answer(self.p, job[0], findings, placed, redis_ok, top)
                 answers.append((job, result))
         return answers
 

@@ -25,9 +25,10 @@ def decide_all(
     state: PartitionState, p: int, next_offset: int, batch: list[Job],
     outcomes: list[tuple[Job, Any]],
 ) -> list[StoredEvent]:  # fmt: skip
-    """The events `batch` appends from `next_offset` on; each job's outcome (findings and
-    where its event went, or a VersionConflict, or InvalidInput for data too deep to
-    store) in `outcomes`."""
+    """The events `batch` appends from `next_offset` on; each job's outcome (findings,
+    where its event went and the account's version then, or a VersionConflict, or
+    InvalidInput for data too deep to store) in `outcomes`. The version is taken now:
+    the answer may be built after a later batch has moved the account on."""
     events: list[StoredEvent] = []
     ts = utc_ts()  # one clock read per batch: every event of it is appended at once
     for job in batch:
@@ -36,10 +37,14 @@ def decide_all(
         except (VersionConflict, InvalidInput) as e:
             outcomes.append((job, e))
             continue
-        if event is not None and not duplicate:
-            events.append(event)
-            next_offset += 1
-        outcomes.append((job, (findings, (event, duplicate))))
+        if event is None:
+            version = state.account(job[0].account).version
+        else:
+            version = event.version
+            if not duplicate:
+                events.append(event)
+                next_offset += 1
+        outcomes.append((job, (findings, (event, duplicate, version))))
     return events
 
 
@@ -83,15 +88,15 @@ def _decide(
 
 
 def answer(
-    state: PartitionState, p: int, cmd: Command, findings: Findings,
-    placed: tuple[StoredEvent | None, bool], redis_ok: bool, stream_top: int,
+    p: int, cmd: Command, findings: Findings,
+    placed: tuple[StoredEvent | None, bool, int], redis_ok: bool, stream_top: int,
 ) -> AppendResult:  # fmt: skip
     """What a decided command answers; a retry's event is in the stream if the stream's
     known top (`stream_top`) has reached it."""
-    event, duplicate = placed
+    event, duplicate, version = placed
     if event is None:
         return AppendResult(
-            cmd.account, state.account(cmd.account).version, p, None, None, None,
+            cmd.account, version, p, None, None, None,
             appended=False, duplicate=False, redis_written=False, findings=findings,
         )  # fmt: skip
     return AppendResult(

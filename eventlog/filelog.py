@@ -79,7 +79,9 @@ class PartitionFile:
         return True
 
     def unlock(self) -> None:
-        fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+        """Let the lock go; nothing to do once closed (closing let it go)."""
+        if self._lock_fd >= 0:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     @contextmanager
     def locked(self) -> Iterator[None]:

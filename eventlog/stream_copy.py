@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING
 
 from ._exceptions import StreamDamaged, StreamMismatch
 from .segments import Cursor
-from .streamlog import StreamLog
+from .streamlog import Sent, StreamLog
 
 if TYPE_CHECKING:
     from .writer import Writer
 
-__all__ = ["StreamCopy", "add_all"]
+__all__ = ["RoundAdds", "StreamCopy"]
 
 log = logging.getLogger("tradelog.writer")
 
@@ -80,26 +80,42 @@ class StreamCopy:
         return True
 
 
-def add_all(
-    writer: Writer, batches: list[tuple[StreamCopy, int, list[list[bytes | str]]]]
-) -> list[bool]:
-    """Add a round's batches, one per partition, to their streams in one round trip;
-    for each, whether its stream took it. A stream that refused is handled as `add`
-    handles it (filled in, set back, or left to the relay)."""
-    stream = _askable(writer)
-    if stream is None:
-        return [False] * len(batches)
-    try:
-        taken = stream.append_many([(c.p, first, entries) for c, first, entries in batches])
-    except Exception as e:
-        _failed(writer, "a round", e)
-        return [False] * len(batches)
-    out = []
-    for (copy, first, entries), ok in zip(batches, taken, strict=True):
-        if ok:
-            copy.top = first + len(entries) - 1
-        out.append(ok or copy.add(first, entries))
-    return out
+class RoundAdds:
+    """A round's batches, one per partition, sent to their streams in one round trip;
+    `took` reads the answers later, so the commit loop stages its next round while
+    Redis runs the scripts."""
+
+    def __init__(
+        self, writer: Writer, batches: list[tuple[StreamCopy, int, list[list[bytes | str]]]]
+    ) -> None:
+        self.w = writer
+        self.batches = batches
+        self._sent: Sent | None = None  # None: Redis not asked (off, failed, or nothing)
+        stream = _askable(writer)
+        if stream is None or not batches:
+            return
+        try:
+            self._sent = stream.send_many([(c.p, first, e) for c, first, e in batches])
+        except Exception as e:
+            _failed(writer, "a round", e)
+
+    def took(self) -> list[bool]:
+        """For each batch, whether its stream took it. A stream that refused is handled as
+        `StreamCopy.add` handles it (filled in, set back, or left to the relay)."""
+        sent, self._sent = self._sent, None
+        if sent is None:
+            return [False] * len(self.batches)
+        try:
+            taken = sent.read()
+        except Exception as e:
+            _failed(self.w, "a round", e)
+            return [False] * len(self.batches)
+        out = []
+        for (copy, first, entries), ok in zip(self.batches, taken, strict=True):
+            if ok:
+                copy.top = first + len(entries) - 1
+            out.append(ok or copy.add(first, entries))
+        return out
 
 
 def _askable(writer: Writer) -> StreamLog | None:

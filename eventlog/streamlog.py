@@ -21,7 +21,36 @@ from ._exceptions import RedisUnavailable, StreamDamaged, StreamMismatch
 from .keys import Keys
 from .records import FIELDS, StoredEvent
 
-__all__ = ["StreamLog"]
+__all__ = ["Sent", "StreamLog"]
+
+
+class Sent:
+    """Scripts sent on a connection taken from the pool, their answers not read yet."""
+
+    def __init__(self, pool: Any, conn: Any, count: int) -> None:
+        self._pool = pool
+        self._conn = conn
+        self._count = count
+
+    def read(self) -> list[bool]:
+        """For each batch sent, whether its stream took it. One that did not (its stream
+        not where it follows, or the script not loaded) is for `append_values` to retry
+        and explain; RedisUnavailable if the answers could not be read. Call it once:
+        it hands the connection back."""
+        taken: list[bool] = []
+        try:
+            for _ in range(self._count):
+                try:
+                    status, _top = self._conn.read_response()
+                except redis.ResponseError:  # read whole: the connection stays in step
+                    status = 0
+                taken.append(status == 1)
+        except Exception as e:  # a connection out of step is never handed back as it is
+            self._conn.disconnect()
+            raise RedisUnavailable(f"cannot append to the streams: {e}") from e
+        finally:
+            self._pool.release(self._conn)
+        return taken
 
 
 class StreamLog:
@@ -60,13 +89,12 @@ class StreamLog:
         if status != 1:
             raise StreamMismatch(partition, first - 1, int(value))
 
-    def append_many(
+    def send_many(
         self, batches: Sequence[tuple[int, int, Sequence[Sequence[bytes | str]]]]
-    ) -> list[bool]:
-        """Add several partitions' entries (partition, first offset, values) in one round
-        trip; for each, whether the stream took it. One that did not (its stream not
-        where it follows, or the script not loaded) is for `append_values` to retry and
-        explain; RedisUnavailable if Redis could not be asked."""
+    ) -> Sent:
+        """Send several partitions' entries (partition, first offset, values) in one round
+        trip, without waiting for the answers: `Sent.read` reads them, so the caller can
+        work while Redis runs the scripts. RedisUnavailable if they could not be sent."""
         packed = []
         for p, first, entries in batches:
             args = [v for values in entries for v in values]
@@ -74,21 +102,13 @@ class StreamLog:
             packed.append(hiredis.pack_command(command))
         pool = self.client.connection_pool
         conn: Any = pool.get_connection()  # redis-py's Connection is untyped here
-        taken: list[bool] = []
         try:
             conn.send_packed_command(packed, check_health=False)
-            for _ in packed:
-                try:
-                    status, _top = conn.read_response()
-                except redis.ResponseError:  # read whole: the connection stays in step
-                    status = 0
-                taken.append(status == 1)
         except Exception as e:  # a connection out of step is never handed back as it is
             conn.disconnect()
-            raise RedisUnavailable(f"cannot append to the streams: {e}") from e
-        finally:
             pool.release(conn)
-        return taken
+            raise RedisUnavailable(f"cannot append to the streams: {e}") from e
+        return Sent(pool, conn, len(packed))
 
     def _evalsha(self, key: str, args: list[bytes | str | int]) -> Any:
         # Packed with hiredis in one call: redis-py's generic packer costs ~6 us an

@@ -139,12 +139,12 @@ def test_a_round_that_fails_unexpectedly_answers_its_callers_and_lets_the_locks_
 ) -> None:
     account = account_in(1, settings.partitions)
 
-    def broken(*args: object) -> list[bool]:
+    def broken(*args: object) -> None:
         raise RuntimeError("a bug in the round")
 
     with Writer(settings) as writer:
         assert submit(writer, account, 1).result(timeout=DEADLINE_S).version == 1
-        monkeypatch.setattr(commit_loop, "add_all", broken)
+        monkeypatch.setattr(commit_loop, "RoundAdds", broken)
         with pytest.raises(RuntimeError, match="a bug in the round"):
             submit(writer, account, 2).result(timeout=DEADLINE_S)
         with held(settings, 1):  # the lock was let go
