@@ -28,7 +28,7 @@ import redis
 from eventlog.keys import Keys
 
 from . import baselines
-from .append_library import library_tasks, library_writer
+from .append_library import IN_FLIGHT, WRITERS, library_tasks, library_writer
 from .common import BenchContext, status
 from .legacy import LegacyStore
 from .legacy_docs import make_document, make_offer, steam_ids
@@ -43,8 +43,13 @@ _LEGACY_ACCOUNTS = 32
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("append")
-    g.add_argument("--writers", type=int, default=8, help="writer processes (default 8)")
-    g.add_argument("--in-flight", type=int, default=64, help="appends in flight per writer")
+    g.add_argument("--writers", type=int, default=WRITERS, help=f"writers (default {WRITERS})")
+    g.add_argument(
+        "--in-flight",
+        type=int,
+        default=IN_FLIGHT,
+        help=f"appends in flight per writer (default {IN_FLIGHT})",
+    )
     g.add_argument(
         "--processes",
         action="store_true",

@@ -25,7 +25,12 @@ from projections.gcpause import tune_for_service
 
 from .workload import OfferStream
 
-__all__ = ["library_tasks", "library_writer"]
+__all__ = ["IN_FLIGHT", "WRITERS", "library_tasks", "library_writer"]
+
+# The writers and the appends each keeps in flight. 128: a round is answered only
+# once the next is staged (eventlog/commit_loop.py), so a writer needs two rounds'
+# worth in flight to keep the loop fed; with 64 the loop often found nothing to stage.
+WRITERS, IN_FLIGHT = 8, 128
 
 
 class _Tally:

@@ -15,7 +15,7 @@ rate. Then `--scale-rounds` (3) rounds take the logs in turn, the order
 alternating so that a shared machine's drifting load falls on both alike:
 
 1. appends, timed: `--scale-apply` (40,000) TradeOfferUpserted events by 8
-   tasks sharing the Writer, 64 in flight each (as `bench append`), under the
+   tasks sharing the Writer, with `bench append`'s window in flight, under the
    run's fsync policy (`always` unless `--fsync`), from OfferStreams seeded
    alike for both logs, over 4,096 accounts new in each round (so every round
    starts from the same empty documents); rate = events acknowledged / wall;

@@ -4,7 +4,7 @@ The process is spawned (it inherits no connection or thread), opens an
 `eventlog.Writer` on the log and appends one event to each partition: its
 start-up, timed, which includes each committer reading its whole partition.
 Then, round after round, it appends the number of events it is sent: 8 asyncio
-tasks sharing the Writer, 64 appends in flight each (as `bench append`), from
+tasks sharing the Writer, as many appends in flight each as `bench append`, from
 OfferStreams over accounts of the round's own, seeded the same in every such
 process, and answers the wall time and counts. Kept open between rounds, so a
 big log's start-up is paid once.
@@ -25,11 +25,12 @@ from eventlog.records import TRADE_OFFER_UPSERTED
 from eventlog.settings import Settings
 from projections.gcpause import tune_for_service
 
+from .append_library import IN_FLIGHT as _IN_FLIGHT
+from .append_library import WRITERS as _WRITERS
 from .workload import OfferStream
 
 __all__ = ["Appender"]
 
-_WRITERS, _IN_FLIGHT = 8, 64
 _ANSWER_S = 900.0  # a 1M-event log's start-up takes ~20 s here: generous
 # Each round's 4,096 accounts (steam_ids steps by 7919), above the logs' own.
 _FIRST_ACCOUNT, _ROUND_SPAN = 76561199300000000, 4096 * 7919
