@@ -201,12 +201,12 @@ def read_file(path: Path) -> bytes | None:
             with open(path, "rb") as f:
                 before = os.fstat(f.fileno())
                 data = f.read()
-                changed = os.fstat(f.fileno()).st_mtime_ns
+            # The name's inode after the read: the one read (same st_ino), unchanged since
+            # it was opened. (The size and ctime too: mtime is coarse, and a reused inode
+            # may have been written and cut short within one tick of the kernel's clock.)
             now = os.stat(path)
-            # (The size and ctime too: mtime is coarse, and a reused inode may have been
-            # written and cut short within one tick of the kernel's clock.)
             if (
-                changed == before.st_mtime_ns == now.st_mtime_ns
+                now.st_mtime_ns == before.st_mtime_ns
                 and (now.st_ino, now.st_ctime_ns) == (before.st_ino, before.st_ctime_ns)
                 and now.st_size == len(data)
             ):
