@@ -34,13 +34,13 @@ import queue
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ._exceptions import LogUnavailable
 from .answers import Job, settle
 from .committer import Committer, Staged
-from .round_sync import SyncPool
+from .round_sync import Syncing, SyncPool
+from .sent_round import SentRound
 from .stream_copy import RoundAdds
 
 if TYPE_CHECKING:
@@ -52,22 +52,11 @@ log = logging.getLogger("tradelog.writer")
 
 _MAX_ROUND = 8192  # commands taken into one round
 _RETRY_S = (0.0005, 0.002)  # the first and the longest wait before a busy lock is tried again
-_MAX_HELD = 2  # rounds a partition's lock is held through before others get a chance
+# Rounds staged on a partition's lock in a row: the third waits for the lock to be let
+# go (as the second is answered) and taken again, so other processes get their turn.
+_MAX_HELD = 2
 _WARM_THREADS = 4  # partitions read ahead at once (their first read, off the loop's thread)
 STOP = object()  # queued to stop the loop
-
-
-@dataclass(slots=True)
-class _Sent:
-    """A round made durable whose stream adds are sent, its callers not answered yet."""
-
-    staged: list[tuple[Committer, Staged]]
-    written: list[tuple[Committer, Staged]]
-    adds: RoundAdds
-    answers: list[tuple[Job, Any]]  # its failures, answered with it
-
-    def jobs(self) -> list[Job]:
-        return [job for _, s in self.staged for job in s.batch] + [j for j, _ in self.answers]
 
 
 class CommitLoop:
@@ -79,7 +68,7 @@ class CommitLoop:
         self.parts: dict[int, Committer] = {}
         self._waiting: dict[int, list[Job]] = {}  # partitions whose lock was busy: next round
         self._retry = _RETRY_S[0]
-        self._sent: _Sent | None = None  # the round before, to answer after the next is staged
+        self._sent: SentRound | None = None  # answered once the next round is staged
         self._yielded = False  # a partition's lock was let go on purpose this round
         self._syncs = SyncPool()
         # Several: a small partition's read is not queued behind a big one's.
@@ -137,16 +126,17 @@ class CommitLoop:
 
     def _round(self, jobs: list[Job]) -> bool:
         """Commit a round and answer the one before; whether any partition of this round
-        could be locked."""
+        could be locked, or was let go on purpose."""
         groups = self._waiting
         self._waiting = {}
         for job in jobs:
             groups.setdefault(job[0].partition, []).append(job)
-        before, self._sent = self._sent, None
+        before = self._sent  # kept there until answered: _close answers it if the loop dies
         self._yielded = False
         staged: list[tuple[Committer, Staged]] = []
         answers: list[tuple[Job, Any]] = []
-        syncing = None
+        syncing: Syncing | None = None
+        current: SentRound | None = None
         try:
             for p in sorted(groups):
                 if not self._stage(p, groups[p], staged, answers):
@@ -155,42 +145,56 @@ class CommitLoop:
                 self.w.ringer.ring()
             syncing = self._syncs.start(staged, overlap=before is not None)
             if before is not None:
-                self._answer(before, holding={id(part) for part, _ in staged})
-                before = None
+                before.answer(holding={id(part) for part, _ in staged})
+                before = self._sent = None
             staged[:] = self._syncs.finish(syncing, answers)
             written = [(part, s) for part, s in staged if s.events]
             batches = [(part.stream, s.events[0].offset, s.entries) for part, s in written]
-            sent = _Sent(staged, written, RoundAdds(self.w, batches), answers)
+            current = SentRound(staged, written, RoundAdds(self.w, batches), answers)
             for part, s in staged:
-                part.noted(s)  # durable, and nothing staged after it yet
+                part.noted(s)  # synced, and nothing staged after it yet
             if written:
-                self._sent = sent
+                self._sent, current = current, None
             else:  # nothing for Redis to do: answer at once
-                self._answer(sent, holding=set())
+                current.answer(holding=set())
         except Exception as e:  # a bug: no caller may wait forever, no lock stay held
             log.exception("a commit round failed")
-            if syncing is not None:
-                self._syncs.settled(syncing)  # no file is closed under a running fsync
-            mine = staged + (before.staged if before is not None else [])
-            for part in {id(part): part for part, _ in mine}.values():
-                part.fail()
-            ours = [p for p in groups if p not in self._waiting]
-            late = [(job, e) for p in ours for job in groups[p]]
-            if before is not None:
-                late += [(job, e) for job in before.jobs()]
-            settle(late)
+            self._sent = None  # answered by _recover
+            self._recover(e, groups, staged, syncing, before, current)
             return True
         return self._yielded or len(self._waiting) < len(groups)
 
-    def _answer(self, sent: _Sent, holding: set[int]) -> None:
-        """Read a round's stream answers, let its locks go (but those of committers in
-        `holding`, which a later round staged on) and answer its callers."""
-        took = sent.adds.took()
-        in_stream = {part.p for (part, _), ok in zip(sent.written, took, strict=True) if ok}
-        answers = sent.answers
-        for part, s in sent.staged:
-            answers.extend(part.finish(s, part.p in in_stream, unlock=id(part) not in holding))
-        settle(answers)
+    def _recover(
+        self,
+        error: Exception,
+        groups: dict[int, list[Job]],
+        staged: list[tuple[Committer, Staged]],
+        syncing: Syncing | None,
+        before: SentRound | None,
+        current: SentRound | None,
+    ) -> None:
+        """After a bug in a round: a round synced and sent to its streams (this one, or
+        the one before, unanswered) is answered as it went; this round's lines, unless
+        sent, are cut off again and its callers get the error."""
+        if syncing is not None:
+            self._syncs.settled(syncing)  # no file is closed under a running fsync
+        if current is None:  # maybe not durable, not in the streams: as a failed sync
+            for part, _ in staged:
+                part.fail(cut=True)
+        holding = {id(part) for part, _ in staged} if current is not None else set()
+        for sent, hold in ((before, holding), (current, set())):
+            if sent is None:
+                continue
+            try:
+                sent.answer(hold)
+            except Exception as again:
+                log.exception("cannot answer a round")
+                for part, _ in sent.staged:
+                    part.fail()
+                settle([(job, again) for job in sent.jobs()])
+        if current is None:
+            ours = [p for p in groups if p not in self._waiting]
+            settle([(job, error) for p in ours for job in groups[p]])
 
     def _stage(
         self,
@@ -230,7 +234,7 @@ class CommitLoop:
         if self._sent is not None:  # the loop failed between two rounds
             sent, self._sent = self._sent, None
             try:
-                self._answer(sent, holding=set())
+                sent.answer(holding=set())
             except Exception as e:
                 log.exception("cannot answer the last round")
                 settle([(job, e) for job in sent.jobs()])

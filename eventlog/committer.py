@@ -5,9 +5,10 @@ side, its stream copy. It is first read ahead without the lock (`warm`, on a
 warm-up thread). The commit loop (commit_loop.py) then drives it a round at a
 time: `stage`, under the partition lock, reads what other processes appended,
 decides each command (decisions.py) and writes the batch with one write; the
-loop syncs, adds the batch to the stream, and `finish` releases the lock and
-answers. What it knows of the partition is saved now and then (state_saves.py),
-so that a restart reads only what came after.
+loop syncs, adds the batch to the stream, and `finish` answers, releasing the
+lock unless the loop's next round has staged on it meanwhile. What it knows of
+the partition is saved now and then (state_saves.py), so that a restart reads
+only what came after.
 """
 
 from __future__ import annotations
@@ -180,8 +181,9 @@ class Committer:
         return answers
 
     def noted(self, staged: Staged) -> None:
-        """Count the batch toward the next save of the command side (after the answers:
-        it may save)."""
+        """Count the batch toward the next save of the command side (once it is synced,
+        before a later batch is staged: a save holds every event before the file's
+        position). It may save: every SAVE_EVERY events, or after a long read."""
         self.saves.note(staged.caught, staged.events, self.file, self.state)
 
     def close(self) -> None:

@@ -30,11 +30,12 @@ def _sync(item: tuple[Committer, Staged], now: float) -> BaseException | None:
 
 @dataclass(slots=True)
 class Syncing:
-    """A round's syncs, begun on the pool (`futures`) or left to `SyncPool.finish`."""
+    """A round's syncs: each written batch's begun on the pool, or None: left to
+    `SyncPool.finish`, on the caller's thread."""
 
     staged: list[tuple[Committer, Staged]]
     written: list[tuple[Committer, Staged]]
-    futures: list[Future[BaseException | None]] | None
+    futures: list[Future[BaseException | None] | None]
     now: float
 
 
@@ -49,9 +50,13 @@ class SyncPool:
         several, or when the caller has other work meanwhile (`overlap`)."""
         now = time.monotonic()
         written = [(part, s) for part, s in staged if s.events]
-        futures = None
+        futures: list[Future[BaseException | None] | None] = [None] * len(written)
         if written and written[0][0].w.settings.fsync == "always" and (overlap or len(written) > 1):
-            futures = [self._pool.submit(_sync, item, now) for item in written]
+            try:
+                for i, item in enumerate(written):
+                    futures[i] = self._pool.submit(_sync, item, now)
+            except RuntimeError:  # no new threads (the interpreter is exiting): the rest here
+                pass
         return Syncing(staged, written, futures, now)
 
     def finish(
@@ -59,10 +64,10 @@ class SyncPool:
     ) -> list[tuple[Committer, Staged]]:
         """The staged batches made durable; those whose sync failed are answered with
         the error (and their committers failed)."""
-        if syncing.futures is not None:
-            errors = [f.result() for f in syncing.futures]
-        else:
-            errors = [_sync(item, syncing.now) for item in syncing.written]
+        errors = [
+            _sync(item, syncing.now) if f is None else f.result()
+            for item, f in zip(syncing.written, syncing.futures, strict=True)
+        ]
         failed = set()
         for (part, s), e in zip(syncing.written, errors, strict=True):
             if e is not None:
@@ -73,8 +78,9 @@ class SyncPool:
 
     def settled(self, syncing: Syncing) -> None:
         """Wait for a round's syncs begun on the pool, whatever they found."""
-        for f in syncing.futures or []:
-            f.result()
+        for f in syncing.futures:
+            if f is not None:
+                f.result()
 
     def close(self) -> None:
         self._pool.shutdown()

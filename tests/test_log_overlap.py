@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import Future
+from concurrent.futures import thread as futures_thread
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ import redis
 from eventlog import commit_loop
 from eventlog._exceptions import LogUnavailable
 from eventlog.commands import AppendResult
+from eventlog.committer import Committer, Staged
 from eventlog.filelog import PartitionFile
 from eventlog.keys import Keys
 from eventlog.settings import Settings
@@ -108,7 +110,7 @@ def test_a_failed_sync_fails_only_its_own_round_not_the_one_it_overlaps(
         assert submit(writer, account, 4).result(timeout=DEADLINE_S).version == 3
 
 
-def test_a_bug_answering_a_round_answers_both_rounds_and_lets_the_locks_go(
+def test_a_bug_answering_a_round_cuts_the_next_one_off_and_lets_the_locks_go(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     account = account_in(1, settings.partitions)
@@ -128,8 +130,50 @@ def test_a_bug_answering_a_round_answers_both_rounds_and_lets_the_locks_go(
         with held(settings, 1):  # let go
             pass
         monkeypatch.undo()
-        # Both rounds' lines were synced before the bug: the writer reads them back.
-        assert submit(writer, account, 4).result(timeout=DEADLINE_S).version == 4
+        # The first of the two was synced and sent before the bug: it stays. The second,
+        # staged over it, was cut off again, as a batch whose sync failed is.
+        assert len(file_log(settings, 1)) == 2
+        assert submit(writer, account, 4).result(timeout=DEADLINE_S).version == 3
+
+
+def test_a_bug_after_a_round_is_sent_answers_it_as_it_went(
+    rsettings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A round synced and sent to its streams is answered, and its Redis connection goes
+    back to the pool, whatever fails after it (here, counting it toward a save)."""
+    account = account_in(1, rsettings.partitions)
+    noted = Committer.noted
+
+    def broken(self: Committer, staged: Staged) -> None:
+        raise RuntimeError("a bug after the send")
+
+    with Writer(rsettings) as writer:
+        assert writer.stream is not None
+        pool: Any = writer.stream.client.connection_pool
+        assert submit(writer, account, 0).result(timeout=DEADLINE_S).redis_written
+        monkeypatch.setattr(Committer, "noted", broken)
+        results = [submit(writer, account, n).result(timeout=DEADLINE_S) for n in range(1, 4)]
+        monkeypatch.setattr(Committer, "noted", noted)
+        assert [(r.version, r.redis_written) for r in results] == [(2, True), (3, True), (4, True)]
+        assert submit(writer, account, 9).result(timeout=DEADLINE_S).version == 5
+        assert not pool._in_use_connections
+
+
+def test_without_new_threads_a_round_syncs_on_the_loop(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the interpreter exits, the pool takes no new work: an overlapping round's fsync
+    runs on the loop's thread instead of failing it."""
+    account = account_in(1, settings.partitions)
+    with Writer(settings) as writer:
+        assert submit(writer, account, 1).result(timeout=DEADLINE_S).version == 1
+        monkeypatch.setattr(futures_thread, "_shutdown", True)
+        made = next_round_from(monkeypatch, lambda: [submit(writer, account, 3)])
+        commit_loop.RoundAdds.arm()  # type: ignore[attr-defined]
+        assert submit(writer, account, 2).result(timeout=DEADLINE_S).version == 2
+        assert made[0].result(timeout=DEADLINE_S).version == 3
+        monkeypatch.undo()
+    assert len(file_log(settings, 1)) == 3
 
 
 def test_an_answer_without_an_event_gives_the_version_it_was_decided_at(
