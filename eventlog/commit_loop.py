@@ -40,7 +40,7 @@ from ._exceptions import LogUnavailable
 from .answers import Job, settle
 from .committer import Committer, Staged
 from .round_sync import Syncing, SyncPool
-from .sent_round import SentRound
+from .sent_round import SentRound, recover
 from .stream_copy import RoundAdds
 
 if TYPE_CHECKING:
@@ -159,42 +159,13 @@ class CommitLoop:
                 current.answer(holding=set())
         except Exception as e:  # a bug: no caller may wait forever, no lock stay held
             log.exception("a commit round failed")
-            self._sent = None  # answered by _recover
-            self._recover(e, groups, staged, syncing, before, current)
+            self._sent = None  # answered here
+            if syncing is not None:
+                self._syncs.settled(syncing)  # no file is closed under a running fsync
+            ours = [job for p in groups if p not in self._waiting for job in groups[p]]
+            recover(e, staged, before, current, ours)
             return True
         return self._yielded or len(self._waiting) < len(groups)
-
-    def _recover(
-        self,
-        error: Exception,
-        groups: dict[int, list[Job]],
-        staged: list[tuple[Committer, Staged]],
-        syncing: Syncing | None,
-        before: SentRound | None,
-        current: SentRound | None,
-    ) -> None:
-        """After a bug in a round: a round synced and sent to its streams (this one, or
-        the one before, unanswered) is answered as it went; this round's lines, unless
-        sent, are cut off again and its callers get the error."""
-        if syncing is not None:
-            self._syncs.settled(syncing)  # no file is closed under a running fsync
-        if current is None:  # maybe not durable, not in the streams: as a failed sync
-            for part, _ in staged:
-                part.fail(cut=True)
-        holding = {id(part) for part, _ in staged} if current is not None else set()
-        for sent, hold in ((before, holding), (current, set())):
-            if sent is None:
-                continue
-            try:
-                sent.answer(hold)
-            except Exception as again:
-                log.exception("cannot answer a round")
-                for part, _ in sent.staged:
-                    part.fail()
-                settle([(job, again) for job in sent.jobs()])
-        if current is None:
-            ours = [p for p in groups if p not in self._waiting]
-            settle([(job, error) for p in ours for job in groups[p]])
 
     def _stage(
         self,
