@@ -41,8 +41,18 @@ from eventlog._exceptions import SnapshotUnavailable
 
 from . import durable, fscalls
 from .inode_pool import InodePool, open_new
+from .tags import read_tag, write_tag
 
-__all__ = ["Staged", "drop_temps", "install", "read_file", "retire", "stage", "write_atomic"]
+__all__ = [
+    "Staged",
+    "drop_temps",
+    "install",
+    "read_file",
+    "read_tagged",
+    "retire",
+    "stage",
+    "write_atomic",
+]
 
 SPARE_REST_S = 1.0
 _TICK_S = 0.02  # kernel timestamps come from a coarse clock: they may lag time.time()
@@ -68,8 +78,16 @@ class Staged:
         return self.out >= 0
 
 
-def stage(path: Path | str, data: bytes, *, sync: bool = False, spare: bool = False) -> Staged:
-    """Write `data` where it waits to replace `path` (fsynced if `sync`).
+def stage(
+    path: Path | str,
+    data: bytes,
+    *,
+    sync: bool = False,
+    spare: bool = False,
+    tag: bytes | None = None,
+) -> Staged:
+    """Write `data` where it waits to replace `path` (fsynced if `sync`), with `tag`
+    as its inode's tag (tags.py) if given.
 
     Unsynced, it must be made durable (fscalls.syncfs) before it is installed.
     `spare`: overwrite the target's spare if it has rested (see the module doc).
@@ -102,6 +120,8 @@ def stage(path: Path | str, data: bytes, *, sync: bool = False, spare: bool = Fa
                 done += os.pwrite(fd, view[done:], done)
             if held > len(view):
                 os.ftruncate(fd, len(view))
+            if tag is not None:
+                write_tag(fd, tag)
             if sync:
                 os.fsync(fd)
         finally:
@@ -181,12 +201,14 @@ def install(staged: Staged) -> None:
         raise SnapshotUnavailable(f"cannot write {staged.path}: {e}") from e
 
 
-def write_atomic(path: Path, data: bytes, *, sync: bool = True, spare: bool = False) -> None:
-    """Replace `path` with `data` durably (stage with fsync, install).
+def write_atomic(
+    path: Path, data: bytes, *, sync: bool = True, spare: bool = False, tag: bytes | None = None
+) -> None:
+    """Replace `path` with `data` (and `tag`) durably (stage with fsync, install).
 
     The directory is not synced here: callers sync it once for a whole batch.
     """
-    install(stage(path, data, sync=sync, spare=spare))
+    install(stage(path, data, sync=sync, spare=spare, tag=tag))
 
 
 def read_file(path: Path) -> bytes | None:
@@ -196,11 +218,22 @@ def read_file(path: Path) -> bytes | None:
     holds it: else (a spare overwritten under a slow reader, or a pool inode the
     reader opened under this name since given to another file) it is read again.
     """
+    read = _read(path, tagged=False)
+    return None if read is None else read[0]
+
+
+def read_tagged(path: Path | str) -> tuple[bytes, bytes | None] | None:
+    """`read_file`, with the tag (tags.py) of the inode read: None if it has none."""
+    return _read(path, tagged=True)
+
+
+def _read(path: Path | str, tagged: bool) -> tuple[bytes, bytes | None] | None:
     try:
         for _ in range(_READS):
             with open(path, "rb") as f:
                 before = os.fstat(f.fileno())
                 data = f.read()
+                tag = read_tag(f.fileno()) if tagged else None
             # The name's inode after the read: the one read (same st_ino), unchanged since
             # it was opened. (The size and ctime too: mtime is coarse, and a reused inode
             # may have been written and cut short within one tick of the kernel's clock.)
@@ -210,7 +243,7 @@ def read_file(path: Path) -> bytes | None:
                 and (now.st_ino, now.st_ctime_ns) == (before.st_ino, before.st_ctime_ns)
                 and now.st_size == len(data)
             ):
-                return data
+                return data, tag
     except FileNotFoundError:
         return None
     except OSError as e:

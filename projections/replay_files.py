@@ -24,6 +24,7 @@ from .file_parking import ParkRecord, write_park
 from .fold import Fold
 from .replay_fold import Poisoned
 from .snapshots import encode
+from .tags import can_tag
 
 __all__ = [
     "held_version",
@@ -42,9 +43,11 @@ def write_files(
     """Write each account's snapshot (the projector's exact bytes) into `directory`."""
     make_dirs(directory, sync=sync)
 
+    tagged = can_tag(os.fspath(directory))
+
     def one(item: tuple[str, Fold]) -> int:
-        data = encode(item[1])
-        write_atomic(directory / f"{item[0]}.json", data, sync=sync)
+        data, tag = encode(item[1], tagged=tagged)
+        write_atomic(directory / f"{item[0]}.json", data, sync=sync, tag=tag)
         return 1
 
     with ThreadPoolExecutor(writers, "tradelog-replay-write") as pool:

@@ -17,6 +17,7 @@ from .atomic import Staged, install, stage
 from .durable import fsync_dir, make_dirs
 from .fold import Fold
 from .snapshots import Memo, encode, snapshot_file
+from .tags import can_tag
 
 __all__ = ["stage_snapshot", "write_snapshots"]
 
@@ -61,5 +62,6 @@ def stage_snapshot(
     """Write one snapshot to be installed (see `atomic.stage`) in `directory`, the
     snapshot directory as text (a Path built per file cost the projector ~10% of its
     interpreter time); and its size in bytes."""
-    data = encode(fold, memo)
-    return stage(snapshot_file(directory, account), data, sync=sync, spare=spare), len(data)
+    data, tag = encode(fold, memo, tagged=can_tag(directory))
+    path = snapshot_file(directory, account)
+    return stage(path, data, sync=sync, spare=spare, tag=tag), len(data)

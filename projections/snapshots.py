@@ -2,11 +2,16 @@
 
 A snapshot is the account's document as orjson indents it (2 spaces, as the
 legacy service wrote it) with the applied `version` as the document's own
-`version` field. The fold's offer scores that the document cannot give back
-(offers without a readable `updated_at` are scored by their event's time) are
-kept under one reserved last top-level key, `_tradelog`, only when there are
-such offers; readers strip it. A client's own `_tradelog` key is moved into
-that block (`shadow`) and put back in place, so no client field is ever lost.
+`version` field: exactly the document GET answers. The fold's offer scores that
+the document cannot give back (offers without a readable `updated_at` are
+scored by their event's time) are kept in the inode's tag (tags.py), written and
+put in place with the file.
+
+Where the filesystem takes no tags, and in snapshots written before tags, those
+scores are kept under one reserved last top-level key, `_tradelog`, only when
+there are such offers; readers strip it. A client's own `_tradelog` key is then
+moved into that block (`shadow`) and put back in place, so no client field is
+ever lost. A snapshot without a tag is read in that layout.
 
 Readers never parse more than they must: a top-level key is the only place a
 line starts with exactly two spaces and a quote (JSON strings escape newlines),
@@ -26,7 +31,7 @@ import orjson
 from eventlog._exceptions import CorruptSnapshot
 from eventlog.settings import Settings
 
-from .atomic import read_file
+from .atomic import read_tagged
 from .fold import Fold
 from .fragments import Parts
 from .times import offer_score
@@ -105,11 +110,18 @@ def _extra_scores(fold: Fold, memo: Memo | None) -> dict[str, int]:
     return extra
 
 
-def encode(fold: Fold, memo: Memo | None = None) -> bytes:
-    """The snapshot bytes of a Fold (`memo`: the account's, kept between writes)."""
+def encode(
+    fold: Fold, memo: Memo | None = None, *, tagged: bool = True
+) -> tuple[bytes, bytes | None]:
+    """A Fold's snapshot bytes and tag (`memo`: the account's, kept between writes).
+    Untagged (`tagged` False: the filesystem takes no tags), the scores the tag would
+    hold go in the reserved key, and the tag is None."""
     body = doc = fold.doc
     extra = _extra_scores(fold, memo)
-    if extra or RESERVED in doc:
+    tag = None
+    if tagged:
+        tag = orjson.dumps({"scores": extra} if extra else {})
+    elif extra or RESERVED in doc:
         meta: dict[str, Any] = {}
         if extra:
             meta["scores"] = extra
@@ -121,7 +133,7 @@ def encode(fold: Fold, memo: Memo | None = None) -> bytes:
         body[RESERVED] = meta
     if memo is not None:
         body = memo.parts.doc(body)
-    return orjson.dumps(body, option=orjson.OPT_INDENT_2)
+    return orjson.dumps(body, option=orjson.OPT_INDENT_2), tag
 
 
 def _split(raw: bytes) -> tuple[bytes, dict[str, Any] | None]:
@@ -151,10 +163,14 @@ def _restore(doc: dict[str, Any], meta: dict[str, Any] | None) -> dict[str, Any]
     return dict(items)
 
 
-def decode(raw: bytes, where: str) -> Fold:
-    """The Fold a snapshot holds; CorruptSnapshot if it is no snapshot tradelog wrote."""
+def decode(raw: bytes, where: str, tag: bytes | None = None) -> Fold:
+    """The Fold a snapshot (its bytes and tag) holds; CorruptSnapshot if it is no
+    snapshot tradelog wrote."""
     try:
-        body, meta = _split(raw)
+        if tag is None:
+            body, meta = _split(raw)
+        else:
+            body, meta = raw, orjson.loads(tag)
         doc = orjson.loads(body)
     except (orjson.JSONDecodeError, ValueError) as e:
         raise CorruptSnapshot(where, f"not JSON: {e}") from e
@@ -163,7 +179,8 @@ def decode(raw: bytes, where: str) -> Fold:
         raise CorruptSnapshot(where, "no applied version: not written by a projector")
     if meta is not None and not isinstance(meta, dict):
         raise CorruptSnapshot(where, f"{RESERVED} is not an object")
-    doc = _restore(doc, meta)
+    if tag is None:
+        doc = _restore(doc, meta)
     extra: dict[str, int] = (meta or {}).get("scores") or {}
     scores: dict[str, int] = {}
     try:
@@ -190,12 +207,13 @@ def load_snapshot_file(path: Path) -> tuple[Fold | None, int]:
 
     A legacy file in its place (the data dir the legacy service used) holds no projection
     yet: the account's first event replaces it, as GET and verify ignore it meanwhile."""
-    raw = read_file(path)
-    if raw is None:
+    read = read_tagged(path)
+    if read is None:
         return None, 0
+    raw, tag = read
     if version_of(raw) is None and foreign(raw):
         return None, len(raw)
-    return decode(raw, str(path)), len(raw)
+    return decode(raw, str(path), tag), len(raw)
 
 
 def foreign(raw: bytes) -> bool:
@@ -212,14 +230,17 @@ def read_document_bytes(settings: Settings, account: str) -> tuple[bytes | None,
     """The document as JSON bytes (indented) and its version; (None, 0) if not projected.
 
     Made for the GET path: embed the bytes with `orjson.Fragment`, nothing is parsed
-    unless a client's own `_tradelog` key has to be put back.
+    unless an untagged snapshot's reserved key holds a client's own `_tradelog` key.
     """
-    raw = read_file(snapshot_path(settings, account))
-    if raw is None:
+    read = read_tagged(snapshot_path(settings, account))
+    if read is None:
         return None, 0
+    raw, tag = read
     version = version_of(raw)
     if version is None:
         return None, 0  # not a projection (e.g. a legacy file nobody imported)
+    if tag is not None:
+        return raw, version  # the document exactly
     try:
         body, meta = _split(raw)
     except (orjson.JSONDecodeError, ValueError) as e:

@@ -19,7 +19,7 @@ from eventlog.keys import Keys
 from eventlog.records import partition_of
 from eventlog.settings import Settings
 
-from .atomic import read_file
+from .atomic import read_tagged
 from .fold import Fold
 from .redis_reader import read_fold, read_folds
 from .replay_fold import Folded
@@ -129,23 +129,31 @@ def held_files(settings: Settings, folded: Folded, accounts: list[str]) -> dict[
     out: dict[str, Held] = {}
     for account in accounts:
         path = settings.snapshot_dir / f"{account}.json"
-        raw = read_file(path)
-        if raw is None:
+        read = read_tagged(path)
+        if read is None:
             out[account] = Held(None, 0)
             continue
+        raw, tag = read
+        # In the snapshot's own layout: tagged, or from before tags (or where there are none).
+        tagged = tag is not None
         fold = folded.folds.get(account)
-        if fold is not None and raw == encode(fold):  # byte for byte: the common case
+        if fold is not None and (raw, tag) == encode(fold, tagged=tagged):  # the common case
             out[account] = Held(fold, int(fold.doc["version"]))
             continue
         try:
-            got = decode(raw, str(path))
+            got = decode(raw, str(path), tag)
         except CorruptSnapshot as e:
             # A JSON document with no applied version is no projection (a legacy file never
             # imported): reads ignore it, and so does this comparison.
             out[account] = Held(None, 0, None if foreign(raw) else str(e))
             continue
         held = Held(got, int(got.doc["version"]))
-        if fold is not None and encode(got) == encode(fold) and raw != encode(fold):
+        expected = encode(fold, tagged=tagged) if fold is not None else None
+        if (
+            expected is not None
+            and encode(got, tagged=tagged) == expected
+            and (raw, tag) != expected
+        ):
             held.error = "the snapshot's bytes differ from the projector's encoding"
         out[account] = held
     return out

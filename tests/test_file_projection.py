@@ -29,7 +29,7 @@ from eventlog.notify import PROGRESS, Bell
 from eventlog.records import StoredEvent
 from eventlog.segments import Cursor, partition_dir
 from eventlog.settings import Settings, load_settings
-from projections import atomic, file_writes, fscalls
+from projections import atomic, file_writes, fscalls, snapshot_writes
 from projections.checkpoint import Checkpoint, read_checkpoint, write_checkpoint
 from projections.daemon import run
 from projections.durable import covers_log
@@ -46,6 +46,7 @@ from projections.snapshots import (
     read_snapshot,
     snapshot_path,
 )
+from projections.tags import ATTR
 from tests.conftest import SAMPLES_DIR
 from tests.strategies import event_sequences, steam_ids
 
@@ -169,10 +170,39 @@ def test_scores_the_document_cannot_give_survive_a_restart(
         writer.append(account, "TradeOfferUpserted", upsert("6", updated_at="2020-01-01T00:00:00Z"))
         writer.append(account, "TradeOfferUpserted", upsert("5", state="Accepted"))
     catch_up(s)
-    raw = orjson.loads(snapshot_path(s, account).read_bytes())
-    assert set(raw["_tradelog"]["scores"]) == {"5", "7"}  # "6" is derived from its updated_at
+    path = snapshot_path(s, account)
+    doc, _ = read_document(s, account)
+    # The file holds exactly the document; the scores are in its inode's tag.
+    assert orjson.loads(path.read_bytes()) == doc and doc is not None and "_tradelog" not in doc
+    assert set(orjson.loads(os.getxattr(path, ATTR))["scores"]) == {"5", "7"}  # "6": updated_at
+    assert_matches_fold(s)  # read back from the files, scores and all
+
+
+def test_where_files_take_no_tags_the_scores_go_in_a_reserved_key(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The layout before tags, still written where the filesystem takes none, and read in
+    snapshots written before them: a reserved last key that readers strip."""
+    monkeypatch.setattr(snapshot_writes, "can_tag", lambda directory: False)
+    s = make_settings()
+    account = ACCOUNTS[0]
+    with Writer(s) as writer:
+        writer.append(account, "TradeOfferUpserted", upsert("5", updated_at="soon"))
+        writer.append(account, "TradeOfferUpserted", upsert("7"))
+    catch_up(s)
+    path = snapshot_path(s, account)
+    assert set(orjson.loads(path.read_bytes())["_tradelog"]["scores"]) == {"5", "7"}
+    with pytest.raises(OSError):
+        os.getxattr(path, ATTR)
     doc, _ = read_document(s, account)
     assert doc is not None and "_tradelog" not in doc
+    assert_matches_fold(s)
+    monkeypatch.undo()  # tags again: the next version is tagged, the key gone
+    with Writer(s) as writer:
+        writer.append(account, "TradeOfferUpserted", upsert("8"))
+    catch_up(s)
+    assert orjson.loads(path.read_bytes()) == read_document(s, account)[0]
+    assert set(orjson.loads(os.getxattr(path, ATTR))["scores"]) == {"5", "7", "8"}
     assert_matches_fold(s)
 
 
@@ -208,8 +238,12 @@ def test_a_clients_own_reserved_key_is_kept_in_place(
     got, _ = read_document(s, account)
     assert got is not None and list(got)[:2] == ["zeta", "_tradelog"]
     assert got["_tradelog"] == {"scores": "mine"}
+    assert orjson.loads(snapshot_path(s, account).read_bytes()) == got  # in place, as sent
     fold = folds[account]
-    assert decode(encode(fold), "x").scores == fold.scores
+    for tagged in (True, False):  # and where files take no tags: moved aside, put back
+        data, tag = encode(fold, tagged=tagged)
+        back = decode(data, "x", tag)
+        assert (back.doc, back.scores) == (fold.doc, fold.scores)
 
 
 def test_unknown_and_foreign_files() -> None:
