@@ -41,7 +41,7 @@ from eventlog._exceptions import SnapshotUnavailable
 
 from . import durable, fscalls
 from .inode_pool import InodePool, open_new
-from .tags import read_tag, write_tag
+from .tags import TagRefused, drop_tag, read_tag, write_tag
 
 __all__ = [
     "Staged",
@@ -87,7 +87,8 @@ def stage(
     tag: bytes | None = None,
 ) -> Staged:
     """Write `data` where it waits to replace `path` (fsynced if `sync`), with `tag`
-    as its inode's tag (tags.py) if given.
+    as its inode's tag (tags.py) if given, else none (TagRefused if the file will not
+    take it: nothing is left staged).
 
     Unsynced, it must be made durable (fscalls.syncfs) before it is installed.
     `spare`: overwrite the target's spare if it has rested (see the module doc).
@@ -110,6 +111,7 @@ def stage(
                 pass  # a first write: a new file, renamed
             else:
                 tmp, fd, held = _pool.take(target, SPARE_REST_S, _TICK_S)
+        reused = fd >= 0  # an inode of an earlier version: it may carry its tag
         if fd < 0:  # a new file, renamed: named after this process, so that a crash
             tmp = os.path.join(head, f".{name}.{os.getpid()}.tmp")  # leaves it to the sweep
             fd = open_new(tmp)  # (a new inode: a version a reader may hold is never reused)
@@ -122,14 +124,18 @@ def stage(
                 os.ftruncate(fd, len(view))
             if tag is not None:
                 write_tag(fd, tag)
+            elif reused:
+                drop_tag(fd)
             if sync:
                 os.fsync(fd)
         finally:
             os.close(fd)
-    except OSError as e:
+    except (OSError, TagRefused) as e:
         if tmp and not tmp.endswith(".spare"):
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+        if isinstance(e, TagRefused):
+            raise
         raise SnapshotUnavailable(f"cannot write {target}: {e}") from e
     return Staged(tmp, target, swap, out)
 

@@ -24,7 +24,7 @@ from .file_parking import ParkRecord, write_park
 from .fold import Fold
 from .replay_fold import Poisoned
 from .snapshots import encode
-from .tags import can_tag
+from .tags import TagRefused, can_tag
 
 __all__ = [
     "held_version",
@@ -47,7 +47,11 @@ def write_files(
 
     def one(item: tuple[str, Fold]) -> int:
         data, tag = encode(item[1], tagged=tagged)
-        write_atomic(directory / f"{item[0]}.json", data, sync=sync, tag=tag)
+        path = directory / f"{item[0]}.json"
+        try:
+            write_atomic(path, data, sync=sync, tag=tag)
+        except TagRefused:  # (see snapshot_writes.stage_snapshot)
+            write_atomic(path, encode(item[1], tagged=False)[0], sync=sync)
         return 1
 
     with ThreadPoolExecutor(writers, "tradelog-replay-write") as pool:

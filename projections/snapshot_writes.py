@@ -17,7 +17,7 @@ from .atomic import Staged, install, stage
 from .durable import fsync_dir, make_dirs
 from .fold import Fold
 from .snapshots import Memo, encode, snapshot_file
-from .tags import can_tag
+from .tags import TagRefused, can_tag
 
 __all__ = ["stage_snapshot", "write_snapshots"]
 
@@ -64,4 +64,8 @@ def stage_snapshot(
     interpreter time); and its size in bytes."""
     data, tag = encode(fold, memo, tagged=can_tag(directory))
     path = snapshot_file(directory, account)
-    return stage(path, data, sync=sync, spare=spare, tag=tag), len(data)
+    try:
+        return stage(path, data, sync=sync, spare=spare, tag=tag), len(data)
+    except TagRefused:  # (more attributes than its filesystem takes): the layout before tags
+        data, _ = encode(fold, memo, tagged=False)
+        return stage(path, data, sync=sync, spare=spare), len(data)

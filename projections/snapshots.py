@@ -34,11 +34,13 @@ from eventlog.settings import Settings
 from .atomic import read_tagged
 from .fold import Fold
 from .fragments import Parts
+from .tags import make_tag, read_scores, tag_version
 from .times import offer_score
 
 __all__ = [
     "RESERVED",
     "Memo",
+    "current_tag",
     "decode",
     "encode",
     "foreign",
@@ -114,14 +116,12 @@ def encode(
     fold: Fold, memo: Memo | None = None, *, tagged: bool = True
 ) -> tuple[bytes, bytes | None]:
     """A Fold's snapshot bytes and tag (`memo`: the account's, kept between writes).
-    Untagged (`tagged` False: the filesystem takes no tags), the scores the tag would
-    hold go in the reserved key, and the tag is None."""
+    Untagged (`tagged` False: the filesystem takes no tags; or scores too many for a
+    tag), the scores the tag would hold go in the reserved key, and the tag is None."""
     body = doc = fold.doc
     extra = _extra_scores(fold, memo)
-    tag = None
-    if tagged:
-        tag = orjson.dumps({"scores": extra} if extra else {})
-    elif extra or RESERVED in doc:
+    tag = make_tag(doc["version"], extra) if tagged else None
+    if tag is None and (extra or RESERVED in doc):
         meta: dict[str, Any] = {}
         if extra:
             meta["scores"] = extra
@@ -163,14 +163,23 @@ def _restore(doc: dict[str, Any], meta: dict[str, Any] | None) -> dict[str, Any]
     return dict(items)
 
 
+def current_tag(raw: bytes, tag: bytes | None) -> bytes | None:
+    """`tag` if it belongs to the version the snapshot `raw` holds, else None: the
+    snapshot is in the layout before tags (tags.py)."""
+    if tag is None or tag_version(tag) != version_of(raw):
+        return None
+    return tag
+
+
 def decode(raw: bytes, where: str, tag: bytes | None = None) -> Fold:
     """The Fold a snapshot (its bytes and tag) holds; CorruptSnapshot if it is no
     snapshot tradelog wrote."""
+    tag = current_tag(raw, tag)
     try:
         if tag is None:
             body, meta = _split(raw)
         else:
-            body, meta = raw, orjson.loads(tag)
+            body, meta = raw, {"scores": read_scores(tag, where)}
         doc = orjson.loads(body)
     except (orjson.JSONDecodeError, ValueError) as e:
         raise CorruptSnapshot(where, f"not JSON: {e}") from e
@@ -239,7 +248,7 @@ def read_document_bytes(settings: Settings, account: str) -> tuple[bytes | None,
     version = version_of(raw)
     if version is None:
         return None, 0  # not a projection (e.g. a legacy file nobody imported)
-    if tag is not None:
+    if tag is not None and tag_version(tag) == version:
         return raw, version  # the document exactly
     try:
         body, meta = _split(raw)

@@ -23,7 +23,7 @@ from .atomic import read_tagged
 from .fold import Fold
 from .redis_reader import read_fold, read_folds
 from .replay_fold import Folded
-from .snapshots import decode, encode, foreign
+from .snapshots import current_tag, decode, encode, foreign
 from .verify_report import Finding
 
 __all__ = ["Held", "Judge", "VerifyJob", "consistent", "held_files", "held_redis"]
@@ -135,6 +135,7 @@ def held_files(settings: Settings, folded: Folded, accounts: list[str]) -> dict[
             continue
         raw, tag = read
         # In the snapshot's own layout: tagged, or from before tags (or where there are none).
+        tag = current_tag(raw, tag)
         tagged = tag is not None
         fold = folded.folds.get(account)
         if fold is not None and (raw, tag) == encode(fold, tagged=tagged):  # the common case

@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 
 import orjson
 import pytest
@@ -29,7 +30,7 @@ from eventlog.notify import PROGRESS, Bell
 from eventlog.records import StoredEvent
 from eventlog.segments import Cursor, partition_dir
 from eventlog.settings import Settings, load_settings
-from projections import atomic, file_writes, fscalls, snapshot_writes
+from projections import atomic, file_writes, fscalls, snapshot_writes, tags
 from projections.checkpoint import Checkpoint, read_checkpoint, write_checkpoint
 from projections.daemon import run
 from projections.durable import covers_log
@@ -46,7 +47,7 @@ from projections.snapshots import (
     read_snapshot,
     snapshot_path,
 )
-from projections.tags import ATTR
+from projections.tags import ATTR, read_scores
 from tests.conftest import SAMPLES_DIR
 from tests.strategies import event_sequences, steam_ids
 
@@ -174,7 +175,7 @@ def test_scores_the_document_cannot_give_survive_a_restart(
     doc, _ = read_document(s, account)
     # The file holds exactly the document; the scores are in its inode's tag.
     assert orjson.loads(path.read_bytes()) == doc and doc is not None and "_tradelog" not in doc
-    assert set(orjson.loads(os.getxattr(path, ATTR))["scores"]) == {"5", "7"}  # "6": updated_at
+    assert set(read_scores(os.getxattr(path, ATTR), "x")) == {"5", "7"}  # "6": its updated_at
     assert_matches_fold(s)  # read back from the files, scores and all
 
 
@@ -202,8 +203,67 @@ def test_where_files_take_no_tags_the_scores_go_in_a_reserved_key(
         writer.append(account, "TradeOfferUpserted", upsert("8"))
     catch_up(s)
     assert orjson.loads(path.read_bytes()) == read_document(s, account)[0]
-    assert set(orjson.loads(os.getxattr(path, ATTR))["scores"]) == {"5", "7", "8"}
+    assert set(read_scores(os.getxattr(path, ATTR), "x")) == {"5", "7", "8"}
     assert_matches_fold(s)
+
+
+def test_scores_too_many_for_a_tag_go_in_the_reserved_key(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tags, "TAG_MAX", 8)  # any score is too many
+    s = make_settings()
+    account = ACCOUNTS[0]
+    with Writer(s) as writer:
+        writer.append(account, "TradeOfferUpserted", upsert("5"))
+        writer.append(account, "TradeOfferUpserted", upsert("7"))
+    catch_up(s)
+    path = snapshot_path(s, account)
+    assert set(orjson.loads(path.read_bytes())["_tradelog"]["scores"]) == {"5", "7"}
+    doc = read_document(s, account)[0]
+    assert doc is not None and "_tradelog" not in doc
+    assert {**doc, "_tradelog": ANY} == orjson.loads(path.read_bytes())
+    assert_matches_fold(s)
+
+
+def test_an_account_with_many_unscored_offers_is_still_written(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """More scores than an attribute holds (ext4: one 4 KiB block for all of an inode's):
+    the snapshot takes the layout before tags instead of failing the projector."""
+    s = make_settings()
+    account = ACCOUNTS[0]
+    with Writer(s) as writer:
+        for n in range(600):
+            writer.submit(writer.command(account, "TradeOfferUpserted", upsert(str(1000 + n))))
+        writer.append(account, "TradeOfferUpserted", upsert("1"))
+    catch_up(s)
+    doc, version = read_document(s, account)
+    assert doc is not None and version == 601 and len(doc["trade_offers"]) == 601
+    assert_matches_fold(s)
+
+
+def test_a_tag_of_another_version_is_ignored_and_a_reused_inode_loses_its_tag(
+    tmp_path: Path,
+) -> None:
+    """An inode written again without a tag (by a release before tags) keeps the tag of
+    its earlier version: readers ignore a tag whose version is not the document's. And
+    an inode this release writes without a tag loses the one it had."""
+    fold = Fold(
+        {"trade_offers": [{"trade_offer_id": "5"}, {"trade_offer_id": "7"}], "version": 2},
+        {"5": 1000, "7": 2000},
+    )
+    untagged, _ = encode(fold, tagged=False)
+    stale = tags.make_tag(1, {"5": 1, "7": 1})
+    assert stale is not None
+    assert decode(untagged, "x", stale).scores == fold.scores  # the reserved key's
+    path = tmp_path / "a.json"
+    path.write_bytes(untagged)
+    os.setxattr(path, ATTR, stale)
+    with path.open("r+b") as f:  # reused as a spare or pool inode is
+        tags.drop_tag(f.fileno())
+        tags.drop_tag(f.fileno())  # (none left: nothing to do)
+    with pytest.raises(OSError):
+        os.getxattr(path, ATTR)
 
 
 def test_a_snapshots_memo_keeps_only_the_offers_its_document_holds() -> None:

@@ -5,6 +5,7 @@ nothing twice, and `reapply_parked` brings the account back once fixed."""
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +26,7 @@ from projections.file_parking import read_park
 from projections.file_projector import FileProjector, parked, reapply_parked
 from projections.fold import Fold, apply, dumps, fold_all
 from projections.snapshots import read_snapshot, snapshot_path
+from projections.tags import ATTR
 from tests.test_file_projection import assert_matches_fold, catch_up, log_events, upsert
 
 SICK = "76561199027634480"
@@ -158,10 +160,12 @@ def test_a_rolled_back_snapshot_parks_and_reapply_fills_from_the_log(
     s = make_settings()
     append_both(s, 0, 1)
     catch_up(s)
-    old = snapshot_path(s, SICK).read_bytes()
+    path = snapshot_path(s, SICK)
+    old, old_tag = path.read_bytes(), os.getxattr(path, ATTR)
     append_both(s, 1, 2)
     catch_up(s)
-    snapshot_path(s, SICK).write_bytes(old)  # e.g. a restored backup: at version 1 again
+    path.write_bytes(old)  # e.g. a restored backup (copied with its attributes): version 1
+    os.setxattr(path, ATTR, old_tag)
     append_both(s, 3, 1)
     catch_up(s)
     [record] = parked(s)
