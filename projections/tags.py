@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import threading
 import zlib
 
 import orjson
@@ -57,7 +58,8 @@ def can_tag(directory: str) -> bool:
     temp file the sweep removes should a crash leave it)."""
     ok = _probed.get(directory)
     if ok is None:
-        probe = os.path.join(directory, f".tag-probe.{os.getpid()}.tmp")
+        # Per thread: the projector's writer threads may all ask at its first batch.
+        probe = os.path.join(directory, f".tag-probe.{threading.get_ident()}.{os.getpid()}.tmp")
         try:
             fd = open_new(probe)
             try:
