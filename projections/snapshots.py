@@ -117,10 +117,14 @@ def encode(
 ) -> tuple[bytes, bytes | None]:
     """A Fold's snapshot bytes and tag (`memo`: the account's, kept between writes).
     Untagged (`tagged` False: the filesystem takes no tags; or scores too many for a
-    tag), the scores the tag would hold go in the reserved key, and the tag is None."""
+    tag; or a document with a `_tradelog` key of its own), the scores the tag would
+    hold go in the reserved key, and the tag is None."""
     body = doc = fold.doc
     extra = _extra_scores(fold, memo)
-    tag = make_tag(doc["version"], extra) if tagged else None
+    # A client's own `_tradelog` key takes the layout before tags too: a tagged file
+    # never has that key, so one that lost its tag (a copy without attributes) is
+    # never read as holding the reserved block.
+    tag = make_tag(doc["version"], extra) if tagged and RESERVED not in doc else None
     if tag is None and (extra or RESERVED in doc):
         meta: dict[str, Any] = {}
         if extra:
@@ -188,8 +192,11 @@ def decode(raw: bytes, where: str, tag: bytes | None = None) -> Fold:
         raise CorruptSnapshot(where, "no applied version: not written by a projector")
     if meta is not None and not isinstance(meta, dict):
         raise CorruptSnapshot(where, f"{RESERVED} is not an object")
-    if tag is None:
-        doc = _restore(doc, meta)
+    try:
+        if tag is None:
+            doc = _restore(doc, meta)
+    except (KeyError, TypeError, ValueError) as e:
+        raise CorruptSnapshot(where, f"malformed {RESERVED}: {e!r}") from e
     extra: dict[str, int] = (meta or {}).get("scores") or {}
     scores: dict[str, int] = {}
     try:
@@ -255,7 +262,11 @@ def read_document_bytes(settings: Settings, account: str) -> tuple[bytes | None,
     except (orjson.JSONDecodeError, ValueError) as e:
         raise CorruptSnapshot(str(snapshot_path(settings, account)), str(e)) from e
     if meta is not None and "shadow" in meta:
-        doc = _restore(orjson.loads(body), meta)
+        try:
+            doc = _restore(orjson.loads(body), meta)
+        except (KeyError, TypeError, ValueError) as e:  # (JSONDecodeError is a ValueError)
+            where = str(snapshot_path(settings, account))
+            raise CorruptSnapshot(where, f"malformed {RESERVED}: {e!r}") from e
         return orjson.dumps(doc, option=orjson.OPT_INDENT_2), version
     return body, version
 

@@ -86,7 +86,7 @@ def make_tag(version: int, scores: dict[str, int]) -> bytes | None:
 def tag_version(tag: bytes) -> int | None:
     """The version a tag belongs to (None if it is no tag of ours)."""
     head, sep, _ = tag.partition(b"\n")
-    return int(head) if sep and head.isdigit() else None
+    return int(head) if sep and head.isdigit() and len(head) <= 20 else None
 
 
 def read_scores(tag: bytes, where: str) -> dict[str, int]:

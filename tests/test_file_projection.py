@@ -298,12 +298,40 @@ def test_a_clients_own_reserved_key_is_kept_in_place(
     got, _ = read_document(s, account)
     assert got is not None and list(got)[:2] == ["zeta", "_tradelog"]
     assert got["_tradelog"] == {"scores": "mine"}
-    assert orjson.loads(snapshot_path(s, account).read_bytes()) == got  # in place, as sent
+    # Such a document takes the layout before tags: no tagged file has the key, so a
+    # copy that drops attributes never reads a client's key as the reserved block.
+    path = snapshot_path(s, account)
+    with pytest.raises(OSError):
+        os.getxattr(path, ATTR)
     fold = folds[account]
     for tagged in (True, False):  # and where files take no tags: moved aside, put back
         data, tag = encode(fold, tagged=tagged)
         back = decode(data, "x", tag)
         assert (back.doc, back.scores) == (fold.doc, fold.scores)
+
+
+def test_a_clients_own_reserved_key_last_survives_a_copy_without_attributes(
+    make_settings: Callable[..., Settings],
+) -> None:
+    s = make_settings()
+    account = ACCOUNTS[1]
+    doc = {
+        "version": 0, "account_steam_id": account, "created_at": "x", "updated_at": "x",
+        "trade_offers": [], "trade_offers_updated_at": "x", "negotiations": {},
+        "_tradelog": {"shadow": 1},
+    }  # fmt: skip
+    with Writer(s) as writer:
+        writer.append(account, "NegotiationsSaved", doc)
+        writer.append(account, "TradeOfferUpserted", upsert("2"))
+    catch_up(s)
+    expected, _ = read_document(s, account)
+    assert expected is not None and list(expected.items())[-1] == ("_tradelog", {"shadow": 1})
+    path = snapshot_path(s, account)
+    copy = path.with_name("copy")
+    shutil.copyfile(path, copy)  # the bytes only
+    os.replace(copy, path)
+    assert read_document(s, account) == (expected, 2)
+    assert_matches_fold(s)
 
 
 def test_unknown_and_foreign_files() -> None:

@@ -4,6 +4,8 @@ lagging projections are "behind", not different; --repair levels and rebuilds.""
 
 from __future__ import annotations
 
+import os
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +18,7 @@ from eventlog.keys import Keys
 from eventlog.settings import Settings
 from projections import verify_pass
 from projections.snapshots import snapshot_path
+from projections.tags import ATTR
 from projections.verify import verify
 from tests.test_file_projection import catch_up
 from tests.test_replay import (
@@ -269,6 +272,29 @@ def test_a_projector_that_passed_an_event_without_it_is_different(
     assert not report.unreachable  # disabled on purpose: nothing is missing from the proof
     human = cli(s, "verify")
     assert human.returncode == 1 and "streams: not checked: Redis is disabled" in human.stdout
+
+
+def test_a_snapshots_tag_is_compared_by_its_scores(make_settings: MakeSettings) -> None:
+    """Another zlib build compresses the same scores into other bytes: still OK. A tag
+    lost (a copy without attributes) loses scores the document cannot give back."""
+    s = make_settings(redis_url="", fsync="off")
+    account = ACCOUNTS[0]
+    with Writer(s) as writer:
+        for oid in ("5", "7"):  # no updated_at: scored by their events' times
+            writer.append(account, "TradeOfferUpserted", {"offer": {"trade_offer_id": oid}})
+    catch_up(s)
+    path = snapshot_path(s, account)
+    tag = os.getxattr(path, ATTR)
+    head, _, packed = tag.partition(b"\n")
+    again = head + b"\n" + zlib.compress(zlib.decompress(packed), 1)
+    assert again != tag
+    os.setxattr(path, ATTR, again)
+    assert verify(s).ok
+    os.removexattr(path, ATTR)
+    report = verify(s)
+    assert not report.ok
+    [finding] = report.as_dict()["projections"]["file"]["different"]
+    assert finding["account"] == account and "(offer index scores)" in finding["keys"]
 
 
 def test_verify_with_redis_unreachable_checks_the_files(make_settings: MakeSettings) -> None:
