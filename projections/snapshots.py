@@ -5,18 +5,12 @@ legacy service wrote it) with the applied `version` as the document's own
 `version` field: exactly the document GET answers. The fold's offer scores that
 the document cannot give back (offers without a readable `updated_at` are
 scored by their event's time) are kept in the inode's tag (tags.py), written and
-put in place with the file.
+put in place with the file. A snapshot without a current tag is in the layout
+before tags, with those scores in a reserved last key (reserved_key.py).
 
-Where the filesystem takes no tags, and in snapshots written before tags, those
-scores are kept under one reserved last top-level key, `_tradelog`, only when
-there are such offers; readers strip it. A client's own `_tradelog` key is then
-moved into that block (`shadow`) and put back in place, so no client field is
-ever lost. A snapshot without a tag is read in that layout.
-
-Readers never parse more than they must: a top-level key is the only place a
-line starts with exactly two spaces and a quote (JSON strings escape newlines),
-so the version and the reserved block are found by searching from the end.
-Writing them (atomically, durably) is snapshot_writes.py.
+Readers never parse more than they must: the version line is found by
+searching from the end. Writing snapshots (atomically, durably) is
+snapshot_writes.py.
 """
 
 from __future__ import annotations
@@ -34,6 +28,7 @@ from eventlog.settings import Settings
 from .atomic import read_tagged
 from .fold import Fold
 from .fragments import Parts
+from .reserved_key import RESERVED, embed, restore, split
 from .tags import make_tag, read_scores, tag_version
 from .times import offer_score
 
@@ -54,9 +49,6 @@ __all__ = [
     "version_of",
 ]
 
-RESERVED = "_tradelog"
-_LAST_KEY = b'\n  "'
-_RESERVED_KEY = b'"_tradelog": '
 _VERSION = re.compile(rb'\n  "version": ([0-9]+)[,\n]')
 
 
@@ -125,29 +117,11 @@ def encode(
     # never has that key, so one that lost its tag (a copy without attributes) is
     # never read as holding the reserved block.
     tag = make_tag(doc["version"], extra) if tagged and RESERVED not in doc else None
-    if tag is None and (extra or RESERVED in doc):
-        meta: dict[str, Any] = {}
-        if extra:
-            meta["scores"] = extra
-        if RESERVED in doc:
-            meta["shadow"] = {"at": list(doc).index(RESERVED), "value": doc[RESERVED]}
-            body = {k: v for k, v in doc.items() if k != RESERVED}
-        else:
-            body = dict(doc)
-        body[RESERVED] = meta
+    if tag is None:
+        body = embed(doc, extra)
     if memo is not None:
         body = memo.parts.doc(body)
     return orjson.dumps(body, option=orjson.OPT_INDENT_2), tag
-
-
-def _split(raw: bytes) -> tuple[bytes, dict[str, Any] | None]:
-    """The document's bytes without the reserved block, and the block (None if absent)."""
-    at = raw.rfind(_LAST_KEY)
-    if at < 0 or not raw.startswith(_RESERVED_KEY, at + 3):
-        return raw, None
-    meta = orjson.loads(raw[at + 3 + len(_RESERVED_KEY) : raw.rindex(b"}") - 1])
-    # Drop the comma that ended the previous key's value, then close the object again.
-    return raw[: at - 1] + b"\n}", meta
 
 
 def version_of(raw: bytes) -> int | None:
@@ -156,15 +130,6 @@ def version_of(raw: bytes) -> int | None:
     at = raw.rfind(b'\n  "version": ')
     match = _VERSION.match(raw, at) if at >= 0 else None
     return int(match.group(1)) if match else None
-
-
-def _restore(doc: dict[str, Any], meta: dict[str, Any] | None) -> dict[str, Any]:
-    shadow = (meta or {}).get("shadow")
-    if shadow is None:
-        return doc
-    items = list(doc.items())
-    items.insert(shadow["at"], (RESERVED, shadow["value"]))
-    return dict(items)
 
 
 def current_tag(raw: bytes, tag: bytes | None) -> bytes | None:
@@ -181,7 +146,7 @@ def decode(raw: bytes, where: str, tag: bytes | None = None) -> Fold:
     tag = current_tag(raw, tag)
     try:
         if tag is None:
-            body, meta = _split(raw)
+            body, meta = split(raw)
         else:
             body, meta = raw, {"scores": read_scores(tag, where)}
         doc = orjson.loads(body)
@@ -194,7 +159,7 @@ def decode(raw: bytes, where: str, tag: bytes | None = None) -> Fold:
         raise CorruptSnapshot(where, f"{RESERVED} is not an object")
     try:
         if tag is None:
-            doc = _restore(doc, meta)
+            doc = restore(doc, meta)
     except (KeyError, TypeError, ValueError) as e:
         raise CorruptSnapshot(where, f"malformed {RESERVED}: {e!r}") from e
     extra: dict[str, int] = (meta or {}).get("scores") or {}
@@ -258,12 +223,12 @@ def read_document_bytes(settings: Settings, account: str) -> tuple[bytes | None,
     if tag is not None and tag_version(tag) == version:
         return raw, version  # the document exactly
     try:
-        body, meta = _split(raw)
+        body, meta = split(raw)
     except (orjson.JSONDecodeError, ValueError) as e:
         raise CorruptSnapshot(str(snapshot_path(settings, account)), str(e)) from e
     if meta is not None and "shadow" in meta:
         try:
-            doc = _restore(orjson.loads(body), meta)
+            doc = restore(orjson.loads(body), meta)
         except (KeyError, TypeError, ValueError) as e:  # (JSONDecodeError is a ValueError)
             where = str(snapshot_path(settings, account))
             raise CorruptSnapshot(where, f"malformed {RESERVED}: {e!r}") from e
