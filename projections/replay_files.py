@@ -17,14 +17,13 @@ import orjson
 from eventlog._exceptions import SnapshotUnavailable
 from eventlog.settings import Settings
 
-from .atomic import read_file, write_atomic
+from .atomic import install, read_file
 from .checkpoint import now_ms
 from .durable import fsync_dir, make_dirs
 from .file_parking import ParkRecord, write_park
 from .fold import Fold
 from .replay_fold import Poisoned
-from .snapshots import encode
-from .tags import TagRefused, can_tag
+from .snapshot_writes import stage_snapshot
 
 __all__ = [
     "held_version",
@@ -43,15 +42,11 @@ def write_files(
     """Write each account's snapshot (the projector's exact bytes) into `directory`."""
     make_dirs(directory, sync=sync)
 
-    tagged = can_tag(os.fspath(directory))
+    where = os.fspath(directory)
 
     def one(item: tuple[str, Fold]) -> int:
-        data, tag = encode(item[1], tagged=tagged)
-        path = directory / f"{item[0]}.json"
-        try:
-            write_atomic(path, data, sync=sync, tag=tag)
-        except TagRefused:  # (see snapshot_writes.stage_snapshot)
-            write_atomic(path, encode(item[1], tagged=False)[0], sync=sync)
+        staged, _ = stage_snapshot(where, item[0], item[1], sync=sync, spare=False)
+        install(staged)
         return 1
 
     with ThreadPoolExecutor(writers, "tradelog-replay-write") as pool:

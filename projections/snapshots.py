@@ -132,10 +132,10 @@ def version_of(raw: bytes) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def current_tag(raw: bytes, tag: bytes | None) -> bytes | None:
-    """`tag` if it belongs to the version the snapshot `raw` holds, else None: the
+def current_tag(tag: bytes | None, version: int | None) -> bytes | None:
+    """`tag` if it belongs to `version`, the one its snapshot holds, else None: the
     snapshot is in the layout before tags (tags.py)."""
-    if tag is None or tag_version(tag) != version_of(raw):
+    if tag is None or tag_version(tag) != version:
         return None
     return tag
 
@@ -143,7 +143,7 @@ def current_tag(raw: bytes, tag: bytes | None) -> bytes | None:
 def decode(raw: bytes, where: str, tag: bytes | None = None) -> Fold:
     """The Fold a snapshot (its bytes and tag) holds; CorruptSnapshot if it is no
     snapshot tradelog wrote."""
-    tag = current_tag(raw, tag)
+    tag = current_tag(tag, version_of(raw))
     try:
         if tag is None:
             body, meta = split(raw)
@@ -220,7 +220,7 @@ def read_document_bytes(settings: Settings, account: str) -> tuple[bytes | None,
     version = version_of(raw)
     if version is None:
         return None, 0  # not a projection (e.g. a legacy file nobody imported)
-    if tag is not None and tag_version(tag) == version:
+    if current_tag(tag, version) is not None:
         return raw, version  # the document exactly
     try:
         body, meta = split(raw)

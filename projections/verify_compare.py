@@ -23,7 +23,7 @@ from .atomic import read_tagged
 from .fold import Fold
 from .redis_reader import read_fold, read_folds
 from .replay_fold import Folded
-from .snapshots import current_tag, decode, encode, foreign
+from .snapshots import current_tag, decode, encode, foreign, version_of
 from .verify_report import Finding
 
 __all__ = ["Held", "Judge", "VerifyJob", "consistent", "held_files", "held_redis"]
@@ -135,10 +135,11 @@ def held_files(settings: Settings, folded: Folded, accounts: list[str]) -> dict[
             continue
         raw, tag = read
         # In the snapshot's own layout: tagged, or from before tags (or where there are none).
-        tag = current_tag(raw, tag)
+        tag = current_tag(tag, version_of(raw))
         tagged = tag is not None
         fold = folded.folds.get(account)
-        if fold is not None and (raw, tag) == encode(fold, tagged=tagged):  # the common case
+        expected = encode(fold, tagged=tagged) if fold is not None else None
+        if fold is not None and (raw, tag) == expected:  # byte for byte: the common case
             out[account] = Held(fold, int(fold.doc["version"]))
             continue
         try:
@@ -151,8 +152,7 @@ def held_files(settings: Settings, folded: Folded, accounts: list[str]) -> dict[
         held = Held(got, int(got.doc["version"]))
         # The document's bytes as the projector encodes them; not the tag's: its zlib
         # stream may differ between zlib builds, and its scores are compared as scores.
-        expected = encode(fold, tagged=tagged)[0] if fold is not None else None
-        if expected is not None and encode(got, tagged=tagged)[0] == expected != raw:
+        if expected is not None and encode(got, tagged=tagged)[0] == expected[0] != raw:
             held.error = "the snapshot's bytes differ from the projector's encoding"
         out[account] = held
     return out
