@@ -10,6 +10,7 @@ indented as orjson indents that depth, so the bytes are exactly a full encode's.
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import orjson
@@ -23,16 +24,17 @@ _CONTAINERS = (dict, list)
 
 
 class Parts:
-    """One account's encoded elements, by object identity, kept between its writes."""
+    """One account's encoded elements, kept between its writes by container and position."""
 
-    __slots__ = ("_seen",)
+    __slots__ = ("_held",)
 
     def __init__(self) -> None:
-        # id -> (the object, kept so its id cannot be reused while cached; its part)
-        self._seen: dict[int, tuple[Any, orjson.Fragment]] = {}
+        # container key -> (its elements at the last write, their parts); holding the
+        # elements keeps them alive, so an element that `is` one of them is unchanged.
+        self._held: dict[str, tuple[list[Any], list[Any]]] = {}
 
     def __len__(self) -> int:
-        return len(self._seen)
+        return sum(len(parts) for _, parts in self._held.values())
 
     def doc(self, doc: dict[str, Any]) -> dict[str, Any]:
         """`doc` with the elements of its big containers replaced by their parts.
@@ -42,28 +44,45 @@ class Parts:
         """
         big = [v for v in doc.values() if type(v) in _CONTAINERS and len(v) >= _MIN_ITEMS]
         if sum(len(v) for v in big) < _MIN_DOC_ITEMS:
-            self._seen = {}
+            self._held = {}
             return doc
-        seen = self._seen
-        kept: dict[int, tuple[Any, orjson.Fragment]] = {}
-
-        def part(value: Any) -> Any:
-            if type(value) is not dict and type(value) is not list:
-                return value
-            held = seen.get(id(value))
-            if held is None or held[0] is not value:
-                raw = orjson.dumps(value, option=orjson.OPT_INDENT_2)
-                held = (value, orjson.Fragment(raw.replace(b"\n", _DEPTH2)))
-            kept[id(value)] = held
-            return held[1]
-
+        held = self._held
+        kept: dict[str, tuple[list[Any], list[Any]]] = {}
         out: dict[str, Any] = {}
         for key, value in doc.items():
             if type(value) is list and len(value) >= _MIN_ITEMS:
-                out[key] = [part(v) for v in value]
+                elements = value
             elif type(value) is dict and len(value) >= _MIN_ITEMS:
-                out[key] = {k: part(v) for k, v in value.items()}
+                elements = list(value.values())
             else:
                 out[key] = value
-        self._seen = kept
+                continue
+            parts = _parts(elements, held.get(key))
+            kept[key] = (elements, parts)
+            out[key] = parts if type(value) is list else dict(zip(value, parts, strict=True))
+        self._held = kept
         return out
+
+
+def _parts(elements: list[Any], before: tuple[list[Any], list[Any]] | None) -> list[Any]:
+    """`elements` as parts. An event replaces an element or two in place or adds one at
+    the end, so they are compared with the last write's by position, in C (map), and
+    only the changed ones are encoded; after a removal, the rest are found by identity."""
+    n = len(elements)
+    old, held = before if before is not None else ([], [])
+    parts: list[Any] = held[:n] + [None] * (n - len(held))
+    changed = [i for i, same in enumerate(map(operator.is_, elements, old)) if not same]
+    changed += range(min(n, len(old)), n)
+    # (`old` is alive, so its ids are its own.)
+    by_id = dict(zip(map(id, old), held, strict=True)) if len(changed) > 1 and old else {}
+    for i in changed:
+        value = elements[i]
+        part = by_id.get(id(value))
+        if part is None:
+            if type(value) is dict or type(value) is list:
+                raw = orjson.dumps(value, option=orjson.OPT_INDENT_2)
+                part = orjson.Fragment(raw.replace(b"\n", _DEPTH2))
+            else:
+                part = value  # a scalar element is embedded as it is
+        parts[i] = part
+    return parts

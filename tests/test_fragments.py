@@ -46,11 +46,14 @@ def changed_through(doc: dict[str, Any], changes: list[tuple[int, Any]]) -> None
     for at, value in changes:
         # As the fold changes a document: new containers for what changed, the rest shared.
         offers = list(doc["trade_offers"])
-        if offers and at % 3:
+        friends = dict(doc["negotiations"])
+        if offers and at % 5 == 4:  # a removal: the elements after it move up
+            del offers[at % len(offers)]
+            friends.pop(next(iter(friends), ""), None)
+        elif offers and at % 3:
             offers[at % len(offers)] = value
         else:
             offers.append(value)
-        friends = dict(doc["negotiations"])
         friends[f"f{at}"] = value
         doc = {**doc, "trade_offers": offers, "negotiations": friends, "version": at}
         assert orjson.dumps(parts.doc(doc), option=orjson.OPT_INDENT_2) == full(doc)
@@ -66,6 +69,15 @@ def test_an_unchanged_element_is_encoded_once() -> None:
     assert all(a is b for a, b in zip(before[:69], after[:69], strict=True))
     assert after[69] is not before[69]
     assert len(parts) == 70  # the replaced offer's part is gone
+
+
+def test_elements_moved_up_by_a_removal_are_not_encoded_again() -> None:
+    offers = [{"trade_offer_id": str(i), "items": list(range(i % 7))} for i in range(70)]
+    parts = Parts()
+    before = parts.doc({"trade_offers": offers})["trade_offers"]
+    after = parts.doc({"trade_offers": offers[1:]})["trade_offers"]
+    assert all(a is b for a, b in zip(before[1:], after, strict=True))
+    assert len(parts) == 69
 
 
 def test_a_small_document_is_encoded_whole_and_keeps_nothing() -> None:
