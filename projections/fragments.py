@@ -11,11 +11,12 @@ indented as orjson indents that depth, so the bytes are exactly a full encode's.
 from __future__ import annotations
 
 import operator
+from itertools import compress, count
 from typing import Any
 
 import orjson
 
-__all__ = ["Parts"]
+__all__ = ["Parts", "unchanged_ends"]
 
 _MIN_ITEMS = 8  # smaller containers are cheaper to encode again than to look up
 _MIN_DOC_ITEMS = 64  # and a document with fewer elements in all is encoded whole
@@ -65,24 +66,38 @@ class Parts:
 
 
 def _parts(elements: list[Any], before: tuple[list[Any], list[Any]] | None) -> list[Any]:
-    """`elements` as parts. An event replaces an element or two in place or adds one at
-    the end, so they are compared with the last write's by position, in C (map), and
-    only the changed ones are encoded; after a removal, the rest are found by identity."""
-    n = len(elements)
+    """`elements` as parts. An event replaces, adds or moves an element or two (an
+    upserted offer moves to its new place in score order), so the elements are
+    compared with the last write's from both ends, in C (map), and only those between
+    the first and the last difference are looked up by identity; what is not found
+    is encoded."""
     old, held = before if before is not None else ([], [])
-    parts: list[Any] = held[:n] + [None] * (n - len(held))
-    changed = [i for i, same in enumerate(map(operator.is_, elements, old)) if not same]
-    changed += range(min(n, len(old)), n)
+    n, m = len(elements), len(old)
+    head, tail = unchanged_ends(elements, old)
+    if head == n == m:
+        return held
+    window = elements[head : n - tail]
     # (`old` is alive, so its ids are its own.)
-    by_id = dict(zip(map(id, old), held, strict=True)) if len(changed) > 1 and old else {}
-    for i in changed:
-        value = elements[i]
-        part = by_id.get(id(value))
+    by_id = dict(zip(map(id, old[head : m - tail]), held[head : m - tail], strict=True))
+    middle: list[Any] = list(map(by_id.get, map(id, window)))
+    for i, part in enumerate(middle):
         if part is None:
+            value = window[i]
             if type(value) is dict or type(value) is list:
                 raw = orjson.dumps(value, option=orjson.OPT_INDENT_2)
-                part = orjson.Fragment(raw.replace(b"\n", _DEPTH2))
+                middle[i] = orjson.Fragment(raw.replace(b"\n", _DEPTH2))
             else:
-                part = value  # a scalar element is embedded as it is
-        parts[i] = part
-    return parts
+                middle[i] = value  # a scalar element is embedded as it is
+    return held[:head] + middle + held[m - tail :]
+
+
+def unchanged_ends(new: list[Any], old: list[Any]) -> tuple[int, int]:
+    """How many leading and how many trailing elements `new` keeps from `old` (the very
+    same objects, in the same places), never counting one twice."""
+    head = _same(new, old)
+    return head, min(_same(new[::-1], old[::-1]), len(new) - head, len(old) - head)
+
+
+def _same(a: list[Any], b: list[Any]) -> int:
+    """How many leading elements `a` and `b` share (the very same objects)."""
+    return next(compress(count(), map(operator.is_not, a, b)), min(len(a), len(b)))

@@ -35,7 +35,9 @@ from . import durable
 
 __all__ = ["InodePool", "open_new"]
 
-FILE_POOL = 64  # versions kept a file rewritten up to 64 times a second (SPARE_REST_S): more are freed
+# Versions kept per file: a file rewritten up to 64 times within SPARE_REST_S (one client's
+# upserts round-robin over 8 accounts: ~45) writes over its own; more are freed.
+FILE_POOL = 64
 # Kept long enough for a busy account to come back to its own (~10 s of writes at
 # 1,500 a second through the pool), small as its documents are.
 POOL_FILES = 16384

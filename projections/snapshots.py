@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from itertools import compress, count, repeat
+from operator import is_not
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -27,7 +29,7 @@ from eventlog.settings import Settings
 
 from .atomic import read_tagged
 from .fold import Fold
-from .fragments import Parts
+from .fragments import Parts, unchanged_ends
 from .reserved_key import RESERVED, embed, restore, split
 from .tags import make_tag, read_scores, tag_version
 from .times import offer_score
@@ -69,39 +71,41 @@ class Memo:
     changed since the last write is examined and encoded again.
     """
 
-    # offer id -> (the offer object, its score, whether the score must be stored)
-    scores: dict[str, tuple[dict[str, Any], int, bool]] = field(default_factory=dict)
+    # The offers at the last write and, in their places, each one's score if it must
+    # be stored (None: the offer gives it back). The fold never scores an offer again
+    # without making a new offer object, so an offer found again keeps its entry.
+    offers: list[dict[str, Any]] = field(default_factory=list)
+    stored: list[int | None] = field(default_factory=list)
     parts: Parts = field(default_factory=Parts)
 
 
+def _stored(offer: dict[str, Any], score: int) -> int | None:
+    """`score` if `offer_score` cannot derive it from the offer (it fell back to the
+    event time; a derivable score ignores the fallback), else None."""
+    return score if offer_score(offer, score + 1) != score else None
+
+
 def _extra_scores(fold: Fold, memo: Memo | None) -> dict[str, int]:
-    """Scores `offer_score` cannot re-derive from the offer (it fell back to the event time)."""
-    extra: dict[str, int] = {}
+    """Scores `offer_score` cannot re-derive from the offer, by offer id in offer order.
+    With a memo only the offers between the first and last change are looked at (as
+    fragments.py does); it then holds exactly the document's offers."""
     scores = fold.scores
-    offers = fold.doc.get("trade_offers") or ()
-    seen_scores = memo.scores if memo is not None else None
-    for offer in offers:
-        oid = offer["trade_offer_id"]
-        score = scores[oid]
-        seen = seen_scores.get(oid) if seen_scores is not None else None
-        if seen is not None and seen[0] is offer and seen[1] == score:
-            stored = seen[2]
-        else:
-            # A derivable score ignores the fallback; one that came from the fallback does not.
-            stored = offer_score(offer, score + 1) != score
-            if seen_scores is not None:
-                seen_scores[oid] = (offer, score, stored)
-        if stored:
-            extra[oid] = score
-    # Every offer of the document has its entry now, so any more are offers a whole-
-    # document save dropped: forgotten at once. With slack (it was 2x) they stayed
-    # whenever the save's account grew back within a batch, and a long step's batches
-    # held thousands of dead offers (bench memory: 3 -> 14 MiB, 100k vs 1M events).
-    if seen_scores is not None and len(seen_scores) > len(offers):
-        keep = {o["trade_offer_id"] for o in offers}
-        for oid in [k for k in seen_scores if k not in keep]:
-            del seen_scores[oid]
-    return extra
+    offers = list(fold.doc.get("trade_offers") or ())
+    if memo is None:
+        stored = [_stored(o, scores[o["trade_offer_id"]]) for o in offers]
+    else:
+        old, before = memo.offers, memo.stored
+        head, tail = unchanged_ends(offers, old)
+        n, m = len(offers), len(old)
+        known = dict(zip(map(id, old[head : m - tail]), before[head : m - tail], strict=True))
+        middle = [
+            known[id(o)] if id(o) in known else _stored(o, scores[o["trade_offer_id"]])
+            for o in offers[head : n - tail]
+        ]
+        stored = before[:head] + middle + before[m - tail :]
+        memo.offers, memo.stored = offers, stored
+    at = compress(count(), map(is_not, stored, repeat(None)))  # (in C: most are None)
+    return {offers[i]["trade_offer_id"]: cast(int, stored[i]) for i in at}
 
 
 def encode(
