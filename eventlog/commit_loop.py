@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 from ._exceptions import LogUnavailable
 from .answers import Job, settle
 from .committer import Committer, Staged
+from .notify import partitions_payload
 from .round_sync import Syncing, SyncPool
 from .sent_round import SentRound, recover
 from .stream_copy import RoundAdds
@@ -141,8 +142,9 @@ class CommitLoop:
             for p in sorted(groups):
                 if not self._stage(p, groups[p], staged, answers):
                     self._waiting[p] = groups[p]  # its lock is busy: the next round
-            if any(s.events for _, s in staged):
-                self.w.ringer.ring()
+            written_to = [part.p for part, s in staged if s.events]
+            if written_to:
+                self.w.ringer.ring(partitions_payload(written_to))
             syncing = self._syncs.start(staged, overlap=before is not None)
             if before is not None:
                 before.answer(holding={id(part) for part, _ in staged})

@@ -15,9 +15,10 @@ import os
 import select
 import socket
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["Bell", "Ringer", "ring"]
+__all__ = ["Bell", "Ringer", "partitions_payload", "ring", "rung_partitions"]
 
 APPENDED = "appended"
 PROGRESS = "progress"
@@ -78,6 +79,23 @@ def ring(run_dir: Path, channel: str, payload: bytes = b"1") -> int:
             except (BlockingIOError, OSError):
                 pass  # a full queue: the listener is awake and will re-read anyway
     return sent
+
+
+def partitions_payload(partitions: Iterable[int]) -> bytes:
+    """An `appended` ring naming the partitions written (`b"3,5"`)."""
+    return ",".join(map(str, partitions)).encode()
+
+
+def rung_partitions(payloads: Iterable[bytes]) -> set[int] | None:
+    """The partitions `appended` rings named; None if one named none (a plain ring):
+    then every partition may have new lines."""
+    rung: set[int] = set()
+    for payload in payloads:
+        try:
+            rung.update(map(int, payload.split(b",")))
+        except ValueError:
+            return None
+    return rung
 
 
 class Ringer:

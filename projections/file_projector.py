@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 
 from eventlog._exceptions import PartitionMismatch, ProjectionGap, SnapshotUnavailable
-from eventlog.notify import APPENDED, Bell
+from eventlog.notify import APPENDED, Bell, rung_partitions
 from eventlog.records import StoredEvent
 from eventlog.settings import Settings
 
@@ -88,6 +89,10 @@ class FileProjector:
             settings, self._cache, self.parks, positions, writers, log_sync=self.tail.sync
         )
         self.applied = self.skipped = self.parked_events = 0
+        # The partitions the rings that ended the idle wait named (None: all). The next
+        # step reads only those: the one with a client's event is not read after every
+        # other partition's end has been looked for. The step after reads them all.
+        self._rung: set[int] | None = None
 
     @property
     def positions(self) -> dict[int, int]:
@@ -157,7 +162,7 @@ class FileProjector:
         with paused(self.freeze_gc):
             batch = None
             taken = 0
-            for chunk in self.tail.take(max(1, max_events)):
+            for chunk in self._take(max(1, max_events)):
                 if batch is None:
                     batch = self.writes.batch()
                 batch.read.add(chunk[0].partition)  # a chunk is one partition's
@@ -172,12 +177,25 @@ class FileProjector:
             self.writes.save_if_due()
             return taken
 
+    def _take(self, limit: int) -> Iterator[list[StoredEvent]]:
+        """The tail's chunks: of the rung partitions first, if a ring named them; of every
+        partition if those had none (their lines were read already; a ring was lost)."""
+        rung, self._rung = self._rung, None
+        found = False
+        for chunk in self.tail.take(limit, rung):
+            found = True
+            yield chunk
+        if rung is not None and not found:
+            yield from self.tail.take(limit)
+
     def idle(self, timeout: float) -> None:
         if not self.writes.saved:  # checkpoint, unless more work comes at once
-            if self.bell.wait(min(timeout, SAVE_IDLE_S)):
+            if rung := self.bell.wait(min(timeout, SAVE_IDLE_S)):
+                self._rung = rung_partitions(rung)
                 return
             self.writes.save()
-        self.bell.wait(timeout)
+        rung = self.bell.wait(timeout)
+        self._rung = rung_partitions(rung) if rung else None
 
     def heartbeat(self) -> None:
         self.writes.checkpoint()

@@ -38,10 +38,10 @@ class Tail:
             )
         return cursor
 
-    def take(self, limit: int) -> Iterator[list[StoredEvent]]:
-        """Up to `limit` available events, partitions in turn (each in its own order), in
-        chunks of one read each: a step folds a chunk before the next is parsed, so it
-        holds a few megabytes of events, not its whole step.
+    def take(self, limit: int, only: Iterable[int] | None = None) -> Iterator[list[StoredEvent]]:
+        """Up to `limit` available events, partitions in turn (each in its own order; `only`
+        these, the ones a ring named), in chunks of one read each: a step folds a chunk
+        before the next is parsed, so it holds a few megabytes of events, not its whole step.
 
         Bounded in bytes too: whole-document events can be megabytes each. Nothing is
         held between steps: a chunk is parsed only as far as the step takes it (the
@@ -52,9 +52,12 @@ class Tail:
         taken = 0
         budget = STEP_BYTES
         n = self.settings.partitions
-        start, self._turn = self._turn, (self._turn + 1) % n
-        for i in range(n):
-            p = (start + i) % n
+        if only is None:
+            start, self._turn = self._turn, (self._turn + 1) % n
+            order: Iterable[int] = ((start + i) % n for i in range(n))
+        else:
+            order = sorted(p for p in only if 0 <= p < n)
+        for p in order:
             cursor = self.cursors[p]
             while (want := limit - taken) > 0 and budget > 0:
                 base, pos = cursor.base, cursor.pos

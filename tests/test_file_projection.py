@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from eventlog import Writer
 from eventlog._exceptions import CheckpointAhead, CorruptSnapshot, ProjectorBusy
-from eventlog.notify import PROGRESS, Bell
+from eventlog.notify import APPENDED, PROGRESS, Bell, Ringer, partitions_payload, rung_partitions
 from eventlog.records import StoredEvent
 from eventlog.segments import Cursor, partition_dir
 from eventlog.settings import Settings, load_settings
@@ -50,6 +50,7 @@ from projections.snapshots import (
 from projections.tags import ATTR, read_scores
 from tests.conftest import SAMPLES_DIR
 from tests.strategies import event_sequences, steam_ids
+from tests.test_log_commit_loop import DEADLINE_S, account_in
 
 SAMPLES = sorted(SAMPLES_DIR.glob("*.json"))
 ACCOUNTS = [str(76561199027634480 + 7919 * i) for i in range(6)]
@@ -454,6 +455,60 @@ def test_each_touched_account_is_written_once_per_batch_then_the_checkpoint(
     assert replaced[-1] == "file.json"  # the checkpoint comes after every snapshot
     assert read_checkpoint(s).positions == {p: o for p, o in progress(s)["ends"].items()}
     assert_matches_fold(s)
+
+
+def test_a_ring_naming_partitions_has_them_read_first_and_the_rest_next(
+    make_settings: Callable[..., Settings],
+) -> None:
+    s = make_settings(partitions=4)
+
+    def snapshot(p: int) -> Path:
+        return s.snapshot_dir / f"{account_in(p, 4)}.json"
+
+    with Writer(s) as writer:
+        for p in (1, 3):
+            writer.append(
+                account_in(p, 4), "TradeOfferUpserted", {"offer": {"trade_offer_id": "1"}}
+            )
+    projector = FileProjector(s)
+    ringer = Ringer(s.run_dir, APPENDED)
+    try:
+        ringer.ring(partitions_payload([3]))
+        projector.idle(DEADLINE_S)
+        assert projector.step(100) == 1  # partition 3's line only
+        assert [snapshot(p).exists() for p in (1, 3)] == [False, True]
+        assert projector.step(100) == 1  # then every partition's
+        assert [snapshot(p).exists() for p in (1, 3)] == [True, True]
+    finally:
+        ringer.close()
+        projector.close()
+
+
+def test_a_ring_naming_partitions_with_nothing_new_still_finds_the_rest(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """A ring can be lost (a full queue): the partition it would have named is read all
+    the same, in the step a ring for another partition wakes."""
+    s = make_settings(partitions=4)
+    with Writer(s) as writer:
+        writer.append(account_in(1, 4), "TradeOfferUpserted", {"offer": {"trade_offer_id": "1"}})
+    projector = FileProjector(s)
+    ringer = Ringer(s.run_dir, APPENDED)
+    try:
+        ringer.ring(partitions_payload([2]))
+        projector.idle(DEADLINE_S)
+        assert projector.step(100) == 1
+        assert (s.snapshot_dir / f"{account_in(1, 4)}.json").exists()
+    finally:
+        ringer.close()
+        projector.close()
+
+
+def test_rings_name_partitions_or_none() -> None:
+    assert rung_partitions([partitions_payload([3, 5]), partitions_payload([0])]) == {0, 3, 5}
+    assert rung_partitions([b"2", b"1"]) == {1, 2}
+    assert rung_partitions([b"2", b"x"]) is None  # not a partition list: read them all
+    assert rung_partitions([b""]) is None
 
 
 def test_small_batches_write_an_account_at_most_once_each(

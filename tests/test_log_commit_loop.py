@@ -295,12 +295,15 @@ def test_the_listeners_are_rung_before_the_sync(
                       {"offer": {"trade_offer_id": "1"}})  # fmt: skip
         real_ring = writer.ringer.ring
 
-        def ring() -> None:
+        def ring(payload: bytes = b"1") -> int:
             order.append("ring")
-            real_ring()
+            rung.append(payload)
+            return real_ring(payload)
 
+        rung: list[bytes] = []
         monkeypatch.setattr(writer.ringer, "ring", ring)
         order.clear()
         result = submit(writer, account_in(1, settings.partitions), 2).result(DEADLINE_S)
         assert order == ["ring", "sync"]
         assert result.appended
+        assert rung == [b"1"]  # the ring names the partition written (see rung_partitions)
