@@ -82,17 +82,19 @@ def ring(run_dir: Path, channel: str, payload: bytes = b"1") -> int:
 
 
 def partitions_payload(partitions: Iterable[int]) -> bytes:
-    """An `appended` ring naming the partitions written (`b"3,5"`)."""
-    return ",".join(map(str, partitions)).encode()
+    """An `appended` ring naming the partitions written (`b"p3,5"`)."""
+    return b"p" + ",".join(map(str, partitions)).encode()
 
 
 def rung_partitions(payloads: Iterable[bytes]) -> set[int] | None:
-    """The partitions `appended` rings named; None if one named none (a plain ring):
-    then every partition may have new lines."""
+    """The partitions `appended` rings named; None if one named none (a plain ring, as
+    a release before named none): then every partition may have new lines."""
     rung: set[int] = set()
     for payload in payloads:
         try:
-            rung.update(map(int, payload.split(b",")))
+            if not payload.startswith(b"p"):
+                return None
+            rung.update(map(int, payload[1:].split(b",")))
         except ValueError:
             return None
     return rung

@@ -15,7 +15,7 @@ An inode only ever holds versions of one file: a reader that opened it under
 that name and stalled reads, at worst, another version of the same account,
 which read_file then notices. Never another account's.
 
-The pool is bounded: FILE_POOL inodes a file (a version beyond is not kept),
+The pool is bounded: FILE_POOL inodes and FILE_BYTES a file (a version beyond is not kept),
 POOL_FILES and POOL_BYTES in all (the oldest kept is let go to make room); what
 it does not keep is freed by `atomic.retire`. A crash, or a batch that failed
 between staging and installing, leaves names for sweep_temp_files at the next
@@ -42,6 +42,7 @@ FILE_POOL = 64
 # 1,500 a second through the pool), small as its documents are.
 POOL_FILES = 16384
 POOL_BYTES = 256 << 20  # the disk the kept versions may take
+FILE_BYTES = POOL_BYTES // 8  # ... and one file's: a hot big account leaves room for others
 _PREFIX = ".pool-"
 
 
@@ -89,7 +90,11 @@ class InodePool:
         out of place; the inodes the pool lets go to stay in its bounds, to be freed
         (`path` itself if it cannot be kept)."""
         queue = self._free.get(target)
-        if (queue is not None and len(queue) >= FILE_POOL) or size > POOL_BYTES // 16:
+        if queue is not None and (
+            len(queue) >= FILE_POOL or sum(f.size for f in queue) + size > FILE_BYTES
+        ):
+            return [path]
+        if size > POOL_BYTES // 16:
             return [path]
         let_go = []
         while self._order and (len(self._order) >= POOL_FILES or self._bytes + size > POOL_BYTES):

@@ -91,6 +91,10 @@ def _extra_scores(fold: Fold, memo: Memo | None) -> dict[str, int]:
     fragments.py does); it then holds exactly the document's offers."""
     scores = fold.scores
     offers = list(fold.doc.get("trade_offers") or ())
+    if memo is not None and len(scores) != len(offers):
+        # Two offers with one id (never validated in, but a log is data): an upsert of
+        # one rescores the other too, so the memo's rule does not hold. Start it again.
+        memo.offers, memo.stored, memo = [], [], None
     if memo is None:
         stored = [_stored(o, scores[o["trade_offer_id"]]) for o in offers]
     else:

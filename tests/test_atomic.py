@@ -309,3 +309,17 @@ def test_the_pool_keeps_within_its_bounds_letting_the_oldest_go(
     fresh, fd, held = pool.take(str(tmp_path / "z.json"), 0.0, 0.0)  # z has none: new
     os.close(fd)
     assert held == 0 and fresh not in names and os.path.dirname(fresh) == str(tmp_path)
+
+
+def test_a_file_keeps_no_more_bytes_than_its_share(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(inode_pool, "FILE_BYTES", 1500)
+    pool = InodePool()
+    x, y = str(tmp_path / "x.json"), str(tmp_path / "y.json")
+    names = [str(tmp_path / f".pool-{i}.tmp") for i in range(4)]
+    assert pool.give(names[0], x, 1000) == []
+    assert pool.give(names[1], x, 600) == [names[1]]  # x would hold 1600
+    assert pool.give(names[2], x, 400) == []
+    assert pool.give(names[3], y, 1000) == []  # y's share is its own
+    assert len(pool) == 3

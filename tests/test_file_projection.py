@@ -286,6 +286,26 @@ def test_a_memo_encodes_every_version_exactly_as_without_one(data: st.DataObject
             assert encode(state, memo) == encode(state)
 
 
+def test_a_memo_is_not_misled_by_two_offers_with_one_id() -> None:
+    """Validation keeps them out, but a log is data: upserting one of them rescores both."""
+    account = "76561198000000001"
+    offers = [
+        {"trade_offer_id": "1", "updated_at": "bad"},
+        {"trade_offer_id": "1", "updated_at": 1000},
+    ]
+    offers += [{"trade_offer_id": str(i), "updated_at": 2000 + i} for i in range(2, 7)]
+    doc = {"account_steam_id": account, "trade_offers": offers, "negotiations": {}}
+    ts = "2026-11-26T10:00:00.000Z"
+    saved = apply(None, StoredEvent("1", account, 1, 0, 0, "NegotiationsSaved", ts, doc))
+    offer = {"trade_offer_id": "1", "updated_at": 1500}
+    upserted = apply(
+        saved, StoredEvent("2", account, 2, 0, 1, "TradeOfferUpserted", ts, {"offer": offer})
+    )
+    memo = Memo()
+    assert encode(saved, memo) == encode(saved)
+    assert encode(upserted, memo) == encode(upserted)
+
+
 def test_a_snapshots_memo_keeps_only_the_offers_its_document_holds() -> None:
     def fold(ids: range) -> Fold:
         offers = [{"trade_offer_id": str(i), "updated_at": "soon"} for i in ids]
@@ -506,9 +526,10 @@ def test_a_ring_naming_partitions_with_nothing_new_still_finds_the_rest(
 
 def test_rings_name_partitions_or_none() -> None:
     assert rung_partitions([partitions_payload([3, 5]), partitions_payload([0])]) == {0, 3, 5}
-    assert rung_partitions([b"2", b"1"]) == {1, 2}
-    assert rung_partitions([b"2", b"x"]) is None  # not a partition list: read them all
-    assert rung_partitions([b""]) is None
+    assert rung_partitions([b"p2", b"p1"]) == {1, 2}
+    assert rung_partitions([b"p2", b"1"]) is None  # a plain ring: read them all
+    assert rung_partitions([b"p2", b"px"]) is None
+    assert rung_partitions([b"p"]) is None
 
 
 def test_small_batches_write_an_account_at_most_once_each(

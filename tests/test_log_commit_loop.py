@@ -306,4 +306,4 @@ def test_the_listeners_are_rung_before_the_sync(
         result = submit(writer, account_in(1, settings.partitions), 2).result(DEADLINE_S)
         assert order == ["ring", "sync"]
         assert result.appended
-        assert rung == [b"1"]  # the ring names the partition written (see rung_partitions)
+        assert rung == [b"p1"]  # the ring names the partition written (see rung_partitions)
