@@ -15,7 +15,7 @@ from collections.abc import Container
 from dataclasses import dataclass, field
 
 from .fold import Fold
-from .snapshots import Memo
+from .snapshot_encode import Memo
 
 __all__ = ["Cache", "Entry"]
 

@@ -16,7 +16,8 @@ from eventlog.settings import Settings
 from .atomic import Staged, install, stage
 from .durable import fsync_dir, make_dirs
 from .fold import Fold
-from .snapshots import Memo, encode, snapshot_file
+from .snapshot_encode import Memo, encode
+from .snapshots import snapshot_file
 from .tags import TagRefused, can_tag
 
 __all__ = ["stage_snapshot", "write_snapshots"]

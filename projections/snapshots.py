@@ -9,18 +9,15 @@ put in place with the file. A snapshot without a current tag is in the layout
 before tags, with those scores in a reserved last key (reserved_key.py).
 
 Readers never parse more than they must: the version line is found by
-searching from the end. Writing snapshots (atomically, durably) is
-snapshot_writes.py.
+searching from the end. Encoding them is snapshot_encode.py, writing them
+(atomically, durably) snapshot_writes.py.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from itertools import compress, count, repeat
-from operator import is_not
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import orjson
 
@@ -29,17 +26,14 @@ from eventlog.settings import Settings
 
 from .atomic import read_tagged
 from .fold import Fold
-from .fragments import Parts, unchanged_ends
-from .reserved_key import RESERVED, embed, restore, split
-from .tags import make_tag, read_scores, tag_version
+from .reserved_key import RESERVED, restore, split
+from .tags import read_scores, tag_version
 from .times import offer_score
 
 __all__ = [
     "RESERVED",
-    "Memo",
     "current_tag",
     "decode",
-    "encode",
     "foreign",
     "load_snapshot",
     "load_snapshot_file",
@@ -61,75 +55,6 @@ def snapshot_path(settings: Settings, account: str) -> Path:
 def snapshot_file(directory: str, account: str) -> str:
     """`snapshot_path` in the snapshot directory given as text (the writes' hot path)."""
     return f"{directory}/{account}.json"
-
-
-@dataclass(slots=True)
-class Memo:
-    """What encoding an account's snapshot keeps for its next write.
-
-    The fold shares unchanged objects between versions, so with a memo only what
-    changed since the last write is examined and encoded again.
-    """
-
-    # The offers at the last write and, in their places, each one's score if it must
-    # be stored (None: the offer gives it back). The fold never scores an offer again
-    # without making a new offer object, so an offer found again keeps its entry.
-    offers: list[dict[str, Any]] = field(default_factory=list)
-    stored: list[int | None] = field(default_factory=list)
-    parts: Parts = field(default_factory=Parts)
-
-
-def _stored(offer: dict[str, Any], score: int) -> int | None:
-    """`score` if `offer_score` cannot derive it from the offer (it fell back to the
-    event time; a derivable score ignores the fallback), else None."""
-    return score if offer_score(offer, score + 1) != score else None
-
-
-def _extra_scores(fold: Fold, memo: Memo | None) -> dict[str, int]:
-    """Scores `offer_score` cannot re-derive from the offer, by offer id in offer order.
-    With a memo only the offers between the first and last change are looked at (as
-    fragments.py does); it then holds exactly the document's offers."""
-    scores = fold.scores
-    offers = list(fold.doc.get("trade_offers") or ())
-    if memo is not None and len(scores) != len(offers):
-        # Two offers with one id (never validated in, but a log is data): an upsert of
-        # one rescores the other too, so the memo's rule does not hold. Start it again.
-        memo.offers, memo.stored, memo = [], [], None
-    if memo is None:
-        stored = [_stored(o, scores[o["trade_offer_id"]]) for o in offers]
-    else:
-        old, before = memo.offers, memo.stored
-        head, tail = unchanged_ends(offers, old)
-        n, m = len(offers), len(old)
-        known = dict(zip(map(id, old[head : m - tail]), before[head : m - tail], strict=True))
-        middle = [
-            known[id(o)] if id(o) in known else _stored(o, scores[o["trade_offer_id"]])
-            for o in offers[head : n - tail]
-        ]
-        stored = before[:head] + middle + before[m - tail :]
-        memo.offers, memo.stored = offers, stored
-    at = compress(count(), map(is_not, stored, repeat(None)))  # (in C: most are None)
-    return {offers[i]["trade_offer_id"]: cast(int, stored[i]) for i in at}
-
-
-def encode(
-    fold: Fold, memo: Memo | None = None, *, tagged: bool = True
-) -> tuple[bytes, bytes | None]:
-    """A Fold's snapshot bytes and tag (`memo`: the account's, kept between writes).
-    Untagged (`tagged` False: the filesystem takes no tags; or scores too many for a
-    tag; or a document with a `_tradelog` key of its own), the scores the tag would
-    hold go in the reserved key, and the tag is None."""
-    body = doc = fold.doc
-    extra = _extra_scores(fold, memo)
-    # A client's own `_tradelog` key takes the layout before tags too: a tagged file
-    # never has that key, so one that lost its tag (a copy without attributes) is
-    # never read as holding the reserved block.
-    tag = make_tag(doc["version"], extra) if tagged and RESERVED not in doc else None
-    if tag is None:
-        body = embed(doc, extra)
-    if memo is not None:
-        body = memo.parts.doc(body)
-    return orjson.dumps(body, option=orjson.OPT_INDENT_2), tag
 
 
 def version_of(raw: bytes) -> int | None:

@@ -23,7 +23,8 @@ from .atomic import read_tagged
 from .fold import Fold
 from .redis_reader import read_fold, read_folds
 from .replay_fold import Folded
-from .snapshots import current_tag, decode, encode, foreign, version_of
+from .snapshot_encode import encode
+from .snapshots import current_tag, decode, foreign, version_of
 from .verify_report import Finding
 
 __all__ = ["Held", "Judge", "VerifyJob", "consistent", "held_files", "held_redis"]

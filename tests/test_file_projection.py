@@ -37,11 +37,10 @@ from projections.durable import covers_log
 from projections.file_health import progress
 from projections.file_projector import FileProjector, parked
 from projections.fold import Fold, apply, dumps, fold_all
+from projections.snapshot_encode import Memo, encode
 from projections.snapshot_writes import write_snapshots
 from projections.snapshots import (
-    Memo,
     decode,
-    encode,
     read_document,
     read_document_bytes,
     read_snapshot,
