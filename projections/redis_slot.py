@@ -119,6 +119,15 @@ def _adopt(client: redis.Redis, keys: Keys, run_dir: Path, owners: Mapping[int, 
     group, scripts = keys.group(), Scripts(client)
     for p, owner in owners.items():
         stream = keys.log(p)
+        # A slot killed after it took a lease but before it first read the stream is in
+        # no consumer list below (an XAUTOCLAIM that claims nothing makes no consumer):
+        # its lease would keep the new owner off the partition until it ran out, and a
+        # run --until-caught-up, holding no lease there, would stop without it.
+        holder: Any = client.get(keys.lease(p))
+        holder = holder.decode() if isinstance(holder, bytes) else holder
+        if holder and holder != owner and _dead(run_dir, holder):
+            scripts.run([Call(LEASE, [keys.lease(p)], [holder, 0])])
+            log.info("partition %d: %s released the lease of %s (dead)", p, owner, holder)
         try:
             consumers: Any = client.xinfo_consumers(stream, group)
         except redis.ResponseError:  # no stream or group yet: nothing to take over

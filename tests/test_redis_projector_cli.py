@@ -17,7 +17,8 @@ import redis
 from eventlog import Writer
 from eventlog.keys import Keys
 from eventlog.settings import Settings
-from projections.redis_slot import take_slot
+from projections.redis_scripts import LEASE, Call, Scripts
+from projections.redis_slot import slot_name, take_slot
 from tests.test_redis_projection import assert_matches_fold, stream_events
 from tools.cmd_serve import child_env
 
@@ -151,6 +152,22 @@ def test_a_projector_killed_and_started_again_goes_on_at_once(
     # Well before the dead consumers' leases run out (10 s) or their entries idle (30 s):
     # the same names take them back, or under another process count their new owners do.
     _catch_up(rsettings, after)
+    _assert_caught_up(redis_client, rsettings)
+
+
+def test_a_lease_of_a_slot_killed_before_it_read_is_taken_over(
+    rsettings: Settings, redis_client: redis.Redis
+) -> None:
+    """Share 1 of 2 took its partitions' leases and was killed before its first read
+    (so no group lists it as a consumer); one process then catches up on every one."""
+    _fill(rsettings, 800)
+    keys = Keys(rsettings.key_prefix)
+    scripts = Scripts(redis_client)
+    for p in (1, 3):  # what share 1 of 2 leases first, for the 10 s a lease lasts
+        assert scripts.run([Call(LEASE, [keys.lease(p)], [slot_name(1), 10_000])]) == [2]
+    slot = take_slot(rsettings.run_dir, 1)  # its slot: held, then let go as a kill does
+    os.close(slot.fd)
+    _catch_up(rsettings, 1)
     _assert_caught_up(redis_client, rsettings)
 
 
