@@ -12,7 +12,7 @@ inode is created or freed; the old version becomes the next spare.
 A spare is overwritten only when two things hold; until then a pool file is used.
 - It has been out of place for `SPARE_REST_S` (its ctime says when it was
   exchanged): a reader that opened the target just before an exchange still
-  holds the spare's inode. `read_file` also reads again if the file changed
+  holds the spare's inode. `whole_reads.read_file` also reads again if the file changed
   while it was read.
 - Its directory was synced since (durable.fsync_dir or sync_all): until then a power
   cut could undo the exchange and leave the target naming the overwritten inode.
@@ -41,14 +41,12 @@ from eventlog._exceptions import SnapshotUnavailable
 
 from . import durable, fscalls
 from .inode_pool import InodePool, open_new
-from .tags import TagRefused, drop_tag, read_tag, write_tag
+from .tags import TagRefused, drop_tag, write_tag
 
 __all__ = [
     "Staged",
     "drop_temps",
     "install",
-    "read_file",
-    "read_tagged",
     "retire",
     "stage",
     "write_atomic",
@@ -56,7 +54,6 @@ __all__ = [
 
 SPARE_REST_S = 1.0
 _TICK_S = 0.02  # kernel timestamps come from a coarse clock: they may lag time.time()
-_READS = 8  # reads of a file that keeps changing under the reader before giving up
 _UNSUPPORTED = (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV)
 _exchanging = fscalls.can_exchange()
 _pool = InodePool()  # versions out of place, each overwritten once it rested
@@ -215,43 +212,3 @@ def write_atomic(
     The directory is not synced here: callers sync it once for a whole batch.
     """
     install(stage(path, data, sync=sync, spare=spare, tag=tag))
-
-
-def read_file(path: Path) -> bytes | None:
-    """A projection file's bytes; None if it is not there (SnapshotUnavailable if unreadable).
-
-    What was read counts only if the inode did not change meanwhile and its name still
-    holds it: else (a spare overwritten under a slow reader, or a pool inode the
-    reader opened under this name since given to another file) it is read again.
-    """
-    read = _read(path, tagged=False)
-    return None if read is None else read[0]
-
-
-def read_tagged(path: Path | str) -> tuple[bytes, bytes | None] | None:
-    """`read_file`, with the tag (tags.py) of the inode read: None if it has none."""
-    return _read(path, tagged=True)
-
-
-def _read(path: Path | str, tagged: bool) -> tuple[bytes, bytes | None] | None:
-    try:
-        for _ in range(_READS):
-            with open(path, "rb") as f:
-                before = os.fstat(f.fileno())
-                data = f.read()
-                tag = read_tag(f.fileno()) if tagged else None
-            # The name's inode after the read: the one read (same st_ino), unchanged since
-            # it was opened. (The size and ctime too: mtime is coarse, and a reused inode
-            # may have been written and cut short within one tick of the kernel's clock.)
-            now = os.stat(path)
-            if (
-                now.st_mtime_ns == before.st_mtime_ns
-                and (now.st_ino, now.st_ctime_ns) == (before.st_ino, before.st_ctime_ns)
-                and now.st_size == len(data)
-            ):
-                return data, tag
-    except FileNotFoundError:
-        return None
-    except OSError as e:
-        raise SnapshotUnavailable(f"cannot read {path}: {e}") from e
-    raise SnapshotUnavailable(f"cannot read {path}: it kept changing while it was read")

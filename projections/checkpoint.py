@@ -31,8 +31,9 @@ from eventlog.log_end import log_end
 from eventlog.marker import same_partitions
 from eventlog.settings import Settings
 
-from .atomic import read_file, write_atomic
+from .atomic import write_atomic
 from .durable import make_dirs
+from .whole_reads import read_file
 
 __all__ = [
     "STALLED_MS",

@@ -13,7 +13,7 @@ state no inode is created or freed.
 
 An inode only ever holds versions of one file: a reader that opened it under
 that name and stalled reads, at worst, another version of the same account,
-which read_file then notices. Never another account's.
+which whole_reads.read_file then notices. Never another account's.
 
 The pool is bounded: FILE_POOL inodes and FILE_BYTES a file (a version beyond is not kept),
 POOL_FILES and POOL_BYTES in all (the oldest kept is let go to make room); what

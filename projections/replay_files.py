@@ -17,13 +17,14 @@ import orjson
 from eventlog._exceptions import SnapshotUnavailable
 from eventlog.settings import Settings
 
-from .atomic import install, read_file
+from .atomic import install
 from .checkpoint import now_ms
 from .durable import fsync_dir, make_dirs
 from .file_parking import ParkRecord, write_park
 from .fold import Fold
 from .replay_fold import Poisoned
 from .snapshot_writes import stage_snapshot
+from .whole_reads import read_file
 
 __all__ = [
     "held_version",

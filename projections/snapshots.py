@@ -24,11 +24,11 @@ import orjson
 from eventlog._exceptions import CorruptSnapshot
 from eventlog.settings import Settings
 
-from .atomic import read_tagged
 from .fold import Fold
 from .reserved_key import RESERVED, restore, split
 from .tags import read_scores, tag_version
 from .times import offer_score
+from .whole_reads import read_tagged
 
 __all__ = [
     "RESERVED",

@@ -19,13 +19,13 @@ from eventlog.keys import Keys
 from eventlog.records import partition_of
 from eventlog.settings import Settings
 
-from .atomic import read_tagged
 from .fold import Fold
 from .redis_reader import read_fold, read_folds
 from .replay_fold import Folded
 from .snapshot_encode import encode
 from .snapshots import current_tag, decode, foreign, version_of
 from .verify_report import Finding
+from .whole_reads import read_tagged
 
 __all__ = ["Held", "Judge", "VerifyJob", "consistent", "held_files", "held_redis"]
 

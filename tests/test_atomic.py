@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from eventlog._exceptions import SnapshotUnavailable
-from projections import atomic, durable, fscalls, inode_pool
+from projections import atomic, durable, fscalls, inode_pool, whole_reads
 from projections.inode_pool import InodePool
 
 
@@ -206,16 +206,16 @@ def test_a_file_that_changed_while_it_was_read_is_read_again(
 
     monkeypatch.setattr(os, "fstat", fstat)
     monkeypatch.setattr(os, "stat", lambda *args, **kwargs: stat_of(next(mtimes)))
-    assert atomic.read_file(path) == b"{}"
+    assert whole_reads.read_file(path) == b"{}"
     assert len(calls) == 2
 
     ticks = itertools.count()
     monkeypatch.setattr(os, "fstat", lambda fd: stat_of(next(ticks)))
     monkeypatch.setattr(os, "stat", lambda *args, **kwargs: stat_of(next(ticks)))
     with pytest.raises(SnapshotUnavailable, match="kept changing"):
-        atomic.read_file(path)
+        whole_reads.read_file(path)
     monkeypatch.undo()
-    assert atomic.read_file(tmp_path / "absent.json") is None
+    assert whole_reads.read_file(tmp_path / "absent.json") is None
 
 
 def test_a_version_cut_short_within_one_clock_tick_is_read_again(
@@ -242,7 +242,7 @@ def test_a_version_cut_short_within_one_clock_tick_is_read_again(
 
     monkeypatch.setattr(os, "fstat", fstat)
     monkeypatch.setattr(os, "stat", lambda p, *a, **k: next(seen) if p == path else real_stat(p))
-    data = atomic.read_file(path)
+    data = whole_reads.read_file(path)
     monkeypatch.undo()
     assert data == b"{}"
     with pytest.raises(StopIteration):
@@ -271,8 +271,8 @@ def test_a_reader_never_keeps_an_inode_its_file_no_longer_names(
             pooled.write_bytes(b"b: SECRET")  # the inode the reader holds, given to b
         return f
 
-    monkeypatch.setattr(atomic, "open", stalled, raising=False)
-    assert atomic.read_file(path) == b"a: two"
+    monkeypatch.setattr(whole_reads, "open", stalled, raising=False)
+    assert whole_reads.read_file(path) == b"a: two"
     assert opened == [path]
 
 
