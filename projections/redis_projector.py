@@ -85,6 +85,7 @@ class RedisProjector:
         self._parked_due = 0.0
         self._freezer = Freezer() if freeze_gc else None
         self._inflight = InFlight()
+        self.elsewhere: list[int] = []  # at close: the partitions another consumer held
 
     def _guard(self, fn: Callable[..., T], *args: Any) -> T:
         try:
@@ -208,9 +209,18 @@ class RedisProjector:
         """Every parked account's dead-letter record (account, version, error, position)."""
         return self.applier.parking.records()
 
+    def summary(self) -> str:
+        """For the command's exit line: the partitions another consumer held at the end
+        (a burst run is caught up on the others only)."""
+        if not self.elsewhere:
+            return "every partition applied here"
+        listed = ", ".join(map(str, self.elsewhere))
+        return f"partitions {listed} held by another consumer: not applied here"
+
     def close(self) -> None:
         """Finish the batches in flight, then give the leases back so another consumer
         takes over at once."""
+        self.elsewhere = sorted(set(self.consumer.partitions) - self.consumer.held)
         try:
             self._guard(self._finish, len(self._inflight.batches))
             self._guard(self.consumer.lease, 0)

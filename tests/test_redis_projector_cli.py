@@ -171,6 +171,20 @@ def test_a_lease_of_a_slot_killed_before_it_read_is_taken_over(
     _assert_caught_up(redis_client, rsettings)
 
 
+def test_a_run_until_caught_up_names_the_partitions_another_consumer_holds(
+    rsettings: Settings, redis_client: redis.Redis
+) -> None:
+    _fill(rsettings, 200)
+    keys = Keys(rsettings.key_prefix)
+    scripts = Scripts(redis_client)  # a live consumer of another host, for a minute
+    assert scripts.run([Call(LEASE, [keys.lease(1)], ["elsewhere-0", 60_000])]) == [2]
+    again = _cli(rsettings, "--processes", "1", "--until-caught-up")
+    done = subprocess.run(again, cwd=ROOT, env=_env(rsettings), capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr.decode()
+    assert "partitions 1 held by another consumer: not applied here" in done.stdout.decode()
+    assert redis_client.get(keys.lease(1)) == b"elsewhere-0"  # not taken over
+
+
 @pytest.mark.slow
 def test_the_group_stops_with_its_parent(
     rsettings: Settings, redis_client: redis.Redis, procs: list[subprocess.Popen[bytes]]
