@@ -15,13 +15,14 @@ belong to another slot (the process count changed): `adopt` hands them over.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
 import re
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,19 +83,19 @@ def take_slot(run_dir: Path, index: int, wait_s: float = _WAIT_S) -> Slot:
     return Slot(slot_name(index), fd)
 
 
-def _dead(run_dir: Path, name: str) -> bool:
-    """True if `name` is a slot of this host that no live process holds."""
+@contextlib.contextmanager
+def _dead(run_dir: Path, name: str) -> Iterator[bool]:
+    """True if `name` is a slot of this host that no live process holds; its lock is
+    then held until the block ends, so no process starting as `name` meanwhile takes
+    the lease or the entries back while they are being taken over."""
     found = re.fullmatch(re.escape(socket.gethostname()) + r"-(\d+)", name)
-    if found is None:
-        return False
-    path = _path(run_dir, int(found.group(1)))
-    if not os.path.exists(path):
-        return False
-    fd = _lock(path)
-    if fd < 0:
-        return False
-    os.close(fd)  # closing drops the lock at once: a starting owner waits no more than that
-    return True
+    path = None if found is None else _path(run_dir, int(found.group(1)))
+    fd = _lock(path) if path is not None and os.path.exists(path) else -1
+    try:
+        yield fd >= 0
+    finally:
+        if fd >= 0:
+            os.close(fd)  # closing drops the lock at once: a starting owner waits no more
 
 
 def slot_name(index: int) -> str:
@@ -125,22 +126,31 @@ def _adopt(client: redis.Redis, keys: Keys, run_dir: Path, owners: Mapping[int, 
         # run --until-caught-up, holding no lease there, would stop without it.
         holder: Any = client.get(keys.lease(p))
         holder = holder.decode() if isinstance(holder, bytes) else holder
-        if holder and holder != owner and _dead(run_dir, holder):
-            scripts.run([Call(LEASE, [keys.lease(p)], [holder, 0])])
-            log.info("partition %d: %s released the lease of %s (dead)", p, owner, holder)
+        if holder and holder != owner:
+            with _dead(run_dir, holder) as dead:
+                if dead:
+                    scripts.run([Call(LEASE, [keys.lease(p)], [holder, 0])])
+                    log.info("partition %d: %s released the lease of %s (dead)", p, owner, holder)
         try:
             consumers: Any = client.xinfo_consumers(stream, group)
         except redis.ResponseError:  # no stream or group yet: nothing to take over
             continue
         for info in consumers:
             name = info["name"].decode() if isinstance(info["name"], bytes) else info["name"]
-            if name == owner or not _dead(run_dir, name):
-                continue
-            scripts.run([Call(LEASE, [keys.lease(p)], [name, 0])])
-            moved = 0
-            while pending := client.xpending_range(stream, group, "-", "+", 1000, name):
-                ids: list[Any] = [entry["message_id"] for entry in pending]
-                client.xclaim(stream, group, owner, 0, ids, justid=True)
-                moved += len(ids)
-            client.xgroup_delconsumer(stream, group, name)
-            log.info("partition %d: %s took over from %s (%d pending)", p, owner, name, moved)
+            if name != owner:
+                with _dead(run_dir, name) as dead:
+                    if dead:
+                        _take_over(client, keys, p, owner, name)
+
+
+def _take_over(client: redis.Redis, keys: Keys, p: int, owner: str, name: str) -> None:
+    """Give `owner` what the dead consumer `name` holds on partition `p`."""
+    stream, group = keys.log(p), keys.group()
+    Scripts(client).run([Call(LEASE, [keys.lease(p)], [name, 0])])
+    moved = 0
+    while pending := client.xpending_range(stream, group, "-", "+", 1000, name):
+        ids: list[Any] = [entry["message_id"] for entry in pending]
+        client.xclaim(stream, group, owner, 0, ids, justid=True)
+        moved += len(ids)
+    client.xgroup_delconsumer(stream, group, name)
+    log.info("partition %d: %s took over from %s (%d pending)", p, owner, name, moved)

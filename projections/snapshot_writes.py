@@ -1,4 +1,4 @@
-"""Writing snapshot files: encoded (snapshots.py), put in place atomically, made durable.
+"""Writing snapshot files: encoded (snapshot_encode.py), put in place atomically, made durable.
 
 A batch is written with one directory sync after all its files (`write_snapshots`);
 the file projector stages a batch's files itself (`stage_snapshot`) so that one

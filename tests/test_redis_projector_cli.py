@@ -18,7 +18,7 @@ from eventlog import Writer
 from eventlog.keys import Keys
 from eventlog.settings import Settings
 from projections.redis_scripts import LEASE, Call, Scripts
-from projections.redis_slot import slot_name, take_slot
+from projections.redis_slot import adopt, slot_name, take_slot
 from tests.test_redis_projection import assert_matches_fold, stream_events
 from tools.cmd_serve import child_env
 
@@ -163,12 +163,33 @@ def test_a_lease_of_a_slot_killed_before_it_read_is_taken_over(
     _fill(rsettings, 800)
     keys = Keys(rsettings.key_prefix)
     scripts = Scripts(redis_client)
-    for p in (1, 3):  # what share 1 of 2 leases first, for the 10 s a lease lasts
-        assert scripts.run([Call(LEASE, [keys.lease(p)], [slot_name(1), 10_000])]) == [2]
     slot = take_slot(rsettings.run_dir, 1)  # its slot: held, then let go as a kill does
+    for p in (1, 3):  # what share 1 of 2 does first: its groups, leases, a first claim
+        stream, group = keys.log(p), keys.group()
+        redis_client.xgroup_create(stream, group, id="0", mkstream=True)
+        assert scripts.run([Call(LEASE, [keys.lease(p)], [slot.name, 10_000])]) == [2]
+        redis_client.xautoclaim(stream, group, slot.name, 30_000, "0-0", count=1000)
+        assert redis_client.xinfo_consumers(stream, group) == []  # (claiming nothing)
     os.close(slot.fd)
     _catch_up(rsettings, 1)
     _assert_caught_up(redis_client, rsettings)
+
+
+def test_a_lease_of_a_live_slot_or_a_one_off_name_is_kept(
+    rsettings: Settings, redis_client: redis.Redis
+) -> None:
+    keys = Keys(rsettings.key_prefix)
+    scripts = Scripts(redis_client)
+    live = take_slot(rsettings.run_dir, 1)  # held by a live process (this one)
+    try:
+        holders = {1: live.name, 3: f"{slot_name(0)[:-2]}-pid4242"}
+        for p, name in holders.items():
+            assert scripts.run([Call(LEASE, [keys.lease(p)], [name, 10_000])]) == [2]
+        adopt(redis_client, keys, rsettings.run_dir, {1: slot_name(0), 3: slot_name(0)})
+        for p, name in holders.items():
+            assert redis_client.get(keys.lease(p)) == name.encode()
+    finally:
+        os.close(live.fd)
 
 
 def test_a_run_until_caught_up_names_the_partitions_another_consumer_holds(
