@@ -11,17 +11,19 @@ indented as orjson indents that depth, so the bytes are exactly a full encode's.
 from __future__ import annotations
 
 import operator
-from itertools import compress, count
+from collections.abc import Callable
+from itertools import compress, count, repeat
 from typing import Any
 
 import orjson
 
-__all__ = ["Parts", "unchanged_ends"]
+__all__ = ["Parts", "reuse"]
 
 _MIN_ITEMS = 8  # smaller containers are cheaper to encode again than to look up
 _MIN_DOC_ITEMS = 64  # and a document with fewer elements in all is encoded whole
 _DEPTH2 = b"\n    "  # an element of a top-level container sits two levels deep
 _CONTAINERS = (dict, list)
+_MISSING = object()  # reuse: an element `old` lacks
 
 
 class Parts:
@@ -66,36 +68,38 @@ class Parts:
 
 
 def _parts(elements: list[Any], before: tuple[list[Any], list[Any]] | None) -> list[Any]:
-    """`elements` as parts. An event replaces, adds or moves an element or two (an
-    upserted offer moves to its new place in score order), so the elements are
-    compared with the last write's from both ends, in C (map), and only those between
-    the first and the last difference are looked up by identity; what is not found
-    is encoded."""
+    """`elements` as parts: the last write's where it had the very element, else encoded."""
     old, held = before if before is not None else ([], [])
-    n, m = len(elements), len(old)
-    head, tail = unchanged_ends(elements, old)
+    return reuse(elements, old, held, _part)
+
+
+def _part(value: Any) -> Any:
+    if type(value) is dict or type(value) is list:
+        raw = orjson.dumps(value, option=orjson.OPT_INDENT_2)
+        return orjson.Fragment(raw.replace(b"\n", _DEPTH2))
+    return value  # a scalar element is embedded as it is
+
+
+def reuse(new: list[Any], old: list[Any], held: list[Any], make: Callable[[Any], Any]) -> list[Any]:
+    """What `held` holds for `old`'s elements, for `new`'s: `held[i]` for an element that
+    is `old[i]`'s very object, `make(element)` for one `old` lacks.
+
+    An event replaces, adds or moves an element or two (an upserted offer moves to its
+    new place in score order), so the lists are compared from both ends, in C (map),
+    and only the elements between the first and the last difference are looked up by
+    identity (`old` is alive, so its ids are its own)."""
+    n, m = len(new), len(old)
+    head = _same(new, old)
     if head == n == m:
         return held
-    window = elements[head : n - tail]
-    # (`old` is alive, so its ids are its own.)
-    by_id = dict(zip(map(id, old[head : m - tail]), held[head : m - tail], strict=True))
-    middle: list[Any] = list(map(by_id.get, map(id, window)))
-    for i, part in enumerate(middle):
-        if part is None:
-            value = window[i]
-            if type(value) is dict or type(value) is list:
-                raw = orjson.dumps(value, option=orjson.OPT_INDENT_2)
-                middle[i] = orjson.Fragment(raw.replace(b"\n", _DEPTH2))
-            else:
-                middle[i] = value  # a scalar element is embedded as it is
+    tail = min(_same(new[::-1], old[::-1]), n - head, m - head)
+    window = new[head : n - tail]
+    known = dict(zip(map(id, old[head : m - tail]), held[head : m - tail], strict=True))
+    middle = list(map(known.get, map(id, window), repeat(_MISSING)))
+    for i, value in enumerate(middle):
+        if value is _MISSING:
+            middle[i] = make(window[i])
     return held[:head] + middle + held[m - tail :]
-
-
-def unchanged_ends(new: list[Any], old: list[Any]) -> tuple[int, int]:
-    """How many leading and how many trailing elements `new` keeps from `old` (the very
-    same objects, in the same places), never counting one twice."""
-    head = _same(new, old)
-    return head, min(_same(new[::-1], old[::-1]), len(new) - head, len(old) - head)
 
 
 def _same(a: list[Any], b: list[Any]) -> int:

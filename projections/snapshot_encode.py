@@ -16,7 +16,7 @@ from typing import Any, cast
 import orjson
 
 from .fold import Fold
-from .fragments import Parts, unchanged_ends
+from .fragments import Parts, reuse
 from .reserved_key import RESERVED, embed
 from .tags import make_tag
 from .times import offer_score
@@ -48,26 +48,22 @@ def _stored(offer: dict[str, Any], score: int) -> int | None:
 
 def _extra_scores(fold: Fold, memo: Memo | None) -> dict[str, int]:
     """Scores `offer_score` cannot re-derive from the offer, by offer id in offer order.
-    With a memo only the offers between the first and last change are looked at (as
-    fragments.py does); it then holds exactly the document's offers."""
+    With a memo only the offers between the first and last change are looked at
+    (fragments.reuse); it then holds exactly the document's offers."""
     scores = fold.scores
     offers = list(fold.doc.get("trade_offers") or ())
     if memo is not None and len(scores) != len(offers):
         # Two offers with one id (never validated in, but a log is data): an upsert of
         # one rescores the other too, so the memo's rule does not hold. Start it again.
         memo.offers, memo.stored, memo = [], [], None
+
+    def stored_of(offer: dict[str, Any]) -> int | None:
+        return _stored(offer, scores[offer["trade_offer_id"]])
+
     if memo is None:
-        stored = [_stored(o, scores[o["trade_offer_id"]]) for o in offers]
+        stored = [stored_of(o) for o in offers]
     else:
-        old, before = memo.offers, memo.stored
-        head, tail = unchanged_ends(offers, old)
-        n, m = len(offers), len(old)
-        known = dict(zip(map(id, old[head : m - tail]), before[head : m - tail], strict=True))
-        middle = [
-            known[id(o)] if id(o) in known else _stored(o, scores[o["trade_offer_id"]])
-            for o in offers[head : n - tail]
-        ]
-        stored = before[:head] + middle + before[m - tail :]
+        stored = reuse(offers, memo.offers, memo.stored, stored_of)
         memo.offers, memo.stored = offers, stored
     at = compress(count(), map(is_not, stored, repeat(None)))  # (in C: most are None)
     return {offers[i]["trade_offer_id"]: cast(int, stored[i]) for i in at}
