@@ -482,7 +482,7 @@ def test_a_ring_naming_partitions_has_them_read_first_and_the_rest_next(
     s = make_settings(partitions=4)
 
     def snapshot(p: int) -> Path:
-        return s.snapshot_dir / f"{account_in(p, 4)}.json"
+        return snapshot_path(s, account_in(p, 4))
 
     with Writer(s) as writer:
         for p in (1, 3):
@@ -517,7 +517,7 @@ def test_a_ring_naming_partitions_with_nothing_new_still_finds_the_rest(
         ringer.ring(partitions_payload([2]))
         projector.idle(DEADLINE_S)
         assert projector.step(100) == 1
-        assert (s.snapshot_dir / f"{account_in(1, 4)}.json").exists()
+        assert snapshot_path(s, account_in(1, 4)).exists()
     finally:
         ringer.close()
         projector.close()
