@@ -129,7 +129,7 @@ def _adopt(client: redis.Redis, keys: Keys, run_dir: Path, owners: Mapping[int, 
         if holder and holder != owner:
             with _dead(run_dir, holder) as dead:
                 if dead:
-                    scripts.run([Call(LEASE, [keys.lease(p)], [holder, 0])])
+                    _release(scripts, keys, p, holder)
                     log.info("partition %d: %s released the lease of %s (dead)", p, owner, holder)
         try:
             consumers: Any = client.xinfo_consumers(stream, group)
@@ -140,17 +140,25 @@ def _adopt(client: redis.Redis, keys: Keys, run_dir: Path, owners: Mapping[int, 
             if name != owner:
                 with _dead(run_dir, name) as dead:
                     if dead:
-                        _take_over(client, keys, p, owner, name)
+                        _release(scripts, keys, p, name)
+                        moved = _take_over(client, stream, group, owner, name)
+                        log.info(
+                            "partition %d: %s took over from %s (%d pending)", p, owner, name, moved
+                        )
 
 
-def _take_over(client: redis.Redis, keys: Keys, p: int, owner: str, name: str) -> None:
-    """Give `owner` what the dead consumer `name` holds on partition `p`."""
-    stream, group = keys.log(p), keys.group()
-    Scripts(client).run([Call(LEASE, [keys.lease(p)], [name, 0])])
+def _release(scripts: Scripts, keys: Keys, p: int, name: str) -> None:
+    """Let partition `p`'s lease go if `name` holds it."""
+    scripts.run([Call(LEASE, [keys.lease(p)], [name, 0])])
+
+
+def _take_over(client: redis.Redis, stream: str, group: str, owner: str, name: str) -> int:
+    """Give `owner` the entries the dead consumer `name` has pending on `stream` (and
+    drop `name` from the group); how many moved."""
     moved = 0
     while pending := client.xpending_range(stream, group, "-", "+", 1000, name):
         ids: list[Any] = [entry["message_id"] for entry in pending]
         client.xclaim(stream, group, owner, 0, ids, justid=True)
         moved += len(ids)
     client.xgroup_delconsumer(stream, group, name)
-    log.info("partition %d: %s took over from %s (%d pending)", p, owner, name, moved)
+    return moved
