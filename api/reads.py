@@ -100,7 +100,9 @@ class Reads:
         return {"enabled": True, "reachable": True}
 
     def file_stats(self, account: str) -> dict[str, Any] | None:
-        path = self.settings.snapshot_dir / f"{account}.json"
+        from projections.snapshots import snapshot_path
+
+        path = snapshot_path(self.settings, account)
         try:
             st = os.stat(path)
         except FileNotFoundError:

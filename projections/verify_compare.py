@@ -23,7 +23,7 @@ from .fold import Fold
 from .redis_reader import read_fold, read_folds
 from .replay_fold import Folded
 from .snapshot_encode import encode
-from .snapshots import current_tag, decode, foreign, version_of
+from .snapshots import current_tag, decode, foreign, snapshot_path, version_of
 from .verify_report import Finding
 from .whole_reads import read_tagged
 
@@ -129,7 +129,7 @@ class Judge:
 def held_files(settings: Settings, folded: Folded, accounts: list[str]) -> dict[str, Held]:
     out: dict[str, Held] = {}
     for account in accounts:
-        path = settings.snapshot_dir / f"{account}.json"
+        path = snapshot_path(settings, account)
         read = read_tagged(path)
         if read is None:
             out[account] = Held(None, 0)
