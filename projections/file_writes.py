@@ -61,6 +61,7 @@ class Batch:
     staged: list[Staged] = field(default_factory=list)  # written, not yet durable or in place
     rung: bool = False  # its progress is announced
     read: set[int] = field(default_factory=set)  # the partitions whose lines it folded
+    dirty_bytes: int = 0  # the last snapshot sizes of the accounts in `folds`
 
     def written(self, files: list[tuple[Staged, int]]) -> None:
         """Take each fold's staged file and size, in the folds' order."""

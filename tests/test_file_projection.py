@@ -655,6 +655,32 @@ def test_a_step_reads_a_bounded_number_of_bytes(
     assert_matches_fold(s)
 
 
+def test_a_step_stops_once_the_documents_it_touched_pass_a_bound(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = make_settings(partitions=4, fsync="off")
+    accounts = [account_in(p, 4) for p in range(4)]  # one a partition: a read chunk each
+    doc = {"our_inventory": ["x" * 1000] * 20}  # ~20 KB snapshots
+    with Writer(s) as writer:
+        for account in accounts:
+            writer.append(account, "NegotiationsSaved", doc)
+    catch_up(s).close()
+    with Writer(s) as writer:
+        for i in range(12):
+            writer.append(accounts[i % 4], "NegotiationsSaved", {**doc, "n": i})
+    # Two of those documents reach the bound: a step folds at most two partitions' chunks.
+    monkeypatch.setattr("projections.file_projector.STEP_DIRTY_BYTES", 30_000)
+    projector = FileProjector(s)
+    try:
+        touched = []
+        while projector.step(10_000):
+            touched.append(len(projector.writes.flight.folds if projector.writes.flight else ()))
+    finally:
+        projector.close()
+    assert touched == [2, 2]
+    assert_matches_fold(s)
+
+
 def test_a_step_that_ends_mid_chunk_holds_no_events_read_past_it(
     make_settings: Callable[..., Settings],
 ) -> None:
