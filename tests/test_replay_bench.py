@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 from collections import Counter
 from collections.abc import Callable
+from itertools import pairwise
 from pathlib import Path
 
 import orjson
@@ -16,7 +17,7 @@ from eventlog.records import StoredEvent
 from eventlog.settings import Settings
 from projections.replay import Folded, fold_log, log_ends
 from tests.test_replay import TRADELOG
-from tools.bench.replay_log import generate_log
+from tools.bench.replay_log import SAVE_EVERY, generate_log
 
 MakeSettings = Callable[..., Settings]
 
@@ -38,6 +39,28 @@ def test_the_generated_log_is_valid(make_settings: MakeSettings) -> None:
     kinds = Counter(kind for kind, _, _ in seen)
     assert kinds["TradeOfferUpserted"] > 0.8 * 3000
     assert {"FriendNegotiationUpserted", "FriendsRemoved", "NegotiationsSaved"} <= set(kinds)
+
+
+def test_a_steady_log_takes_the_accounts_in_turn_and_saves_each_on_a_fixed_period(
+    make_settings: MakeSettings,
+) -> None:
+    s = make_settings()
+    accounts, events = 8, 8 * 2 * SAVE_EVERY
+    generate_log(s.log_dir, s.partitions, events, accounts=accounts, steady=True)
+    seen: list[StoredEvent] = []
+    folded = fold_log(s, log_ends(s), Folded(), observe=lambda _, batch: seen.extend(batch))
+    assert folded.poisoned == {} and len(folded.folds) == accounts
+    seen.sort(key=lambda e: e.ts)  # one millisecond apart: the order they were made in
+    order = [e.account for e in seen]
+    assert order == order[:accounts] * (events // accounts)
+    saves: dict[str, list[int]] = {}
+    for event in seen:
+        if event.type == "NegotiationsSaved":
+            saves.setdefault(event.account, []).append(event.version)
+    assert len(saves) == accounts
+    assert all(b - a == SAVE_EVERY for v in saves.values() for a, b in pairwise(v))
+    # The accounts' turns spread over the period: their first saves are all different.
+    assert len({v[0] for v in saves.values()}) == accounts
 
 
 def test_bench_replay_reports_its_figures(tmp_path: Path) -> None:

@@ -73,9 +73,14 @@ class _Streams:
 
 
 def make_log(
-    settings: Settings, events: int, accounts: int, first_account: int | None = None
+    settings: Settings,
+    events: int,
+    accounts: int,
+    first_account: int | None = None,
+    steady: bool = False,
 ) -> str:
-    """Write `events` of replay's mix into an empty log and its streams; say how long."""
+    """Write `events` of replay's mix into an empty log and its streams; say how long.
+    `steady`: see replay_log."""
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=60)
     start = time.perf_counter()
     streams = _Streams(StreamLog(client, Keys(settings.key_prefix)), settings.partitions)
@@ -89,6 +94,7 @@ def make_log(
                 accounts,
                 first_account=first_account,
                 sink=streams.add,
+                steady=steady,
             )
     finally:
         try:

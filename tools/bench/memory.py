@@ -18,14 +18,18 @@ projector (one process), built as `tradelog project` builds them
 resident set (VmHWM) once caught up. Figure: the peak of the largest process.
 Final VmRSS values are in the notes. All in MiB, from /proc/<pid>/status.
 
-Why 200 accounts by default: the projectors cache account documents (the file
-projector up to 128 MiB of snapshots, the Redis projector up to 20,000
-accounts), and in replay's mix a document grows until a whole-document save
-replaces it, every ~200 events of the account. With ~500 and ~5,000 events per
-account, both logs' documents have reached that steady size (the notes give
-each log's total snapshot bytes), so a difference between the two is the log's
-length, not bigger documents; with 10,000 accounts the large log's documents
-are ~7x the small one's, and so are the caches.
+Why 200 accounts by default, and a steady log (replay_log): the projectors cache
+account documents (the file projector up to 128 MiB of snapshots, the Redis
+projector up to 20,000 accounts), so their memory follows what the documents
+hold. In replay's mix a document grows until a whole-document save replaces it,
+every ~200 events of the account; with ~500 and ~5,000 events per account both
+logs' documents have reached that size. The steady log saves each account every
+200th event of its own, in turn, so both logs end with documents of the same
+total (the notes give each log's snapshot bytes): with saves by chance that
+total is a random walk, 16.7 MiB after the first 100,000 events of the default
+log and 20.1 after 1,000,000, and the ratio measured the walk as much as the
+log's length. With 10,000 accounts the large log's documents are ~7x the
+small one's, and so are the caches.
 
 Ratios: large / small (flat: about 1).
 """
@@ -128,7 +132,7 @@ def _snapshot_bytes(settings: Settings) -> int:
 
 def _projectors(settings: Settings, events: int, accounts: int) -> tuple[dict[str, float], str]:
     """Both projectors' peak MiB after applying a fresh log of `events`; and a note."""
-    made = make_log(settings, events, accounts)
+    made = make_log(settings, events, accounts, steady=True)
     processes = cmd_processes(settings)
     status(f"{events:,} events: the Redis projector ({processes} processes), then the file one")
     peaks: dict[str, float] = {}

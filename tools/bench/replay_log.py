@@ -7,6 +7,14 @@ the bots write: mostly TradeOfferUpserted (new offers with items, and state
 changes of earlier ones), with friend upserts, removals and whole-document
 saves between them. `bench replay` and biglog (`bench scale`, `bench memory`)
 build their logs with `generate_log`.
+
+In it an account is picked at random and saved with a chance of 1 in 200, so the
+total of the documents at a point of the log is a random walk (±7% for 200
+accounts: a document holds the offers of its events since its last save). A
+`steady` log takes the accounts in turn and saves each every 200th event of its
+own, the accounts' turns spread evenly: its documents total the same at any
+point past the first 200 events of every account, so two such logs of
+different lengths end with the same state (bench memory compares them).
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ __all__ = ["generate_log"]
 _STATES = ("Accepted", "Declined", "Canceled", "Expired", "InEscrow", "Countered")
 _FRIEND_STATES = ("awaiting_reply", "negotiating", "closed")
 _FLUSH_BYTES = 8 << 20
+SAVE_EVERY = 200  # an account's events between whole-document saves, on average
 
 # Called with each generated event's partition, offset and stream entry values.
 Sink = Callable[[int, int, list[bytes | str]], None]
@@ -98,17 +107,24 @@ class _Mix:
             },
         }
 
-    def next(self, account: str, acc: _Account, ts: str) -> tuple[str, dict[str, Any]]:
-        r = self.rng.random()
+    def next(
+        self, account: str, acc: _Account, ts: str, save: bool | None = None
+    ) -> tuple[str, dict[str, Any]]:
+        """The account's next event; `save`: whether it is a whole-document save (None: by
+        chance, 1 in SAVE_EVERY)."""
+        if save is None:
+            r = self.rng.random()
+        else:
+            r = 1.0 if save else self.rng.random() * (1 - 1 / SAVE_EVERY)
         if r < 0.88:
             if acc.offers and self.rng.random() < 0.5:
                 oid = acc.offers[self.rng.randrange(len(acc.offers))]
                 update = {"trade_offer_id": oid, "state": self.rng.choice(_STATES)}
                 return "TradeOfferUpserted", {"offer": {**update, "updated_at": ts}}
             return "TradeOfferUpserted", {"offer": self._new_offer(acc)}
-        if r < 0.98 or (r < 0.995 and not acc.friends):
+        if r < 0.98 or (r < 1 - 1 / SAVE_EVERY and not acc.friends):
             return "FriendNegotiationUpserted", self._friend(acc, ts)
-        if r < 0.995:
+        if r < 1 - 1 / SAVE_EVERY:
             gone = acc.friends[: self.rng.randint(1, 2)]
             del acc.friends[: len(gone)]
             return "FriendsRemoved", {"friend_steam_ids": gone}
@@ -137,11 +153,13 @@ def generate_log(
     *,
     first_account: int | None = None,
     sink: Sink | None = None,
+    steady: bool = False,
 ) -> int:
     """Write `events` valid log lines into empty partitions; return the bytes written.
 
     `first_account`: the SteamID64 the accounts start at (steam_ids' default if None);
-    `sink` also gets every event's stream entry (to fill the partition streams).
+    `sink` also gets every event's stream entry (to fill the partition streams);
+    `steady`: accounts in turn, each saved every SAVE_EVERY of its events (see above).
     """
     check_partitions(log_dir, partitions)
     ids = steam_ids(accounts) if first_account is None else steam_ids(accounts, first_account)
@@ -160,10 +178,13 @@ def generate_log(
     total = 0
     try:
         for i in range(events):
-            n = pick.randrange(accounts)
+            n = i % accounts if steady else pick.randrange(accounts)
             account, acc, p = ids[n], state[n], where[n]
             ts = stamps.at(i)
-            kind, data = mix.next(account, acc, ts)
+            save = None
+            if steady:  # account n's saves fall n/accounts of the way into its period
+                save = (acc.version + n * SAVE_EVERY // accounts) % SAVE_EVERY == SAVE_EVERY - 1
+            kind, data = mix.next(account, acc, ts, save)
             acc.version += 1
             event = StoredEvent(
                 str(uuid_utils.uuid7()), account, acc.version, p, offsets[p], kind, ts, data, meta
