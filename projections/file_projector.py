@@ -51,7 +51,11 @@ CACHE_BYTES = 128 << 20
 # passes it). A step's Folds stay pinned, beside the new ones, until the next step is
 # folded too: without a bound, a catch-up's 50,000-event steps held every busy
 # account twice, and the peak grew with the log even where the documents did not
-# (bench memory: 121 MiB after 100,000 events, 148 after 1,000,000; now 120 and 131).
+# (bench memory's steady logs: 121 MiB after 100,000 events, 148 after 1,000,000;
+# with it 120 and 131). An account without a snapshot yet counts as its 1 KiB guess:
+# its document holds no more than the step's events, which STEP_BYTES bounds. Below
+# one read chunk (4 MiB), so with big documents a step is about one chunk, and a
+# busy account is written more often in a catch-up (bench project: no change seen).
 STEP_DIRTY_BYTES = 2 << 20
 
 
