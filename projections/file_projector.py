@@ -47,15 +47,11 @@ log = logging.getLogger("tradelog.projector.file")
 # document's encoded parts about as much again, see fragments.py): 128 MiB keeps
 # a few thousand busy accounts hot and the projector's RSS bounded however long the log.
 CACHE_BYTES = 128 << 20
-# Snapshot bytes of the accounts one step may touch (it stops after the read chunk that
-# passes it). A step's Folds stay pinned, beside the new ones, until the next step is
-# folded too: without a bound, a catch-up's 50,000-event steps held every busy
-# account twice, and the peak grew with the log even where the documents did not
-# (bench memory's steady logs: 121 MiB after 100,000 events, 148 after 1,000,000;
-# with it 120 and 131). An account without a snapshot yet counts as its 1 KiB guess:
-# its document holds no more than the step's events, which STEP_BYTES bounds. Below
-# one read chunk (4 MiB), so with big documents a step is about one chunk, and a
-# busy account is written more often in a catch-up (bench project: no change seen).
+# Snapshot bytes of the accounts one step may touch (checked after each read chunk; a
+# new account counts 1 KiB, STEP_BYTES bounding what its events hold). A step's Folds
+# stay pinned beside the next step's until that is folded: 50,000-event steps held
+# every busy account twice (bench memory's steady logs, 100k vs 1M events: 121 vs 148
+# MiB; with the bound 120 vs 131).
 STEP_DIRTY_BYTES = 2 << 20
 
 
