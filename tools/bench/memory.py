@@ -8,8 +8,8 @@ connections: every fourth a GET of one of those documents, the others `bench
 http`'s sustained mix of writes (atomic upserts, friend PUTs, small saves).
 Figure: the worker's VmRSS then (its peak, VmHWM, in a note).
 
-Projectors: a small and a large log (`--memory-small` 100,000 and
-`--memory-large` 1,000,000 events of replay's mix over the same
+Projectors: a small and a large log (`--memory-small` 300,000 and
+`--memory-large` 3,000,000 events of replay's mix over the same
 `--memory-accounts` accounts, in the segments and the streams: biglog), one
 after the other, each in a data dir of its own. On each, the Redis projector
 (as many processes as `tradelog project redis` runs) and then the file
@@ -22,7 +22,7 @@ Why 200 accounts by default, and a steady log (replay_log): the projectors cache
 account documents (the file projector up to 128 MiB of snapshots, the Redis
 projector up to 20,000 accounts), so their memory follows what the documents
 hold. In replay's mix a document grows until a whole-document save replaces it,
-every ~200 events of the account; with ~500 and ~5,000 events per account both
+every ~200 events of the account; with ~1,500 and ~15,000 events per account both
 logs' documents have reached that size. The steady log saves each account every
 200th event of its own, in turn, so both logs end with documents of the same
 total (the notes give each log's snapshot bytes): with saves by chance that
@@ -30,6 +30,14 @@ total is a random walk, 16.7 MiB after the first 100,000 events of the default
 log and 20.1 after 1,000,000, and the ratio measured the walk as much as the
 log's length. With 10,000 accounts the large log's documents are ~7x the
 small one's, and so are the caches.
+
+Why 300,000 events in the small log: a projector's peak settles only after a few
+dozen batches, as the allocator's arenas find their steady state while the
+cached documents are replaced piece by piece. Measured on the steady log (file
+projector; Redis projector, two processes): 120 and 179 MiB after 100,000
+events, 129-132 and 198 after 300,000, 134 and 198 after 1,000,000, 133-135
+and 202-203 after 3,000,000 (two runs each where a range is given). A
+100,000-event log measured that warm-up, not the log's length.
 
 Ratios: large / small (flat: about 1).
 """
@@ -62,8 +70,8 @@ _CONNECTIONS = 8
 def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("memory")
     g.add_argument("--memory-requests", type=int, default=4000, help="API warm-up requests")
-    g.add_argument("--memory-small", type=int, default=100_000, help="events in the small log")
-    g.add_argument("--memory-large", type=int, default=1_000_000, help="events in the large")
+    g.add_argument("--memory-small", type=int, default=300_000, help="events in the small log")
+    g.add_argument("--memory-large", type=int, default=3_000_000, help="events in the large")
     g.add_argument("--memory-accounts", type=int, default=200, help="accounts of both logs")
 
 
