@@ -24,7 +24,7 @@ projector up to 20,000 accounts), so their memory follows what the documents
 hold. In replay's mix a document grows until a whole-document save replaces it,
 every ~200 events of the account; with ~1,500 and ~15,000 events per account both
 logs' documents have reached that size. The steady log saves each account every
-200th event of its own, in turn, so both logs end with documents of the same
+200th event of its own, in turn, so both logs end with documents of about the same
 total (the notes give each log's snapshot bytes): with saves by chance that
 total is a random walk, 16.7 MiB after the first 100,000 events of the default
 log and 20.1 after 1,000,000, and the ratio measured the walk as much as the
