@@ -10,16 +10,13 @@ import redis
 from eventlog._exceptions import RedisUnavailable
 from eventlog.history import account_events
 from eventlog.log_end import log_ends
+from eventlog.records import as_text
 from eventlog.settings import Settings
 from eventlog.writer import Writer
 
 from .reads import Reads
 
 __all__ = ["account_status", "log_ends", "projector_status", "summarize"]
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _lag(ends: dict[int, int], positions: dict[int, int]) -> dict[int, int]:
@@ -59,7 +56,7 @@ def projector_status(settings: Settings, reads: Reads) -> dict[str, Any]:
                 "lag": _lag(ends, positions),
                 "heartbeat": int(beat or 0) or None,
                 "running": why is not None,
-                "parked": [_text(k) for k in parked_raw],
+                "parked": [as_text(k) for k in parked_raw],
             }
     return out
 
@@ -81,7 +78,7 @@ def account_status(
             meta, redis_error = {}, f"Redis unreachable: {e}"
         if meta:
             redis_exists = True
-            redis_meta = {_text(k): _text(v) for k, v in meta.items()}
+            redis_meta = {as_text(k): as_text(v) for k, v in meta.items()}
             redis_version = int(redis_meta.get("version", 0))
     return {
         "steam_id": account,
@@ -110,7 +107,7 @@ def summarize(settings: Settings, reads: Reads) -> dict[str, Any]:
             members = reads.redis.smembers(reads.keys.accounts())
         except redis.RedisError as e:  # a 503 like every Redis read, not a 500
             raise RedisUnavailable(f"cannot read the Redis projection: {e}") from e
-        accounts = sorted(_text(m) for m in members)
+        accounts = sorted(as_text(m) for m in members)
         load = reads.redis_document
     offers = 0
     friends = 0

@@ -19,6 +19,7 @@ __all__ = [
     "RULES",
     "SCHEMA_VERSION",
     "StoredEvent",
+    "as_text",
     "partition_of",
     "utc_ts",
 ]
@@ -177,18 +178,19 @@ class StoredEvent:
     def from_stream_fields(cls, fields: dict[bytes, bytes] | dict[str, str]) -> StoredEvent:
         f = {(k.decode() if isinstance(k, bytes) else k): v for k, v in fields.items()}
         return cls(
-            id=_s(f["id"]),
-            account=_s(f["account"]),
+            id=as_text(f["id"]),
+            account=as_text(f["account"]),
             version=int(f["version"]),
             partition=int(f["partition"]),
             offset=int(f["offset"]),
-            type=_s(f["type"]),
-            ts=_s(f["ts"]),
+            type=as_text(f["type"]),
+            ts=as_text(f["ts"]),
             data=orjson.loads(f["data"]),
             meta=orjson.loads(f["meta"]),
             schema=int(f.get("schema", 1)),
         )
 
 
-def _s(value: bytes | str) -> str:
+def as_text(value: bytes | str) -> str:
+    """A Redis reply's string, whether the client decodes replies or not."""
     return value.decode() if isinstance(value, bytes) else value

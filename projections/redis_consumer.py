@@ -19,7 +19,7 @@ from typing import Any
 import redis
 
 from eventlog.keys import Keys
-from eventlog.records import StoredEvent
+from eventlog.records import StoredEvent, as_text
 
 from .redis_entries import Entries, entry_id, offset_of, read_entry
 from .redis_scripts import LEASE, Call, Scripts
@@ -168,7 +168,7 @@ class Consumer:
         below = f"({entry_id(event).decode()}"
         for consumer in summary.get("consumers") or ():
             other = consumer["name"]
-            if (other.decode() if isinstance(other, bytes) else other) == self.name:
+            if as_text(other) == self.name:
                 continue
             if self.client.xpending_range(stream, self.group, "-", below, 1, consumername=other):
                 return True

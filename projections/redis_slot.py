@@ -31,6 +31,7 @@ import redis
 
 from eventlog._exceptions import RedisUnavailable
 from eventlog.keys import Keys
+from eventlog.records import as_text
 
 from .redis_scripts import LEASE, Call, Scripts
 
@@ -124,8 +125,8 @@ def _adopt(client: redis.Redis, keys: Keys, run_dir: Path, owners: Mapping[int, 
         # no consumer list below (an XAUTOCLAIM that claims nothing makes no consumer):
         # its lease would keep the new owner off the partition until it ran out, and a
         # run --until-caught-up, holding no lease there, would stop without it.
-        holder: Any = client.get(keys.lease(p))
-        holder = holder.decode() if isinstance(holder, bytes) else holder
+        got: Any = client.get(keys.lease(p))
+        holder = None if got is None else as_text(got)
         if holder and holder != owner:
             with _dead(run_dir, holder) as dead:
                 if dead:
@@ -136,7 +137,7 @@ def _adopt(client: redis.Redis, keys: Keys, run_dir: Path, owners: Mapping[int, 
         except redis.ResponseError:  # no stream or group yet: nothing to take over
             continue
         for info in consumers:
-            name = info["name"].decode() if isinstance(info["name"], bytes) else info["name"]
+            name = as_text(info["name"])
             if name != owner:
                 with _dead(run_dir, name) as dead:
                     if dead:
