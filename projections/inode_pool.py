@@ -89,12 +89,12 @@ class InodePool:
         """Keep `path`, which holds a version of `target` of `size` bytes just exchanged
         out of place; the inodes the pool lets go to stay in its bounds, to be freed
         (`path` itself if it cannot be kept)."""
-        queue = self._free.get(target)
-        if queue is not None and (
-            len(queue) >= FILE_POOL or sum(f.size for f in queue) + size > FILE_BYTES
+        queue = self._free.get(target) or ()
+        if (  # a version too big to keep, or a file that has its share already
+            size > POOL_BYTES // 16
+            or len(queue) >= FILE_POOL
+            or sum(f.size for f in queue) + size > FILE_BYTES
         ):
-            return [path]
-        if size > POOL_BYTES // 16:
             return [path]
         let_go = []
         while self._order and (len(self._order) >= POOL_FILES or self._bytes + size > POOL_BYTES):

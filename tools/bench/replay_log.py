@@ -42,6 +42,7 @@ _STATES = ("Accepted", "Declined", "Canceled", "Expired", "InEscrow", "Countered
 _FRIEND_STATES = ("awaiting_reply", "negotiating", "closed")
 _FLUSH_BYTES = 8 << 20
 SAVE_EVERY = 200  # an account's events between whole-document saves (on average if by chance)
+_SAVE_AT = 1 - 1 / SAVE_EVERY  # a draw at or above it is a save (0.995)
 
 # Called with each generated event's partition, offset and stream entry values.
 Sink = Callable[[int, int, list[bytes | str]], None]
@@ -117,17 +118,19 @@ class _Mix:
         chance, 1 in SAVE_EVERY)."""
         if save is None:
             r = self.rng.random()
+        elif save:
+            r = 1.0
         else:
-            r = 1.0 if save else self.rng.random() * (1 - 1 / SAVE_EVERY)
+            r = self.rng.random() * _SAVE_AT
         if r < 0.88:
             if acc.offers and self.rng.random() < 0.5:
                 oid = acc.offers[self.rng.randrange(len(acc.offers))]
                 update = {"trade_offer_id": oid, "state": self.rng.choice(_STATES)}
                 return "TradeOfferUpserted", {"offer": {**update, "updated_at": ts}}
             return "TradeOfferUpserted", {"offer": self._new_offer(acc)}
-        if r < 0.98 or (r < 1 - 1 / SAVE_EVERY and not acc.friends):
+        if r < 0.98 or (r < _SAVE_AT and not acc.friends):
             return "FriendNegotiationUpserted", self._friend(acc, ts)
-        if r < 1 - 1 / SAVE_EVERY:
+        if r < _SAVE_AT:
             gone = acc.friends[: self.rng.randint(1, 2)]
             del acc.friends[: len(gone)]
             return "FriendsRemoved", {"friend_steam_ids": gone}
