@@ -9,7 +9,6 @@ Every timestamp comes from the event, never from a clock, so replays reproduce i
 from __future__ import annotations
 
 import contextlib
-from bisect import bisect_left, insort
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +18,8 @@ import orjson
 from eventlog._exceptions import ProjectionGap
 from eventlog.records import StoredEvent
 
-from .times import event_ms, offer_score
+from . import offer_list
+from .times import event_ms
 
 __all__ = ["Fold", "apply", "default_document", "dumps", "fold_all", "should_apply"]
 
@@ -56,12 +56,6 @@ def default_document(account: str, ts: str) -> dict[str, Any]:
         "negotiations": {},
         "version": 0,
     }
-
-
-def _order(offer: dict[str, Any], scores: dict[str, int]) -> tuple[int, int, str]:
-    oid: str = offer["trade_offer_id"]
-    # The string breaks ties between ids like "7" and "07" so the order is total.
-    return scores[oid], int(oid), oid
 
 
 def _held(state: Fold | None) -> int:
@@ -103,9 +97,7 @@ def _whole(state: Fold | None, event: StoredEvent, given: dict[str, Any], legacy
             values["created_at"] = doc.get("created_at", ts)
     # A null the client sent stays null (the Redis copy marks it in the meta hash);
     # a missing collection is added empty.
-    offers: list[dict[str, Any]] = doc.get("trade_offers") or []
-    scores = {o["trade_offer_id"]: offer_score(o, fallback) for o in offers}
-    values["trade_offers"] = sorted(offers, key=lambda o: _order(o, scores))
+    values["trade_offers"], scores = offer_list.ordered(doc.get("trade_offers") or [], fallback)
     rules = event.rules
     if rules > 1 and "trade_offers" in doc and doc["trade_offers"] is None:
         values["trade_offers"] = None
@@ -129,60 +121,18 @@ def _offers_time(state: Fold | None, doc: dict[str, Any], values: dict[str, Any]
         if after and "trade_offers_updated_at" not in doc:
             values["trade_offers_updated_at"] = ts
         return
-    before = state.doc.get("trade_offers") or []
-    changed = len(before) != len(after) or (
-        {o["trade_offer_id"]: o for o in before} != {o["trade_offer_id"]: o for o in after}
-    )
-    if changed:
+    if offer_list.changed(state.doc.get("trade_offers") or [], after):
         values["trade_offers_updated_at"] = ts
     elif "trade_offers_updated_at" not in doc:
         with contextlib.suppress(KeyError):
             values["trade_offers_updated_at"] = state.doc["trade_offers_updated_at"]
 
 
-def _history(old: Any, entry: dict[str, Any]) -> list[Any]:
-    """`state_history` with `entry` appended; a value of the client's that is not a list
-    is kept as the first element, not taken apart."""
-    if isinstance(old, list):
-        return [*old, entry]
-    return [entry] if old is None else [old, entry]
-
-
-def _find(offers: list[dict[str, Any]], scores: dict[str, int], oid: str) -> int | None:
-    """The offer's index: a bisection, the list being in (score, id) order."""
-    if oid not in scores:
-        return None
-    at = bisect_left(offers, (scores[oid], int(oid), oid), key=lambda o: _order(o, scores))
-    if at < len(offers) and offers[at]["trade_offer_id"] == oid:
-        return at
-    # Only a Fold built outside apply could be out of order: look the slow way.
-    return next((i for i, o in enumerate(offers) if o["trade_offer_id"] == oid), None)
-
-
 def _upsert_offer(base: Fold, event: StoredEvent) -> Fold:
-    ts, new = event.ts, event.data["offer"]
-    oid: str = new["trade_offer_id"]
-    offers = list(base.doc["trade_offers"] or ())
-    at = _find(offers, base.scores, oid)
-    if at is not None:
-        old = offers.pop(at)
-        merged = {**old, **new}
-        if "state" in new and new["state"] != old.get("state"):
-            entry = {"state": new["state"], "timestamp": ts}
-            if event.rules > 1:
-                merged["state_history"] = _history(merged.get("state_history"), entry)
-            else:  # as the projections folded it then: a string taken apart
-                merged["state_history"] = [*list(merged.get("state_history") or []), entry]
-    else:
-        merged = dict(new)
-        merged.setdefault("created_at", ts)
-        merged.setdefault("state", "Active")
-        if "state_history" not in merged:
-            merged["state_history"] = [{"state": merged["state"], "timestamp": ts}]
-    scores = dict(base.scores)
-    scores[oid] = offer_score(merged, event_ms(event))
-    # The list is already in order: one insertion keeps it so without a full sort.
-    insort(offers, merged, key=lambda o: _order(o, scores))
+    ts = event.ts
+    offers, scores = offer_list.upsert(
+        base.doc["trade_offers"], base.scores, event.data["offer"], ts, event_ms(event), event.rules
+    )
     doc = dict(base.doc)
     # Assigned in _SERVER_KEYS order, as _set_server would: the same key order results.
     doc["updated_at"] = ts
