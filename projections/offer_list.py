@@ -10,17 +10,26 @@ are new, the rest is shared with the version before (see fold.py).
 from __future__ import annotations
 
 from bisect import bisect_left, insort
+from operator import itemgetter
 from typing import Any
 
 from .times import offer_score
 
-__all__ = ["changed", "ordered", "upsert"]
+__all__ = ["changed", "find", "ordered", "sort_key", "upsert"]
+
+_ID = itemgetter("trade_offer_id")
+_SCAN = 48  # up to this length a scan in C (map, index) beats a bisect calling Python keys
+
+
+def sort_key(offer_id: str, score: int) -> tuple[int, int, str]:
+    """The offers' order: score, then the id as a number, then as a string (which breaks
+    ties between ids like "7" and "07", so the order is total)."""
+    return score, int(offer_id), offer_id
 
 
 def _order(offer: dict[str, Any], scores: dict[str, int]) -> tuple[int, int, str]:
     oid: str = offer["trade_offer_id"]
-    # The string breaks ties between ids like "7" and "07" so the order is total.
-    return scores[oid], int(oid), oid
+    return scores[oid], int(oid), oid  # sort_key, inline: it runs for every comparison
 
 
 def ordered(
@@ -47,15 +56,19 @@ def _history(old: Any, entry: dict[str, Any]) -> list[Any]:
     return [entry] if old is None else [old, entry]
 
 
-def _find(offers: list[dict[str, Any]], scores: dict[str, int], oid: str) -> int | None:
-    """The offer's index: a bisection, the list being in (score, id) order."""
+def find(offers: list[dict[str, Any]], scores: dict[str, int], oid: str) -> int | None:
+    """The index of the offer with id `oid` in a list in (score, id) order, or None."""
     if oid not in scores:
         return None
-    at = bisect_left(offers, (scores[oid], int(oid), oid), key=lambda o: _order(o, scores))
-    if at < len(offers) and offers[at]["trade_offer_id"] == oid:
-        return at
-    # Only a Fold built outside apply could be out of order: look the slow way.
-    return next((i for i, o in enumerate(offers) if o["trade_offer_id"] == oid), None)
+    if len(offers) > _SCAN:
+        at = bisect_left(offers, sort_key(oid, scores[oid]), key=lambda o: _order(o, scores))
+        if at < len(offers) and offers[at]["trade_offer_id"] == oid:
+            return at
+    # Short, or (only a Fold built outside apply) out of order: a scan.
+    try:
+        return list(map(_ID, offers)).index(oid)
+    except ValueError:
+        return None
 
 
 def upsert(
@@ -70,7 +83,7 @@ def upsert(
     ms; `rules`: the event's, see eventlog.records.RULES)."""
     oid: str = new["trade_offer_id"]
     offers = list(offers or ())
-    at = _find(offers, scores, oid)
+    at = find(offers, scores, oid)
     if at is not None:
         old = offers.pop(at)
         merged = {**old, **new}

@@ -13,7 +13,8 @@ from typing import Any
 from eventlog.keys import Keys
 
 from .fold import Fold
-from .redis_codec import Pairs, find_offer, json_arg, meta_changes, meta_pairs, record_pairs
+from .offer_list import find
+from .redis_codec import Pairs, json_arg, meta_changes, meta_pairs, record_pairs
 from .redis_scripts import REMOVE_FRIENDS, SAVE_DOCUMENT, UPSERT_FRIEND, UPSERT_OFFER, Call
 
 __all__ = ["friends_removed_call", "friends_upserted_call", "offers_call", "save_call"]
@@ -32,6 +33,14 @@ def _offers(args: list[Any], offers: Sequence[Any], scores: dict[str, int]) -> N
         args += (oid, json_arg(offer))
     for oid in ids:
         args += (scores[oid], oid)
+
+
+def _offer(offers: list[dict[str, Any]], scores: dict[str, int], oid: str) -> dict[str, Any]:
+    """The offer `oid` of a Fold that holds it (the fold just upserted it)."""
+    at = find(offers, scores, oid)
+    if at is None:
+        raise LookupError(f"offer {oid} is not in the account's fold")
+    return offers[at]
 
 
 def _friend_keys(keys: Keys, account: str, friend_ids: Sequence[str]) -> list[str]:
@@ -63,7 +72,7 @@ def offers_call(
         return None
     args, version = opening
     offers, scores = after.doc["trade_offers"], after.scores
-    _offers(args, [find_offer(offers, scores, oid) for oid in offer_ids], scores)
+    _offers(args, [_offer(offers, scores, oid) for oid in offer_ids], scores)
     return Call(
         UPSERT_OFFER,
         [keys.meta(account), keys.offers(account), keys.offers_index(account)],

@@ -21,12 +21,12 @@ Nothing here talks to Redis: the reader and the scripts' callers use it.
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections.abc import Iterable
-from operator import itemgetter
 from typing import Any
 
 import orjson
+
+from .offer_list import sort_key
 
 __all__ = [
     "COLLECTIONS",
@@ -38,12 +38,10 @@ __all__ = [
     "decode_document",
     "decode_record",
     "document_json",
-    "find_offer",
     "json_arg",
     "key_of",
     "meta_changes",
     "meta_pairs",
-    "offer_sort_key",
     "record_pairs",
 ]
 
@@ -61,7 +59,6 @@ _NULLABLE = frozenset(c.encode() for c in COLLECTIONS)
 _ORDER_B = ORDER.encode()
 _JSON_B = JSON_FIELDS.encode()
 _MISSING: Any = object()
-_ID = itemgetter("trade_offer_id")
 
 Pairs = list[str | bytes]  # field, value, field, value … as the scripts take them
 
@@ -165,23 +162,6 @@ def meta_changes(old: dict[str, Any], new: dict[str, Any]) -> Pairs | None:
     return pairs
 
 
-def offer_sort_key(offer_id: str, score: int) -> tuple[int, int, str]:
-    """The fold's offer order: score, then the id as a number, then as a string."""
-    return score, int(offer_id), offer_id
-
-
-def find_offer(offers: list[dict[str, Any]], scores: dict[str, int], offer_id: str) -> Any:
-    """The offer with `offer_id` in a fold's sorted offer list."""
-    if len(offers) <= 48:  # a scan in C (map, index) beats a bisect calling Python keys
-        return offers[list(map(_ID, offers)).index(offer_id)]
-    target = offer_sort_key(offer_id, scores[offer_id])
-    at = bisect_left(offers, target, key=lambda o: offer_sort_key(_ID(o), scores[_ID(o)]))
-    offer = offers[at]
-    if offer["trade_offer_id"] != offer_id:  # the fold always keeps the list sorted
-        raise LookupError(f"offer {offer_id} is not where its score puts it")
-    return offer
-
-
 def _object(raw: dict[bytes, bytes], collections: dict[str, bytes] | None = None) -> bytes:
     """A hash's JSON object, built from the stored bytes: strings are quoted, JSON
     values are taken as they are (orjson Fragments), so nothing is parsed here and the
@@ -222,7 +202,7 @@ def document_json(
     Raises KeyError/ValueError when the hashes are not a complete account.
     """
     scores = {oid.decode(): int(score) for oid, score in scored}
-    ids = sorted(scores, key=lambda oid: offer_sort_key(oid, scores[oid]))
+    ids = sorted(scores, key=lambda oid: sort_key(oid, scores[oid]))
     negotiations = (orjson.dumps(fid) + b":" + _object(friends[fid]) for fid in sorted(friends))
     collections = {
         "trade_offers": b"[" + b",".join([offers[oid.encode()] for oid in ids]) + b"]",

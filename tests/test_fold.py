@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from eventlog._exceptions import ProjectionGap
 from eventlog.records import RULES, StoredEvent, utc_ts
+from projections import offer_list
 from projections.fold import (
     Fold,
     apply,
@@ -325,6 +326,24 @@ def test_upsert_moves_the_offer_to_its_new_score() -> None:
     state = apply(state, event("TradeOfferUpserted", {"offer": fresh}, 3))
     assert offer_ids_of(state) == ["2", "1", "3", "0"]
     assert state.scores["0"] == ms(3)
+
+
+def test_find_finds_every_offer_of_a_short_or_long_list_and_no_other() -> None:
+    # Equal scores, and ids equal as numbers ("7", "07"): the total order decides. Short
+    # lists are scanned, long ones bisected.
+    offers = [{"trade_offer_id": oid, "updated_at": "2025-01-01T00:00:00Z"} for oid in ("7", "07")]
+    offers += [
+        {"trade_offer_id": str(i), "updated_at": str(1735689600 + i % 5)} for i in range(10, 110)
+    ]
+    fold = apply(None, event("NegotiationsSaved", {"trade_offers": offers}, 1))
+    for short in (False, True):
+        listed = fold.doc["trade_offers"][:40] if short else fold.doc["trade_offers"]
+        for offer in listed:
+            at = offer_list.find(listed, fold.scores, offer["trade_offer_id"])
+            assert at is not None and listed[at] is offer
+        assert offer_list.find(listed, fold.scores, "999") is None
+    last = fold.doc["trade_offers"][-1]["trade_offer_id"]  # scored, but not among the 40
+    assert offer_list.find(fold.doc["trade_offers"][:40], fold.scores, last) is None
 
 
 def test_upsert_appends_missing_trade_offers_updated_at_at_the_end() -> None:

@@ -22,7 +22,6 @@ from projections.redis_codec import (
     decode_document,
     decode_record,
     document_json,
-    find_offer,
     json_arg,
     key_of,
     meta_changes,
@@ -151,19 +150,6 @@ def test_a_client_position_of_the_layout_before_reads_right_and_is_replaced_whol
 def test_empty_collections_stay_what_they_were() -> None:
     record = {"a": [], "b": {}, "c": "", "d": None, "e": [[]], "f": {"g": []}}
     assert orjson.dumps(decode_record(as_hash(record_pairs(record)))) == orjson.dumps(record)
-
-
-def test_find_offer_finds_every_offer_of_a_long_list() -> None:
-    # Equal scores, and ids equal as numbers ("7", "07"): the fold's total order decides.
-    offers = [{"trade_offer_id": oid, "updated_at": "2025-01-01T00:00:00Z"} for oid in ("7", "07")]
-    offers += [
-        {"trade_offer_id": str(i), "updated_at": str(1735689600 + i % 5)} for i in range(10, 110)
-    ]
-    fold = apply(None, event("NegotiationsSaved", {"trade_offers": offers}, 1))
-    for short in (False, True):
-        listed = fold.doc["trade_offers"][:40] if short else fold.doc["trade_offers"]
-        for offer in listed:
-            assert find_offer(listed, fold.scores, offer["trade_offer_id"]) is offer
 
 
 def test_script_json_arguments_take_only_their_own_size() -> None:
