@@ -1,10 +1,10 @@
 """An account's `trade_offers`: kept in (score, id) order, upserted by id.
 
 Every projection keeps the list in that order (the Redis copy's zset gives the
-same one), so an upsert finds its offer by bisection and puts it back in its new
-place with one insertion, never a sort. A state change is recorded in the
-offer's `state_history`. Nothing is changed in place: the lists and offers made
-are new, the rest is shared with the version before (see fold.py).
+same one), so an upsert finds its offer by a scan in C or a bisection and puts
+it back in its new place with one insertion, never a sort. A state change is
+recorded in the offer's `state_history`. Nothing is changed in place: the lists
+and offers made are new, the rest is shared with the version before (fold.py).
 """
 
 from __future__ import annotations
@@ -57,18 +57,27 @@ def _history(old: Any, entry: dict[str, Any]) -> list[Any]:
 
 
 def find(offers: list[dict[str, Any]], scores: dict[str, int], oid: str) -> int | None:
-    """The index of the offer with id `oid` in a list in (score, id) order, or None."""
+    """The index of the offer with id `oid`, or None.
+
+    The list is in (score, id) order but in one case: a document with two offers of one
+    id (never validated in, but a log is data) gives both one score, so an upsert of one
+    leaves the other out of place. Then the copy found is the bisection's whatever the
+    list's length: the fold does not depend on where scanning stops paying.
+    """
     if oid not in scores:
         return None
-    if len(offers) > _SCAN:
-        at = bisect_left(offers, sort_key(oid, scores[oid]), key=lambda o: _order(o, scores))
-        if at < len(offers) and offers[at]["trade_offer_id"] == oid:
+    if len(offers) <= _SCAN:
+        ids = list(map(_ID, offers))
+        if oid not in ids:
+            return None
+        at = ids.index(oid)
+        if oid not in ids[at + 1 :]:
             return at
-    # Short, or (only a Fold built outside apply) out of order: a scan.
-    try:
-        return list(map(_ID, offers)).index(oid)
-    except ValueError:
-        return None
+    at = bisect_left(offers, sort_key(oid, scores[oid]), key=lambda o: _order(o, scores))
+    if at < len(offers) and offers[at]["trade_offer_id"] == oid:
+        return at
+    # Out of order (by a duplicate id, or in a Fold built outside apply): a scan.
+    return next((i for i, o in enumerate(offers) if o["trade_offer_id"] == oid), None)
 
 
 def upsert(

@@ -346,6 +346,32 @@ def test_find_finds_every_offer_of_a_short_or_long_list_and_no_other() -> None:
     assert offer_list.find(fold.doc["trade_offers"][:40], fold.scores, last) is None
 
 
+MOVED = {"trade_offer_id": "5", "updated_at": "2026-01-01T00:00:00Z"}
+
+
+@pytest.mark.parametrize("others", [1, 60])  # a short list (scanned) and a long one
+def test_upserts_of_a_duplicated_id_fold_alike_whatever_the_lists_length(others: int) -> None:
+    # Two offers with one id (never validated in, but a log is data) share a score: the
+    # first upsert leaves the other copy out of place, and the second must merge into the
+    # copy the first one made, as the bisection finds it on a long list.
+    twins = [{"trade_offer_id": "5", "updated_at": "2025-01-01T00:00:00Z", "n": n} for n in (1, 2)]
+    rest = [
+        {"trade_offer_id": str(100 + i), "updated_at": "2025-06-01T00:00:00Z"}
+        for i in range(others)
+    ]
+    state = run(
+        [
+            ("NegotiationsSaved", {"trade_offers": twins + rest}),
+            ("TradeOfferUpserted", {"offer": {**MOVED, "state": "Accepted"}}),
+            ("TradeOfferUpserted", {"offer": {**MOVED, "state": "Declined"}}),
+        ]
+    )
+    fives = [o for o in state.doc["trade_offers"] if o["trade_offer_id"] == "5"]
+    assert [o["n"] for o in fives] == [2, 1]  # the upserted copy moved to its new score
+    assert [h["state"] for h in fives[1]["state_history"]] == ["Accepted", "Declined"]
+    assert "state_history" not in fives[0]
+
+
 def test_upsert_appends_missing_trade_offers_updated_at_at_the_end() -> None:
     sample = load(SAMPLES[-1])  # the sparse legacy file has no trade_offers_updated_at
     assert "trade_offers_updated_at" not in sample
