@@ -18,7 +18,7 @@ from .times import offer_score
 __all__ = ["changed", "find", "ordered", "sort_key", "upsert"]
 
 _ID = itemgetter("trade_offer_id")
-_SCAN = 48  # up to this length a scan in C (map, index) beats a bisect calling Python keys
+_SCAN = 32  # up to this length scans in C (map, count, index) beat a bisect calling Python keys
 
 
 def sort_key(offer_id: str, score: int) -> tuple[int, int, str]:
@@ -68,11 +68,8 @@ def find(offers: list[dict[str, Any]], scores: dict[str, int], oid: str) -> int 
         return None
     if len(offers) <= _SCAN:
         ids = list(map(_ID, offers))
-        if oid not in ids:
-            return None
-        at = ids.index(oid)
-        if oid not in ids[at + 1 :]:
-            return at
+        if ids.count(oid) == 1:
+            return ids.index(oid)
     at = bisect_left(offers, sort_key(oid, scores[oid]), key=lambda o: _order(o, scores))
     if at < len(offers) and offers[at]["trade_offer_id"] == oid:
         return at

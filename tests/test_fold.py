@@ -337,13 +337,13 @@ def test_find_finds_every_offer_of_a_short_or_long_list_and_no_other() -> None:
     ]
     fold = apply(None, event("NegotiationsSaved", {"trade_offers": offers}, 1))
     for short in (False, True):
-        listed = fold.doc["trade_offers"][:40] if short else fold.doc["trade_offers"]
+        listed = fold.doc["trade_offers"][:20] if short else fold.doc["trade_offers"]
         for offer in listed:
             at = offer_list.find(listed, fold.scores, offer["trade_offer_id"])
             assert at is not None and listed[at] is offer
         assert offer_list.find(listed, fold.scores, "999") is None
-    last = fold.doc["trade_offers"][-1]["trade_offer_id"]  # scored, but not among the 40
-    assert offer_list.find(fold.doc["trade_offers"][:40], fold.scores, last) is None
+    last = fold.doc["trade_offers"][-1]["trade_offer_id"]  # scored, but not among the 20
+    assert offer_list.find(fold.doc["trade_offers"][:20], fold.scores, last) is None
 
 
 MOVED = {"trade_offer_id": "5", "updated_at": "2026-01-01T00:00:00Z"}
