@@ -19,7 +19,7 @@ from projections.gcpause import tune_for_service
 
 from . import negotiations as neg
 from . import ops
-from .http import JSON, error_response, guarded
+from .http import JSON, error_response, guarded, internal_error
 from .keys import load_keys
 from .openapi import openapi
 from .reads import Reads
@@ -68,7 +68,7 @@ def _methods_of(path: str) -> list[str]:
 
 async def _crash(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
-    response = error_response(500, "internal error; nothing was appended", "internal_error")
+    response = internal_error()
     # Starlette answers a crash from its outermost layer, outside RequestIds.
     rid = request.scope.get("state", {}).get("request_id")
     if rid is not None:

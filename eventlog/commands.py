@@ -28,7 +28,7 @@ from .records import (
 )
 from .state import Findings
 
-__all__ = ["MAX_DEPTH", "AppendResult", "Command", "encode_data", "make_command"]
+__all__ = ["MAX_DEPTH", "MAX_VERSION", "AppendResult", "Command", "encode_data", "make_command"]
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -37,6 +37,9 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 # and then fail the encode of its whole commit batch (every write staged with it: a 500
 # for each, an import stopped by a traceback). The data object itself is level 1.
 MAX_DEPTH = 200
+# No account reaches it; an expected version past it could never match, and answers
+# and metrics that carry it must stay 64-bit integers (orjson and Redis refuse more).
+MAX_VERSION = 2**63 - 1
 _WRAPS = 254 - MAX_DEPTH
 
 
@@ -164,10 +167,11 @@ def make_command(
     if expected_version is not None and (
         isinstance(expected_version, bool)
         or not isinstance(expected_version, int)
-        or expected_version < 0
+        or not 0 <= expected_version <= MAX_VERSION
     ):
         raise InvalidInput(
-            "expected_version must be a whole number >= 0", code="invalid_expected_version"
+            f"expected_version must be a whole number from 0 to {MAX_VERSION}",
+            code="invalid_expected_version",
         )
     if idempotency_key is not None and not (0 < len(idempotency_key) <= 200):
         raise InvalidInput(

@@ -579,8 +579,8 @@ def test_a_write_answers_the_request_id_its_event_records(client: TestClient) ->
     ]
 
 
-def test_an_internal_error_still_names_its_request(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
+def test_an_internal_error_is_answered_by_its_route_and_names_its_request(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     import api.status
 
@@ -588,7 +588,11 @@ def test_an_internal_error_still_names_its_request(
         raise RuntimeError("boom")
 
     monkeypatch.setattr(api.status, "summarize", crash)
-    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+    # The client raises what escapes the app: Starlette's last-resort handler raises
+    # the error again after its 500, and uvicorn then drops the kept-alive connection.
+    with TestClient(create_app(settings), raise_server_exceptions=True) as c:
         resp = c.get("/negotiations", headers={**HEADERS, "X-Request-Id": "r-10"})
-    assert_error(resp, 500, "internal_error")
-    assert resp.headers.get("x-request-id") == "r-10"
+        assert_error(resp, 500, "internal_error")
+        assert resp.headers.get("x-request-id") == "r-10"
+        assert c.get("/health").status_code == 200
+    assert any(r.exc_info and "boom" in str(r.exc_info[1]) for r in caplog.records)

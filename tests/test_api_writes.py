@@ -130,7 +130,7 @@ def test_if_match_on_a_new_account(client: TestClient, settings: Settings) -> No
 @pytest.mark.parametrize("index", [1, 4], ids=["upsert", "remove-friends"])
 def test_expected_version_in_the_body(client: TestClient, settings: Settings, index: int) -> None:
     seed(client)
-    for stale in (0, 1, 3, 99):
+    for stale in (0, 1, 3, 99, 2**63 - 1):
         method, path, body = writes(stale)[index]
         length = log_length(settings)
         resp = client.request(method, path, json=body, headers=HEADERS)
@@ -144,7 +144,7 @@ def test_expected_version_in_the_body(client: TestClient, settings: Settings, in
     assert version(client) == 3
 
 
-@pytest.mark.parametrize("bad", [-1, "2", 1.5, True, [2], {"v": 2}])
+@pytest.mark.parametrize("bad", [-1, 2**63, "2", 1.5, True, [2], {"v": 2}])
 def test_expected_version_of_a_wrong_type_is_400(
     client: TestClient, settings: Settings, bad: Any
 ) -> None:
@@ -161,7 +161,10 @@ def test_expected_version_of_a_wrong_type_is_400(
     assert log_length(settings) == 2
 
 
-@pytest.mark.parametrize("bad", ['"abc"', '"-1"', "", '"1.0"', '"1", "2"'])
+# Past 2**63 - 1 no version can match, and the 409's details could not be encoded.
+@pytest.mark.parametrize(
+    "bad", ['"abc"', '"-1"', "", '"1.0"', '"1", "2"', '"9223372036854775808"', f'"{10**40}"']
+)
 def test_malformed_if_match_is_400(client: TestClient, settings: Settings, bad: str) -> None:
     seed(client)
     resp = client.put(

@@ -317,7 +317,10 @@ def test_accounts_are_checked_every_time_and_placed_by_the_partition_count() -> 
 
 @pytest.mark.parametrize(
     ("expected_version", "idempotency_key"),
-    [(-1, None), (True, None), ("1", None), (1.0, None), (None, ""), (None, "k" * 201)],
+    [
+        *[(bad, None) for bad in (-1, 2**63, True, "1", 1.0)],
+        *[(None, bad) for bad in ("", "k" * 201)],
+    ],
 )
 def test_invalid_expected_version_or_key(
     settings: Settings, writer: Writer, expected_version: Any, idempotency_key: Any
