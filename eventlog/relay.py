@@ -5,7 +5,10 @@ The file is the primary log in phases 1-2; an append whose stream write failed
 reads the stream's top, copies the following lines from the file in order
 through the same append-if-next script, and so levels the two. Running it
 twice, or beside writers, is harmless: the script refuses anything but the
-next offset.
+next offset. It copies only lines their writer is done with (its partition
+lock let go): a batch being synced is the writer's to add to the stream (the
+writer would find its entries there and answer `redis_written: false`), and
+one whose sync fails is cut off again, so it must never reach the stream.
 
 A stream whose last entries were deleted by hand refuses their IDs (Redis keeps a
 stream's last ID): the relay sets the last ID back to the stream's top and copies
@@ -18,13 +21,16 @@ import logging
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import orjson
 
 from ._exceptions import RedisUnavailable, StreamDamaged, StreamMismatch, TradelogError
+from .filelog import writers_done
 from .records import StoredEvent
 from .segments import Cursor, partition_dir
 from .settings import Settings
+from .state_file import holds
 from .streamlog import StreamLog
 
 __all__ = ["Relay", "RelayReport"]
@@ -35,6 +41,9 @@ _BATCH = 2000
 # Bytes of event data per script call: documents reach 16 MiB, and a call of many
 # must still finish inside the Redis timeout (a call that times out copies nothing).
 _BATCH_BYTES = 4 << 20
+# How long a pass waits for a partition's writer to finish its batch (a few ms) before
+# leaving that partition to the next pass.
+LOCK_WAIT_S = 1.0
 
 
 @dataclass(slots=True)
@@ -48,9 +57,12 @@ class RelayReport:
 
 
 class Relay:
-    def __init__(self, settings: Settings, stream: StreamLog) -> None:
+    def __init__(
+        self, settings: Settings, stream: StreamLog, lock_wait_s: float = LOCK_WAIT_S
+    ) -> None:
         self.settings = settings
         self.stream = stream
+        self.lock_wait_s = lock_wait_s
 
     def level(self, partition: int) -> int:
         """Copy what partition's stream misses; return how many entries were copied."""
@@ -65,7 +77,7 @@ class Relay:
                         f"the stream of partition {partition} ends at offset {top}, "
                         f"beyond the file log's end ({cursor.next_offset - 1})"
                     )
-                done, n = self._copy(partition, cursor)
+                done, n = self._copy(partition, pdir, cursor)
             finally:
                 cursor.close()
             copied += n
@@ -73,15 +85,20 @@ class Relay:
                 break
         return copied
 
-    def _copy(self, partition: int, cursor: Cursor) -> tuple[bool, int]:
+    def _copy(self, partition: int, pdir: Path, cursor: Cursor) -> tuple[bool, int]:
         """Copy the log from `cursor` on, one read chunk (a few MiB) at a time, in script
-        calls of bounded size; (True, copied) at the log's end, (False, copied) when the
-        stream's top moved or was set back (read it again)."""
+        calls of bounded size; (True, copied) at the log's end or at a batch still being
+        written, (False, copied) when the stream's top moved or was set back, or the
+        lines read were cut off meanwhile (read again)."""
         copied = 0
         while True:
             events, _ = cursor.read(limit=1)  # one read chunk: memory stays bounded
             if not events:
                 return True, copied
+            if not writers_done(pdir, self.lock_wait_s):
+                return True, copied  # a writer still busy: the next pass
+            if not holds(pdir, cursor.at(), events[-1].id):
+                return False, copied  # a failed batch, cut off again
             for part in _slices(events):
                 try:
                     self.stream.append(partition, part)

@@ -68,8 +68,15 @@ class StreamCopy:
             stream.append_values(self.p, first, entries)
         except StreamMismatch as e:
             gap = first - 1 - e.actual_top
-            if e.actual_top > first - 1 or gap > _FILL_LIMIT:
-                return False  # ahead (impossible) or far behind
+            if e.actual_top > first - 1:  # not from this log's writers or relay
+                log.warning(
+                    "the stream of partition %d holds offset %d already: the batch from "
+                    "offset %d is left out of it",
+                    self.p, e.actual_top, first,
+                )  # fmt: skip
+                return False
+            if gap > _FILL_LIMIT:
+                return False  # far behind: the relay's job
             cursor = Cursor(self.dir, self.p, e.actual_top + 1)
             try:
                 missing, _ = cursor.read(limit=gap)

@@ -1,10 +1,12 @@
-"""Redis down during appends (DESIGN "Phases", Guarantee 3).
+"""Redis down during appends (DESIGN "Phases", Guarantee 3), and the relay beside writers.
 
 The file log is primary in phases 1-2: with Redis killed, appends keep
 succeeding and say `redis_written: false`; once Redis is back the relay (in
 process or `tradelog relay --until-caught-up`) levels each stream with the
 file, same ids at the same offsets, and the writer's own appends resume
 `redis_written: true` after its circuit breaker (filling a small gap itself).
+With Redis up, a relay running beside the writers never takes a batch a writer
+is still syncing: the writer adds it itself, or cuts it off if its sync fails.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import redis
 from pytest_redis.executor import RedisExecutor
 
 from eventlog.commands import AppendResult
+from eventlog.filelog import PartitionFile
 from eventlog.keys import Keys
 from eventlog.records import StoredEvent, partition_of
 from eventlog.relay import Relay
@@ -338,3 +341,64 @@ def test_the_relay_copies_big_documents_a_few_at_a_time(
     assert calls == [2, 2, 2, 1]
     assert opened == [0]  # one pass over the log: each read chunk sent in parts, not re-read
     assert assert_level(settings, stream) == 7
+
+
+def test_a_relay_beside_a_writer_leaves_each_batch_to_its_writer(
+    redis_client: redis.Redis, redis_url: str, make_settings: Callable[..., Settings]
+) -> None:
+    """A relay reading the file while the writer syncs a batch used to copy it first,
+    and the writer, finding its entries in the stream already, answered
+    `redis_written: false` (in phase 2 the API then skips its read-your-writes wait)."""
+    settings = make_settings(redis_url=redis_url)
+    stream = StreamLog(redis_client, Keys(settings.key_prefix))
+    relay = Relay(settings, stream)
+    stop = threading.Event()
+    relaying = threading.Thread(target=relay.run, args=(stop,), kwargs={"idle_s": 0})
+    relaying.start()
+    try:
+        with Writer(settings) as writer:
+            results = [writer.append(*offer(n, n)) for n in range(400)]
+    finally:
+        stop.set()
+        relaying.join(timeout=30)
+    assert not relaying.is_alive()
+    assert [r.offset for r in results if not r.redis_written] == []
+    assert assert_level(settings, stream) == 400
+
+
+def test_the_relay_copies_no_batch_before_its_writer_is_done_with_it(
+    redis_client: redis.Redis, redis_url: str, make_settings: Callable[..., Settings]
+) -> None:
+    """A batch written under the partition lock is not copied while the lock is held;
+    cut off again (its sync failed), it never reaches the stream, and the event that
+    takes its offset next is the one the stream gets."""
+    settings = make_settings(redis_url=redis_url)
+    stream = StreamLog(redis_client, Keys(settings.key_prefix))
+    relay = Relay(settings, stream, lock_wait_s=0)
+    account = ACCOUNTS[0]
+    p = partition_of(account, settings.partitions)
+    with Writer(settings) as writer:
+        for n in range(3):
+            assert writer.append(*offer(0, n)).redis_written
+    batch = PartitionFile(settings.log_dir, p, settings.segment_bytes)
+    try:
+        assert batch.lock(wait=False)
+        [last] = batch.catch_up()[-1:]
+        doomed = StoredEvent(
+            "0190c6c0-0000-7000-8000-000000000001", account, last.version + 1, p,
+            last.offset + 1, "TradeOfferUpserted", last.ts, {"offer": {"trade_offer_id": "7"}},
+        )  # fmt: skip
+        batch.write(doomed.encode()[0], 1)
+        assert len(file_log(settings, p)) == 4
+        assert relay.level(p) == 0  # its writer holds the lock: not final yet
+        assert stream.top(p) == 2
+        batch.cut_last_write()  # its sync failed
+    finally:
+        batch.close()  # lets the lock go
+    assert relay.level(p) == 0
+    assert stream.top(p) == 2
+    with Writer(settings) as writer:
+        again = writer.append(*offer(0, 9))
+    assert (again.offset, again.redis_written) == (3, True)
+    assert relay.level(p) == 0
+    assert assert_level(settings, stream) == 4
