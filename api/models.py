@@ -96,7 +96,7 @@ class UpsertTradeOfferAnswer(WriteAnswer):
     state: Any
     previous_state: Any
     updated_at: str | None
-    redis_operation: str
+    redis_operation: Literal["written", "deferred", "disabled"]
 
 
 class UpsertFriendAnswer(WriteAnswer):

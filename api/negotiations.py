@@ -27,7 +27,7 @@ from . import metrics
 from .http import JSON, etag, guarded, if_match, read_json
 from .request_ids import request_id
 from .retries import check_retry
-from .state import app_state
+from .state import AppState, app_state
 
 __all__ = [
     "delete_friend",
@@ -126,6 +126,14 @@ def _object_body(body: Any, what: str) -> dict[str, Any]:
     return body
 
 
+def _redis_operation(st: AppState, result: AppendResult) -> str:
+    """What became of the stream entry: written; deferred (the relay copies it); or
+    disabled, when no Redis is configured (file only)."""
+    if result.redis_written:
+        return "written"
+    return "deferred" if st.writer.stream is not None else "disabled"
+
+
 @guarded()
 async def upsert_trade_offer(request: Request) -> Response:
     account = _account(request)
@@ -143,7 +151,7 @@ async def upsert_trade_offer(request: Request) -> Response:
         "state": f.state,
         "previous_state": f.previous_state,
         "updated_at": result.ts,
-        "redis_operation": ("written" if result.redis_written else "deferred"),
+        "redis_operation": _redis_operation(app_state(request), result),
         **fields,
     }
     return JSON(body, headers=etag(result.version))

@@ -244,6 +244,7 @@ def test_an_idempotency_key_reused_for_another_write_is_422(
     headers = {**HEADERS, "Idempotency-Key": "k1"}
     first = client.post(url, json={"trade_offer_data": {"trade_offer_id": "77"}}, headers=headers)
     assert first.status_code == 200 and first.json()["version"] == 1
+    assert first.json()["redis_operation"] == ("written" if settings.redis_url else "disabled")
     other = client.post(url, json={"trade_offer_data": {"trade_offer_id": "78"}}, headers=headers)
     body = assert_error(other, 422, "idempotency_key_reused")
     assert "k1" in body["error"] and body["details"] == {"version": 1, "type": "TradeOfferUpserted"}
