@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     key_prefix: str = Field("negotiation", pattern=r"^[A-Za-z0-9_.\-]+$")
     projection_wait_ms: int = Field(2000, ge=0, le=600_000)
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
-    host: str = "127.0.0.1"
+    host: str = Field("127.0.0.1", min_length=1)
     port: int = Field(3001, ge=0, le=65535)
     workers: int = Field(1, ge=1, le=64)
     redis_timeout_ms: int = Field(500, ge=10, le=60_000)
@@ -60,6 +60,14 @@ class Settings(BaseSettings):
         # The environment and flags give "2"; a Literal of ints does not coerce text.
         if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
             return int(value)
+        return value
+
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _dir_named(cls, value: Any) -> Any:
+        # An empty TRADELOG_DATA_DIR= would quietly be the current directory.
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("must name a directory (it is empty)")
         return value
 
     @field_validator("redis_url")
@@ -160,7 +168,8 @@ def load_settings(config: str | Path | None = None, **overrides: Any) -> Setting
             raise SettingsError(str(err["msg"]).removeprefix("Value error, ")) from e
         name = str(err["loc"][0])
         got = "" if name in _SECRET else f" (got {err.get('input')!r})"
-        raise SettingsError(f"TRADELOG_{name.upper()}: {err['msg']}{got}") from e
+        msg = str(err["msg"]).removeprefix("Value error, ")  # a check of ours says it all
+        raise SettingsError(f"TRADELOG_{name.upper()}: {msg}{got}") from e
     except ValueError as e:  # a TOML file that does not parse
         raise SettingsError(f"TRADELOG_CONFIG: {e}") from e
     finally:
