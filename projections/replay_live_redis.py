@@ -92,6 +92,7 @@ def replay_redis_live(settings: Settings, meter: Meter | None = None) -> ReplayR
         report.fold_seconds = time.perf_counter() - started
         saved: dict[str, Fold] = {}
         _save(client, fresh, folded, sorted(folded.folds), saved, settings.partitions)
+        report.write_seconds["redis"] = time.perf_counter() - started - report.fold_seconds
         pending = set(folded.folds)
         for _ in range(_ROUNDS):
             now = log_ends(settings)

@@ -309,6 +309,7 @@ def test_live_redis_replay_beside_a_running_projector_and_writers(
         daemon_thread.join(timeout=60)
     assert not writer.is_alive() and not daemon_thread.is_alive()
     assert report.accounts == len(ACCOUNTS)
+    assert set(report.write_seconds) == {"redis"}  # shown beside the fold time
     project_redis(rs, redis_client)  # whatever came after the swap
     folds = fold_all(log_events(rs))
     keys = Keys(rs.key_prefix)

@@ -145,7 +145,7 @@ def _print_report(report: ReplayReport, as_json: bool) -> None:
         f"accounts in {report.seconds:.2f} s ({rate:,.0f} events/s)"
     )
     writes = ", ".join(f"{t} {s:.2f} s" for t, s in report.write_seconds.items())
-    print(f"  fold {report.fold_seconds:.2f} s; writes: {writes}")
+    print(f"  fold {report.fold_seconds:.2f} s; writes: {writes or 'none'}")
     ends = " ".join(f"p{p}:{end}" for p, end in sorted(report.ends.items()))
     print(f"  projector positions set to the log end: {ends}")
     if report.cleared:
