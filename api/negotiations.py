@@ -203,10 +203,10 @@ async def remove_friends(request: Request) -> Response:
     account = _account(request)
     body = _object_body(await read_json(request), '"friend_steam_ids"')
     expected = if_match(request, body.get("expected_version"))
-    data = {"friend_steam_ids": body.get("friend_steam_ids")}
+    data = {k: v for k, v in body.items() if k == "friend_steam_ids"}  # absent: "required"
     result, fields = await _append(request, account, FRIENDS_REMOVED, data, expected)
     removed = list(result.findings.removed)
-    asked = data["friend_steam_ids"] or []
+    asked = data["friend_steam_ids"]
     body = {
         "success": True,
         "removed_count": len(removed),

@@ -218,9 +218,9 @@ def validate_friend_ids(body: Any) -> list[str]:
     """Check `{"friend_steam_ids": [...]}`; return the ids without repeats, in order."""
     _require_object(body, "body")
     try:
-        ids = _FriendIds.model_validate(
-            {"friend_steam_ids": body.get("friend_steam_ids")}
-        ).friend_steam_ids
+        # Only the one field: the rest of a body is not the event's. Absent, it is "required".
+        given = {k: v for k, v in body.items() if k == "friend_steam_ids"}
+        ids = _FriendIds.model_validate(given).friend_steam_ids
     except ValidationError as e:
         raise _fail(e, "body") from e
     return list(dict.fromkeys(ids))
