@@ -19,6 +19,7 @@ from projections.gcpause import tune_for_service
 
 from . import negotiations as neg
 from . import ops
+from .document import get_document
 from .http import JSON, error_response, guarded, internal_error
 from .keys import load_keys
 from .openapi import openapi
@@ -79,7 +80,7 @@ async def _crash(request: Request, exc: Exception) -> Response:
 # Tried in order on every request: the bots' calls (upsert, load, save) come first.
 ROUTES = [
     Route(_ACCOUNT + "/atomic-upsert-trade-offer", neg.upsert_trade_offer, methods=["POST"]),
-    Route(_ACCOUNT, neg.get_document, methods=["GET"]),
+    Route(_ACCOUNT, get_document, methods=["GET"]),
     Route(_ACCOUNT, neg.save_document, methods=["POST"]),
     Route(_ACCOUNT + "/friend/{friend_id}", neg.upsert_friend, methods=["PUT"]),
     Route(_ACCOUNT + "/friend/{friend_id}", neg.delete_friend, methods=["DELETE"]),

@@ -22,6 +22,7 @@ from eventlog._exceptions import (
     InvalidInput,
     LogUnavailable,
     PayloadTooLarge,
+    ProjectionBehind,
     RedisUnavailable,
     TradelogError,
     Unauthorized,
@@ -64,6 +65,8 @@ def _status_of(e: TradelogError) -> tuple[int, str, Any]:
         return 401, "unauthorized", None
     if isinstance(e, PayloadTooLarge):
         return 413, "payload_too_large", {"limit": e.limit}
+    if isinstance(e, ProjectionBehind):
+        return 503, "projection_behind", {"version": e.projected, "log_version": e.logged}
     if isinstance(e, (LogUnavailable, RedisUnavailable)):
         return 503, "unavailable", None
     return 500, "internal_error", None

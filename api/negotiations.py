@@ -1,5 +1,5 @@
-"""The legacy negotiation routes, on the log: reads from the phase's projection,
-writes as events, each write answering after its event is projected (bounded).
+"""The legacy negotiation writes, as events: each answers after its event is
+projected (bounded). The document's read is document.py's.
 """
 
 from __future__ import annotations
@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -19,9 +18,7 @@ from eventlog.records import (
     FRIENDS_REMOVED,
     NEGOTIATIONS_SAVED,
     TRADE_OFFER_UPSERTED,
-    utc_ts,
 )
-from projections.fold import default_document
 
 from . import metrics
 from .http import JSON, etag, guarded, if_match, read_json
@@ -31,7 +28,6 @@ from .state import AppState, app_state
 
 __all__ = [
     "delete_friend",
-    "get_document",
     "remove_friends",
     "save_document",
     "upsert_friend",
@@ -83,23 +79,6 @@ async def _append(
         "appended": result.appended,
     }
     return result, fields
-
-
-@guarded()
-async def get_document(request: Request) -> Response:
-    account = _account(request)
-    st = app_state(request)
-    raw, version = await st.reads.document_json(account)
-    created_new = raw is None
-    data: Any = default_document(account, utc_ts()) if raw is None else orjson.Fragment(raw)
-    body = {
-        "success": True,
-        "data": data,
-        "created_new": created_new,
-        "source": st.reads.source,
-        "version": version,
-    }
-    return JSON(body, headers=etag(version))
 
 
 @guarded()

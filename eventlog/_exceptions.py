@@ -19,6 +19,7 @@ __all__ = [
     "LogUnavailable",
     "PartitionMismatch",
     "PayloadTooLarge",
+    "ProjectionBehind",
     "ProjectionGap",
     "ProjectorBusy",
     "RedisUnavailable",
@@ -130,6 +131,19 @@ class ProjectionGap(TradelogError):
         self.account = account
         self.held = held
         self.got = got
+
+
+class ProjectionBehind(TradelogError):
+    """Raised when a read's projection stays behind what the log holds for its account."""
+
+    def __init__(self, account: str, projected: int, logged: int) -> None:
+        super().__init__(
+            f"the read projection of {account} is at version {projected} and the log at "
+            f"{logged}: it is behind (is its projector running?); try again"
+        )
+        self.account = account
+        self.projected = projected
+        self.logged = logged
 
 
 class Unauthorized(TradelogError):

@@ -20,6 +20,7 @@ from .commit_loop import STOP, CommitLoop
 from .keys import Keys
 from .marker import check_partitions
 from .notify import APPENDED, Ringer
+from .records import partition_of
 from .redisconn import connect
 from .settings import Settings
 from .streamlog import StreamLog
@@ -73,6 +74,17 @@ class Writer:
         fut: asyncio.Future[AppendResult] = loop.create_future()
         self._put((cmd, fut, loop))
         return fut
+
+    def seen(self, account: str) -> tuple[int, int] | None:
+        """What this writer has read of an account, from any thread and without waiting:
+        its version and the next offset of its partition. None if it has read no event
+        of the account, or not yet its partition (read at the first append there);
+        other processes' appends are read at its next batch in the partition."""
+        part = self._parts.get(partition_of(account, self.settings.partitions))
+        if part is None or not part.ready:
+            return None
+        acct = part.state.accounts.get(account)  # (one dict lookup: safe beside the loop)
+        return None if acct is None else (acct.version, part.file.next_offset)
 
     def command(
         self,

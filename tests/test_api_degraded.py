@@ -1,7 +1,9 @@
 """The API when parts are missing: no projector running (a write still answers 2xx
-after the bounded wait, `projected: false`, and a burst of the projector makes it
-readable), and Redis unreachable (phase 1 writes and reads go on with
-`redis_written: false`; phase 2 reads are 503s that append nothing; /ready says so)."""
+after the bounded wait, `projected: false`; a read of its account, after the same
+wait, a 503 rather than a document older than the log, which a bot would save back
+whole; a burst of the projector makes it readable), and Redis unreachable (phase 1
+writes and reads go on with `redis_written: false`; phase 2 reads are 503s that
+append nothing; /ready says so)."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from tests.procs.api_harness import (
     HEADERS,
     KEY,
     WAIT_MS,
+    ProjectorThread,
     assert_error,
     free_port,
     log_length,
@@ -55,7 +58,13 @@ def test_write_without_a_projector_times_out_to_projected_false(
         assert body["version"] == 1 and body["event_id"]
         assert took >= 0.3  # it waited for the projection, bounded
         assert log_length(settings) == 1
-        assert client.get(BASE, headers=HEADERS).json()["created_new"] is True  # not yet
+        stale = client.get(BASE, headers=HEADERS)
+        err = assert_error(stale, 503, "projection_behind")
+        assert err["details"] == {"version": 0, "log_version": 1}
+        assert "projector" in err["error"]
+        other = client.get("/negotiations/76561199027642399", headers=HEADERS).json()
+        assert other["created_new"] is True  # an account without events: no wait
+        assert log_length(settings) == 1
 
         # The projector in burst mode applies what the log holds, then returns.
         run(FileProjector(settings), threading.Event(), until_caught_up=True)
@@ -64,6 +73,26 @@ def test_write_without_a_projector_times_out_to_projected_false(
         assert [o["trade_offer_id"] for o in got["data"]["trade_offers"]] == ["1"]
         lag = client.get("/ready", headers=HEADERS).json()["projectors"]["file"]["lag"]
         assert set(lag.values()) == {0}
+
+
+def test_a_read_waits_for_the_projector_to_reach_what_the_log_holds(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """An event appended without waiting (the library's append), then the projector
+    started: the read waits for it rather than answer the older document."""
+    settings = make_settings(api_keys=KEY, projection_wait_ms=30_000)
+    with serving(settings, projectors=()) as client:
+        writer = client.app.state.tradelog.writer  # type: ignore[attr-defined]
+        offers = {"offer": {"trade_offer_id": "5"}}
+        assert writer.append(ACCOUNT, "TradeOfferUpserted", offers).version == 1
+        projector = ProjectorThread(FileProjector(settings), settings).start()
+        try:
+            got = client.get(BASE, headers=HEADERS)
+        finally:
+            projector.stop()
+        assert got.status_code == 200, got.text
+        assert got.json()["version"] == 1 and got.headers["etag"] == '"1"'
+        assert [o["trade_offer_id"] for o in got.json()["data"]["trade_offers"]] == ["5"]
 
 
 def test_ready_says_the_read_projector_is_down_once_events_wait_for_it(
