@@ -139,7 +139,8 @@ class ProjectionBehind(TradelogError):
     def __init__(self, account: str, projected: int, logged: int) -> None:
         super().__init__(
             f"the read projection of {account} is at version {projected} and the log at "
-            f"{logged}: it is behind (is its projector running?); try again"
+            f"{logged}: it is behind (is its projector running? is the account parked?); "
+            "try again"
         )
         self.account = account
         self.projected = projected
