@@ -23,11 +23,11 @@ from .marker import fsync_dir, sync_file
 from .records import StoredEvent
 from .segments import Cursor, Position, partition_dir, segment_path
 
-__all__ = ["PartitionFile", "writers_done"]
+__all__ = ["LOCK_NAME", "PartitionFile", "wait_for_writers"]
 
 log = logging.getLogger("tradelog.log")
 
-_LOCK = ".lock"
+LOCK_NAME = ".lock"  # in each partition's directory: its writers' flock
 _RETRY_S = (0.0005, 0.002)  # the first and the longest wait before a busy lock is tried again
 
 
@@ -40,7 +40,7 @@ class PartitionFile:
         self.segment_bytes = segment_bytes
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
-            self._lock_fd = os.open(self.dir / _LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+            self._lock_fd = os.open(self.dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
             raise LogUnavailable(f"cannot open partition {self.dir}: {e}") from e
         self._cursor = Cursor(self.dir, partition)
@@ -187,25 +187,30 @@ class PartitionFile:
                 raise LogUnavailable(f"cannot fsync {self._cursor.path}: {e}") from e
 
 
-def writers_done(pdir: Path, wait_s: float) -> bool:
-    """Wait until no writer is in the middle of a batch on the partition (its lines
-    synced and sent to the stream, or cut off again): take its lock and let it go at
-    once. False if it stayed busy for `wait_s` seconds."""
+def wait_for_writers(pdir: Path, wait_s: float) -> bool:
+    """Wait until every batch a writer had begun on the partition is done with (synced
+    and sent to the stream, or cut off again): take its lock and let it go at once. A
+    new batch may begin the moment it returns. False if the lock stayed busy for
+    `wait_s` seconds."""
     deadline = time.monotonic() + wait_s
     delay = _RETRY_S[0]
     try:
-        fd = os.open(pdir / _LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    return True  # closing the file lets it go
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        return False
-                    time.sleep(delay)  # a blocking flock could not give up in time
-                    delay = min(delay * 2, _RETRY_S[1])
-        finally:
-            os.close(fd)
+        fd = os.open(pdir / LOCK_NAME, os.O_RDONLY)  # (a flock needs no write access)
+    except FileNotFoundError:
+        return True  # no writer has ever run here
     except OSError as e:
-        raise LogUnavailable(f"cannot lock {pdir}: {e}") from e
+        raise LogUnavailable(f"cannot open the lock of {pdir}: {e}") from e
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True  # closing the file lets it go
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(delay)  # a blocking flock could not give up in time
+                delay = min(delay * 2, _RETRY_S[1])
+            except OSError as e:
+                raise LogUnavailable(f"cannot lock {pdir}: {e}") from e
+    finally:
+        os.close(fd)

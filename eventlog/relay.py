@@ -6,9 +6,11 @@ reads the stream's top, copies the following lines from the file in order
 through the same append-if-next script, and so levels the two. Running it
 twice, or beside writers, is harmless: the script refuses anything but the
 next offset. It copies only lines their writer is done with (its partition
-lock let go): a batch being synced is the writer's to add to the stream (the
-writer would find its entries there and answer `redis_written: false`), and
-one whose sync fails is cut off again, so it must never reach the stream.
+lock let go), made durable first: a batch being synced is the writer's to add
+to the stream (the writer would find its entries there and answer
+`redis_written: false`), and one whose sync fails is cut off again, so it must
+never reach the stream. A partition whose writer stays busy past LOCK_WAIT_S is
+left for the next pass (in burst mode, there is one).
 
 A stream whose last entries were deleted by hand refuses their IDs (Redis keeps a
 stream's last ID): the relay sets the last ID back to the stream's top and copies
@@ -26,7 +28,7 @@ from pathlib import Path
 import orjson
 
 from ._exceptions import RedisUnavailable, StreamDamaged, StreamMismatch, TradelogError
-from .filelog import writers_done
+from .filelog import wait_for_writers
 from .records import StoredEvent
 from .segments import Cursor, partition_dir
 from .settings import Settings
@@ -44,6 +46,9 @@ _BATCH_BYTES = 4 << 20
 # How long a pass waits for a partition's writer to finish its batch (a few ms) before
 # leaving that partition to the next pass.
 LOCK_WAIT_S = 1.0
+# What a copy reached: the log's end; a point to read again from the stream's top;
+# lines a writer may still be working on (the next pass).
+_END, _AGAIN, _BUSY = "end", "again", "busy"
 
 
 @dataclass(slots=True)
@@ -66,6 +71,10 @@ class Relay:
 
     def level(self, partition: int) -> int:
         """Copy what partition's stream misses; return how many entries were copied."""
+        return self._level(partition)[0]
+
+    def _level(self, partition: int) -> tuple[int, bool]:
+        """Entries copied, and whether some were left because a writer stayed busy."""
         pdir = partition_dir(self.settings.log_dir, partition)
         copied = 0
         for _ in range(1000):  # bounded: each round copies to the end or re-reads a moved top
@@ -77,43 +86,48 @@ class Relay:
                         f"the stream of partition {partition} ends at offset {top}, "
                         f"beyond the file log's end ({cursor.next_offset - 1})"
                     )
-                done, n = self._copy(partition, pdir, cursor)
+                reached, n = self._copy(partition, pdir, cursor)
             finally:
                 cursor.close()
             copied += n
-            if done:
-                break
-        return copied
+            if reached != _AGAIN:
+                return copied, reached == _BUSY
+        return copied, False
 
-    def _copy(self, partition: int, pdir: Path, cursor: Cursor) -> tuple[bool, int]:
+    def _copy(self, partition: int, pdir: Path, cursor: Cursor) -> tuple[str, int]:
         """Copy the log from `cursor` on, one read chunk (a few MiB) at a time, in script
-        calls of bounded size; (True, copied) at the log's end or at a batch still being
-        written, (False, copied) when the stream's top moved or was set back, or the
-        lines read were cut off meanwhile (read again)."""
+        calls of bounded size; what it reached (_END, _AGAIN: the stream's top moved or
+        was set back, or the lines read were cut off; _BUSY) and how many it copied."""
         copied = 0
         while True:
             events, _ = cursor.read(limit=1)  # one read chunk: memory stays bounded
             if not events:
-                return True, copied
-            if not writers_done(pdir, self.lock_wait_s):
-                return True, copied  # a writer still busy: the next pass
+                return _END, copied
+            if not wait_for_writers(pdir, self.lock_wait_s):
+                return _BUSY, copied
             if not holds(pdir, cursor.at(), events[-1].id):
-                return False, copied  # a failed batch, cut off again
+                return _AGAIN, copied  # a failed batch, cut off again
+            if self.stream.top(partition) != events[0].offset - 1:
+                return _AGAIN, copied  # its writer added them (the usual case beside one)
+            if self.settings.fsync != "off":
+                cursor.sync()  # the lines of a writer killed before its fsync
             for part in _slices(events):
                 try:
                     self.stream.append(partition, part)
                 except StreamMismatch:
-                    return False, copied  # a writer added entries meanwhile
+                    return _AGAIN, copied  # a writer added entries meanwhile
                 except StreamDamaged as e:
                     log.warning("%s: the relay sets it back to copy them again", e)
                     self.stream.rewind(partition)
-                    return False, copied
+                    return _AGAIN, copied
                 copied += len(part)
 
     def run_once(self) -> RelayReport:
         report = RelayReport()
         for p in range(self.settings.partitions):
-            report.copied[p] = self.level(p)
+            report.copied[p], busy = self._level(p)
+            if busy:
+                report.behind[p] = 1  # at least: its writer's batch
         return report
 
     def run(self, stop: threading.Event, until_caught_up: bool = False, idle_s: float = 0.2) -> int:
@@ -131,7 +145,7 @@ class Relay:
             total += report.total
             if report.total:
                 log.info("relay copied %d entries", report.total)
-            if until_caught_up and not report.total:
+            if until_caught_up and not report.total and not report.behind:
                 return total
             if not report.total:
                 stop.wait(idle_s)

@@ -68,10 +68,10 @@ class StreamCopy:
             stream.append_values(self.p, first, entries)
         except StreamMismatch as e:
             gap = first - 1 - e.actual_top
-            if e.actual_top > first - 1:  # not from this log's writers or relay
+            if e.actual_top > first - 1:  # added by someone that did not wait for the lock
                 log.warning(
-                    "the stream of partition %d holds offset %d already: the batch from "
-                    "offset %d is left out of it",
+                    "the stream of partition %d already holds offsets up to %d, past this "
+                    "batch's first (%d): the batch is answered as not written to it",
                     self.p, e.actual_top, first,
                 )  # fmt: skip
                 return False

@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 
 from ._exceptions import LogUnavailable
+from .filelog import LOCK_NAME
 from .log_end import last_line
 from .segments import partition_dir, segment_bases, segment_path
 from .settings import Settings
@@ -36,7 +37,7 @@ def cut_torn_tails(settings: Settings) -> dict[Path, int]:
         if not pdir.is_dir():
             continue
         try:
-            lock_fd = os.open(pdir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+            lock_fd = os.open(pdir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
             raise LogUnavailable(f"cannot open the lock of {pdir}: {e}") from e
         try:

@@ -402,3 +402,69 @@ def test_the_relay_copies_no_batch_before_its_writer_is_done_with_it(
     assert (again.offset, again.redis_written) == (3, True)
     assert relay.level(p) == 0
     assert assert_level(settings, stream) == 4
+
+
+def test_lines_cut_off_while_the_relay_waited_for_their_writer_are_not_copied(
+    redis_client: redis.Redis,
+    redis_url: str,
+    make_settings: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The relay read a batch, then waited for its writer, whose sync failed: the lines
+    it read are no longer the log's, and it reads again from the stream's top."""
+    import eventlog.relay as relay_module
+
+    settings = make_settings(redis_url=redis_url)
+    stream = StreamLog(redis_client, Keys(settings.key_prefix))
+    account = ACCOUNTS[0]
+    p = partition_of(account, settings.partitions)
+    with Writer(settings) as writer:
+        assert writer.append(*offer(0, 0)).redis_written
+    batch = PartitionFile(settings.log_dir, p, settings.segment_bytes)
+    assert batch.lock(wait=False)
+    [last] = batch.catch_up()
+    doomed = StoredEvent(
+        "0190c6c0-0000-7000-8000-000000000002", account, 2, p, last.offset + 1,
+        "TradeOfferUpserted", last.ts, {"offer": {"trade_offer_id": "8"}},
+    )  # fmt: skip
+    batch.write(doomed.encode()[0], 1)
+    real_wait = relay_module.wait_for_writers
+
+    def writer_fails(pdir: Path, wait_s: float) -> bool:
+        batch.cut_last_write()  # while the relay waits: the sync failed
+        batch.close()
+        return real_wait(pdir, wait_s)
+
+    monkeypatch.setattr(relay_module, "wait_for_writers", writer_fails)
+    assert Relay(settings, stream).level(p) == 0
+    assert stream.top(p) == 0
+    assert assert_level(settings, stream) == 1
+
+
+def test_a_burst_relay_goes_on_until_a_busy_writer_lets_its_partition_go(
+    redis_client: redis.Redis,
+    redis_url: str,
+    make_settings: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A pass that finds a partition's writer busy leaves it for the next pass, and a
+    burst run (`relay --until-caught-up`) makes that pass: it ends level."""
+    import eventlog.relay as relay_module
+
+    settings = make_settings(redis_url="")  # file only: the streams are left empty
+    with Writer(settings) as writer:
+        for n in range(50):
+            writer.append(*offer(n, n))
+    held = sum(1 for p in range(settings.partitions) if file_log(settings, p))
+    busy = [True] * 2 * held  # two passes find every partition's writer mid-batch
+
+    def wait(pdir: Path, wait_s: float) -> bool:
+        return not busy.pop() if busy else True
+
+    monkeypatch.setattr(relay_module, "wait_for_writers", wait)
+    stream = StreamLog(redis_client, Keys(settings.key_prefix))
+    relay = Relay(settings, stream)
+    first = relay.run_once()
+    assert (first.total, len(first.behind)) == (0, held)  # it says what it left
+    assert relay.run(threading.Event(), until_caught_up=True, idle_s=0) == 50
+    assert assert_level(settings, stream) == 50
