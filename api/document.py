@@ -4,6 +4,7 @@ older than what this process has read of the account in the log.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import orjson
@@ -27,8 +28,9 @@ async def get_document(request: Request) -> Response:
     st = app_state(request)
     raw, version = await st.reads.document_json(account)
     seen = st.writer.seen(account)
-    if seen is not None and seen[0] > version:
-        raw, version = await _projected_to(st, account, *seen)
+    # (a wait of 0 asks for no read-your-writes: the projection's document as it is)
+    if seen is not None and seen > version and st.settings.projection_wait_ms > 0:
+        raw, version = await _projected_to(st, account, seen, raw, version)
     created_new = raw is None
     data: Any = default_document(account, utc_ts()) if raw is None else orjson.Fragment(raw)
     body = {
@@ -42,14 +44,17 @@ async def get_document(request: Request) -> Response:
 
 
 async def _projected_to(
-    st: AppState, account: str, logged: int, end: int
+    st: AppState, account: str, seen: int, raw: bytes | None, version: int
 ) -> tuple[bytes | None, int]:
-    """The document once the read projection holds the account's events this process
-    has seen (to `end` in its partition); ProjectionBehind if it does not in the wait's
-    bound. A stale document is never served: a bot saves back whole what it loaded."""
+    """The document once the read projection holds version `seen` (read again at each
+    step the projector takes in the account's partition); ProjectionBehind if it does
+    not within the wait's bound. A stale document is never served: a bot saves back
+    whole what it loaded."""
     p = partition_of(account, st.settings.partitions)
-    await st.waiter.wait(p, end - 1, st.settings.projection_wait_ms / 1000)
-    raw, version = await st.reads.document_json(account)
-    if version < logged:
-        raise ProjectionBehind(account, version, logged)
+    deadline = time.monotonic() + st.settings.projection_wait_ms / 1000
+    while version < seen and (left := deadline - time.monotonic()) > 0:
+        await st.waiter.wait(p, st.waiter.positions.get(p, 0), left)  # its next step
+        raw, version = await st.reads.document_json(account)
+    if version < seen:
+        raise ProjectionBehind(account, version, seen)
     return raw, version

@@ -91,8 +91,9 @@ def guarded(auth: bool = True) -> Callable[[Handler], Handler]:
                 return await handler(request)
             except TradelogError as e:
                 status, code, details = _status_of(e)
-                if status >= 500:
-                    log.error("%s %s failed: %s", request.method, request.url.path, e)
+                if status >= 500:  # a projection behind is the client's to retry
+                    level = logging.WARNING if isinstance(e, ProjectionBehind) else logging.ERROR
+                    log.log(level, "%s %s failed: %s", request.method, request.url.path, e)
                 return error_response(status, str(e), code, details)
             except Exception:
                 # A bug, answered here: Starlette's last-resort handler raises it again

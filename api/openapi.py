@@ -31,7 +31,8 @@ _ERRORS = {
         "409": "If-Match / expected_version does not match (nothing appended)",
         "413": "body larger than the limit",
         "422": "Idempotency-Key already used for another write (nothing appended)",
-        "503": "the log cannot be written (nothing appended)",
+        "503": "the log or Redis is unavailable, or (GET) the read projection is behind "
+        "the log; nothing appended: retry",
     }.items()
 }
 _WRITE_HEADERS = [

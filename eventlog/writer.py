@@ -75,16 +75,16 @@ class Writer:
         self._put((cmd, fut, loop))
         return fut
 
-    def seen(self, account: str) -> tuple[int, int] | None:
-        """What this writer has read of an account, from any thread and without waiting:
-        its version and the next offset of its partition. None if it has read no event
-        of the account, or not yet its partition (read at the first append there);
-        other processes' appends are read at its next batch in the partition."""
+    def seen(self, account: str) -> int | None:
+        """The account's version as far as this writer has read the log, from any thread
+        and without waiting (it may count a batch still being written). None if it has
+        read no event of the account, or not its partition (read at the first append
+        there); other processes' appends are read at its next batch in the partition."""
         part = self._parts.get(partition_of(account, self.settings.partitions))
-        if part is None or not part.ready:
+        if part is None or not part.ready or part.dead:
             return None
         acct = part.state.accounts.get(account)  # (one dict lookup: safe beside the loop)
-        return None if acct is None else (acct.version, part.file.next_offset)
+        return None if acct is None else acct.version
 
     def command(
         self,

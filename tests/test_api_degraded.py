@@ -76,23 +76,44 @@ def test_write_without_a_projector_times_out_to_projected_false(
 
 
 def test_a_read_waits_for_the_projector_to_reach_what_the_log_holds(
-    make_settings: Callable[..., Settings],
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An event appended without waiting (the library's append), then the projector
-    started: the read waits for it rather than answer the older document."""
+    """An event appended without waiting (the library's append); the projector starts
+    only once the read waits for it: the read answers the new document, not the older."""
     settings = make_settings(api_keys=KEY, projection_wait_ms=30_000)
     with serving(settings, projectors=()) as client:
-        writer = client.app.state.tradelog.writer  # type: ignore[attr-defined]
+        state = client.app.state.tradelog  # type: ignore[attr-defined]
         offers = {"offer": {"trade_offer_id": "5"}}
-        assert writer.append(ACCOUNT, "TradeOfferUpserted", offers).version == 1
-        projector = ProjectorThread(FileProjector(settings), settings).start()
+        assert state.writer.append(ACCOUNT, "TradeOfferUpserted", offers).version == 1
+        projector = ProjectorThread(FileProjector(settings), settings)
+        real_wait = state.waiter.wait
+
+        async def wait(*args: Any) -> bool:
+            if projector.thread.ident is None:
+                projector.start()
+            return await real_wait(*args)
+
+        monkeypatch.setattr(state.waiter, "wait", wait)
         try:
             got = client.get(BASE, headers=HEADERS)
         finally:
-            projector.stop()
+            if projector.thread.ident is not None:
+                projector.stop()
+        assert projector.thread.ident is not None  # the read did wait
         assert got.status_code == 200, got.text
         assert got.json()["version"] == 1 and got.headers["etag"] == '"1"'
         assert [o["trade_offer_id"] for o in got.json()["data"]["trade_offers"]] == ["5"]
+
+
+def test_a_read_with_no_wait_asked_answers_the_projection_as_it_is(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """TRADELOG_PROJECTION_WAIT_MS=0 asks for no read-your-writes, reads included."""
+    settings = make_settings(api_keys=KEY, projection_wait_ms=0)
+    with serving(settings, projectors=()) as client:
+        assert client.post(UPSERT, json=offer("1"), headers=HEADERS).json()["projected"] is False
+        got = client.get(BASE, headers=HEADERS)
+        assert got.status_code == 200 and got.json()["version"] == 0
 
 
 def test_ready_says_the_read_projector_is_down_once_events_wait_for_it(
