@@ -90,6 +90,11 @@ class Cursor:
     def _seek(self, offset: int) -> None:
         bases = [b for b in segment_bases(self.pdir) if b <= offset]
         self.base = self.next_offset = bases[-1] if bases else 0
+        self.skip_to(offset)
+
+    def skip_to(self, offset: int) -> None:
+        """Move on to `offset` (or the log's end, if that comes first) without parsing
+        the lines passed: one line is one offset."""
         scan = self.pos  # where the next chunk starts: past self.pos inside a long line
         while self.next_offset < offset:
             fd = self._open()
@@ -103,17 +108,22 @@ class Cursor:
                     break
                 scan = self.pos
                 continue
-            # Skip whole lines without parsing them: one line is one offset. A line
-            # longer than a chunk (documents reach 16 MiB) goes on in the next chunk.
-            start = 0
-            while self.next_offset < offset:
-                end = chunk.find(b"\n", start)
-                if end < 0:
-                    break
-                start = end + 1
-                self.next_offset += 1
-                self.line += 1
-                self.pos = scan + start
+            # A line longer than a chunk (documents reach 16 MiB) goes on in the next.
+            lines = chunk.count(b"\n")
+            if lines and self.next_offset + lines <= offset:  # the whole chunk, in C
+                self.next_offset += lines
+                self.line += lines
+                self.pos = scan + chunk.rfind(b"\n") + 1
+            else:
+                start = 0
+                while self.next_offset < offset:
+                    end = chunk.find(b"\n", start)
+                    if end < 0:
+                        break
+                    start = end + 1
+                    self.next_offset += 1
+                    self.line += 1
+                    self.pos = scan + start
             scan += len(chunk)
 
     def sync(self) -> None:
