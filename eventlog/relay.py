@@ -23,7 +23,6 @@ import logging
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import orjson
 
@@ -62,67 +61,107 @@ class RelayReport:
 
 
 class Relay:
+    """Levels the streams with the file log. It keeps a cursor per partition from one
+    pass to the next, moved on over what the writers added to the stream meanwhile:
+    finding the stream's top afresh each pass would read a segment (256 MiB) from its
+    start, for every partition, several times a second."""
+
     def __init__(
         self, settings: Settings, stream: StreamLog, lock_wait_s: float = LOCK_WAIT_S
     ) -> None:
         self.settings = settings
         self.stream = stream
         self.lock_wait_s = lock_wait_s
+        self._cursors: dict[int, Cursor] = {}
+
+    def close(self) -> None:
+        for cursor in self._cursors.values():
+            cursor.close()
+        self._cursors.clear()
 
     def level(self, partition: int) -> int:
         """Copy what partition's stream misses; return how many entries were copied."""
-        return self._level(partition)[0]
+        try:
+            return self._level(partition)[0]
+        finally:
+            self.close()
+
+    def _cursor(self, partition: int, offset: int) -> Cursor:
+        """The partition's cursor at `offset`: moved on, or (the stream set back) anew."""
+        cursor = self._cursors.get(partition)
+        if cursor is not None and cursor.next_offset <= offset:
+            cursor.skip_to(offset)
+        else:
+            if cursor is not None:
+                cursor.close()
+            pdir = partition_dir(self.settings.log_dir, partition)
+            cursor = self._cursors[partition] = Cursor(pdir, partition, offset)
+        return cursor
 
     def _level(self, partition: int) -> tuple[int, bool]:
         """Entries copied, and whether some were left because a writer stayed busy."""
-        pdir = partition_dir(self.settings.log_dir, partition)
         copied = 0
         for _ in range(1000):  # bounded: each round copies to the end or re-reads a moved top
             top = self.stream.top(partition)
-            cursor = Cursor(pdir, partition, top + 1)
-            try:
-                if cursor.next_offset < top + 1:
-                    raise TradelogError(
-                        f"the stream of partition {partition} ends at offset {top}, "
-                        f"beyond the file log's end ({cursor.next_offset - 1})"
-                    )
-                reached, n = self._copy(partition, pdir, cursor)
-            finally:
-                cursor.close()
+            cursor = self._cursor(partition, top + 1)
+            if cursor.next_offset < top + 1:
+                self._cursors.pop(partition).close()
+                raise TradelogError(
+                    f"the stream of partition {partition} ends at offset {top}, "
+                    f"beyond the file log's end ({cursor.next_offset - 1})"
+                )
+            reached, n = self._copy(partition, cursor)
             copied += n
             if reached != _AGAIN:
                 return copied, reached == _BUSY
         return copied, False
 
-    def _copy(self, partition: int, pdir: Path, cursor: Cursor) -> tuple[str, int]:
+    def _copy(self, partition: int, cursor: Cursor) -> tuple[str, int]:
         """Copy the log from `cursor` on, one read chunk (a few MiB) at a time, in script
         calls of bounded size; what it reached (_END, _AGAIN: the stream's top moved or
-        was set back, or the lines read were cut off; _BUSY) and how many it copied."""
+        was set back, or the lines read were cut off; _BUSY) and how many it copied.
+        Short of the end, the cursor is put back before the chunk it did not copy."""
         copied = 0
         while True:
+            start = cursor.at()
             events, _ = cursor.read(limit=1)  # one read chunk: memory stays bounded
             if not events:
                 return _END, copied
-            if not wait_for_writers(pdir, self.lock_wait_s):
-                return _BUSY, copied
-            if not holds(pdir, cursor.at(), events[-1].id):
-                return _AGAIN, copied  # a failed batch, cut off again
-            if self.stream.top(partition) != events[0].offset - 1:
-                return _AGAIN, copied  # its writer added them (the usual case beside one)
-            if self.settings.fsync != "off":
-                cursor.sync()  # the lines of a writer killed before its fsync
-            for part in _slices(events):
-                try:
-                    self.stream.append(partition, part)
-                except StreamMismatch:
-                    return _AGAIN, copied  # a writer added entries meanwhile
-                except StreamDamaged as e:
-                    log.warning("%s: the relay sets it back to copy them again", e)
-                    self.stream.rewind(partition)
-                    return _AGAIN, copied
-                copied += len(part)
+            reached = self._copy_chunk(partition, cursor, events)
+            if reached is not None:
+                cursor.restore(start)
+                return reached, copied
+            copied += len(events)
+
+    def _copy_chunk(self, partition: int, cursor: Cursor, events: list[StoredEvent]) -> str | None:
+        """Copy one chunk, once final; None when it is in the stream, else why not."""
+        if not wait_for_writers(cursor.pdir, self.lock_wait_s):
+            return _BUSY
+        if not holds(cursor.pdir, cursor.at(), events[-1].id):
+            return _AGAIN  # a failed batch, cut off again
+        if self.stream.top(partition) != events[0].offset - 1:
+            return _AGAIN  # its writer added them (the usual case beside one)
+        if self.settings.fsync != "off":
+            cursor.sync()  # the lines of a writer killed before its fsync
+        for part in _slices(events):
+            try:
+                self.stream.append(partition, part)
+            except StreamMismatch:
+                return _AGAIN  # a writer added entries meanwhile
+            except StreamDamaged as e:
+                log.warning("%s: the relay sets it back to copy them again", e)
+                self.stream.rewind(partition)
+                return _AGAIN
+        return None
 
     def run_once(self) -> RelayReport:
+        """One pass over every partition."""
+        try:
+            return self._pass()
+        finally:
+            self.close()
+
+    def _pass(self) -> RelayReport:
         report = RelayReport()
         for p in range(self.settings.partitions):
             report.copied[p], busy = self._level(p)
@@ -132,10 +171,16 @@ class Relay:
 
     def run(self, stop: threading.Event, until_caught_up: bool = False, idle_s: float = 0.2) -> int:
         """Level every partition again and again until `stop` (or once level)."""
+        try:
+            return self._run(stop, until_caught_up, idle_s)
+        finally:
+            self.close()
+
+    def _run(self, stop: threading.Event, until_caught_up: bool, idle_s: float) -> int:
         total = 0
         while not stop.is_set():
             try:
-                report = self.run_once()
+                report = self._pass()
             except RedisUnavailable as e:
                 if until_caught_up:
                     raise

@@ -468,3 +468,50 @@ def test_a_burst_relay_goes_on_until_a_busy_writer_lets_its_partition_go(
     assert (first.total, len(first.behind)) == (0, held)  # it says what it left
     assert relay.run(threading.Event(), until_caught_up=True, idle_s=0) == 50
     assert assert_level(settings, stream) == 50
+
+
+def test_the_relay_keeps_its_place_in_each_partition_from_pass_to_pass(
+    redis_client: redis.Redis,
+    redis_url: str,
+    make_settings: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A cursor is opened once per partition and moved on over what writers add to the
+    stream: finding the stream's top afresh, each pass read the partition's segment
+    from its start (256 MiB, several times a second for every partition)."""
+    import eventlog.relay as relay_module
+
+    settings = make_settings(redis_url=redis_url)
+    stream = StreamLog(redis_client, Keys(settings.key_prefix))
+    opened: list[tuple[int, int]] = []
+    real_cursor = relay_module.Cursor
+
+    def cursor(*args: Any) -> Cursor:
+        opened.append((args[1], args[2]))
+        return real_cursor(*args)
+
+    monkeypatch.setattr(relay_module, "Cursor", cursor)
+    relay = Relay(settings, stream)
+    stop = threading.Event()
+    passes = 0
+    real_pass = relay._pass
+
+    def counted() -> Any:
+        nonlocal passes
+        passes += 1
+        if passes == 30:
+            stop.set()
+        return real_pass()
+
+    monkeypatch.setattr(relay, "_pass", counted)
+    with Writer(settings) as writer:
+        for n in range(40):  # the writer adds its own entries: the relay copies none
+            assert writer.append(*offer(n, n)).redis_written
+        relaying = threading.Thread(target=relay.run, args=(stop,), kwargs={"idle_s": 0})
+        relaying.start()
+        for n in range(40, 80):
+            assert writer.append(*offer(n, n)).redis_written
+        relaying.join(timeout=30)
+    assert not relaying.is_alive() and passes == 30
+    assert sorted(p for p, _ in opened) == list(range(settings.partitions))  # once each
+    assert assert_level(settings, stream) == 80
