@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 import redis
+import uuid_utils
 from pytest_redis.executor import RedisExecutor
 
 from eventlog.commands import AppendResult
@@ -343,6 +344,21 @@ def test_the_relay_copies_big_documents_a_few_at_a_time(
     assert assert_level(settings, stream) == 7
 
 
+def batch_in_flight(settings: Settings, account: str) -> PartitionFile:
+    """A writer mid-batch: the account's partition locked, one more event of the account
+    written after what the log holds, not yet synced or sent to the stream."""
+    p = partition_of(account, settings.partitions)
+    batch = PartitionFile(settings.log_dir, p, settings.segment_bytes)
+    assert batch.lock(wait=False)
+    last = batch.catch_up()[-1]
+    event = StoredEvent(
+        str(uuid_utils.uuid7()), account, last.version + 1, p, last.offset + 1,
+        "TradeOfferUpserted", last.ts, {"offer": {"trade_offer_id": "7"}},
+    )  # fmt: skip
+    batch.write(event.encode()[0], 1)
+    return batch
+
+
 def test_a_relay_beside_a_writer_leaves_each_batch_to_its_writer(
     redis_client: redis.Redis, redis_url: str, make_settings: Callable[..., Settings]
 ) -> None:
@@ -380,15 +396,8 @@ def test_the_relay_copies_no_batch_before_its_writer_is_done_with_it(
     with Writer(settings) as writer:
         for n in range(3):
             assert writer.append(*offer(0, n)).redis_written
-    batch = PartitionFile(settings.log_dir, p, settings.segment_bytes)
+    batch = batch_in_flight(settings, account)
     try:
-        assert batch.lock(wait=False)
-        [last] = batch.catch_up()[-1:]
-        doomed = StoredEvent(
-            "0190c6c0-0000-7000-8000-000000000001", account, last.version + 1, p,
-            last.offset + 1, "TradeOfferUpserted", last.ts, {"offer": {"trade_offer_id": "7"}},
-        )  # fmt: skip
-        batch.write(doomed.encode()[0], 1)
         assert len(file_log(settings, p)) == 4
         assert relay.level(p) == 0  # its writer holds the lock: not final yet
         assert stream.top(p) == 2
@@ -420,14 +429,7 @@ def test_lines_cut_off_while_the_relay_waited_for_their_writer_are_not_copied(
     p = partition_of(account, settings.partitions)
     with Writer(settings) as writer:
         assert writer.append(*offer(0, 0)).redis_written
-    batch = PartitionFile(settings.log_dir, p, settings.segment_bytes)
-    assert batch.lock(wait=False)
-    [last] = batch.catch_up()
-    doomed = StoredEvent(
-        "0190c6c0-0000-7000-8000-000000000002", account, 2, p, last.offset + 1,
-        "TradeOfferUpserted", last.ts, {"offer": {"trade_offer_id": "8"}},
-    )  # fmt: skip
-    batch.write(doomed.encode()[0], 1)
+    batch = batch_in_flight(settings, account)
     real_wait = relay_module.wait_for_writers
 
     def writer_fails(pdir: Path, wait_s: float) -> bool:
