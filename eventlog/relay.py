@@ -19,6 +19,7 @@ them again.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Iterator
@@ -75,9 +76,10 @@ class Relay:
         self._cursors: dict[int, Cursor] = {}
 
     def close(self) -> None:
-        for cursor in self._cursors.values():
-            cursor.close()
-        self._cursors.clear()
+        cursors, self._cursors = self._cursors, {}
+        for cursor in cursors.values():
+            with contextlib.suppress(OSError):
+                cursor.close()
 
     def level(self, partition: int) -> int:
         """Copy what partition's stream misses; return how many entries were copied."""
@@ -87,9 +89,10 @@ class Relay:
             self.close()
 
     def _cursor(self, partition: int, offset: int) -> Cursor:
-        """The partition's cursor at `offset`: moved on, or (the stream set back) anew."""
+        """The partition's cursor at `offset`: moved on, or anew (the stream set back, or
+        the segment replaced or cut short under it)."""
         cursor = self._cursors.get(partition)
-        if cursor is not None and cursor.next_offset <= offset:
+        if cursor is not None and cursor.next_offset <= offset and cursor.current():
             cursor.skip_to(offset)
         else:
             if cursor is not None:

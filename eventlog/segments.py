@@ -126,6 +126,19 @@ class Cursor:
                     self.pos = scan + start
             scan += len(chunk)
 
+    def current(self) -> bool:
+        """Whether the segment it reads is still the file at its path and still reaches
+        its position (not replaced or cut short since, by an operator's restore)."""
+        try:
+            st = os.stat(self._file(self.base))
+            return st.st_size >= self.pos and (
+                self._fd is None or os.fstat(self._fd).st_ino == st.st_ino
+            )
+        except FileNotFoundError:  # current if it has read nothing yet (an empty log)
+            return self.pos == 0 and self._fd is None
+        except OSError as e:
+            raise LogUnavailable(f"cannot look at {self.path}: {e}") from e
+
     def sync(self) -> None:
         """Make the segment being read durable up to its end (fdatasync), lines a writer
         may still be syncing included."""

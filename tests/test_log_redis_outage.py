@@ -11,6 +11,7 @@ is still syncing: the writer adds it itself, or cuts it off if its sync fails.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -517,3 +518,41 @@ def test_the_relay_keeps_its_place_in_each_partition_from_pass_to_pass(
     assert not relaying.is_alive() and passes == 30
     assert sorted(p for p, _ in opened) == list(range(settings.partitions))  # once each
     assert assert_level(settings, stream) == 80
+
+
+@pytest.mark.parametrize("change", ["redis restarted empty", "segment replaced"])
+def test_a_kept_cursor_follows_the_stream_and_the_file_it_reads(
+    change: str,
+    redis_client: redis.Redis,
+    redis_url: str,
+    make_settings: Callable[..., Settings],
+) -> None:
+    """Between two passes, the stream may start again from nothing (Redis restarted
+    empty) or the segment be put back by an operator (a new file at the same path):
+    the next pass levels the stream with the file all the same."""
+    settings = make_settings(redis_url="")  # file only: the relay copies everything
+    account = ACCOUNTS[0]
+    p = partition_of(account, settings.partitions)
+    with Writer(settings) as writer:
+        for n in range(3):
+            writer.append(*offer(0, n))
+    stream = StreamLog(redis_client, Keys(settings.key_prefix))
+    relay = Relay(settings, stream)
+    try:
+        assert relay._pass().copied[p] == 3
+        if change == "redis restarted empty":
+            redis_client.flushall()
+            expected = 5
+        else:
+            [segment] = partition_dir(settings.log_dir, p).glob("*.jsonl")
+            copy = segment.with_suffix(".restored")
+            copy.write_bytes(segment.read_bytes())
+            os.replace(copy, segment)
+            expected = 2
+        with Writer(settings) as writer:
+            for n in range(3, 5):
+                writer.append(*offer(0, n))
+        assert relay._pass().copied[p] == expected
+    finally:
+        relay.close()
+    assert assert_level(settings, stream) == 5
