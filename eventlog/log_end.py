@@ -9,34 +9,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import BinaryIO
 
 import orjson
 
 from ._exceptions import CorruptLog, LogUnavailable
 from .segments import partition_dir, segment_bases, segment_path
 from .settings import Settings
+from .tail_scan import last_line
 
-__all__ = ["last_line", "log_end", "log_ends"]
-
-
-def last_line(f: BinaryIO, end: int) -> tuple[int, bytes] | None:
-    """The last complete line of `f` before byte `end`: where its newline is, and the
-    line without it; None if there is none. Reads back from `end`, doubling until the
-    whole line is in, so a long file costs only its tail."""
-    want = 1 << 16
-    while True:
-        start = max(0, end - want)
-        f.seek(start)
-        block = f.read(end - start)
-        stop = block.rfind(b"\n")  # bytes after it are a torn tail, not a line
-        if stop < 0 and start == 0:
-            return None
-        if stop >= 0:
-            begin = block.rfind(b"\n", 0, stop) + 1
-            if begin > 0 or start == 0:
-                return start + stop, block[begin:stop]
-        want *= 2
+__all__ = ["log_end", "log_ends"]
 
 
 def log_end(pdir: Path) -> int:

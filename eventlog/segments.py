@@ -11,11 +11,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import orjson
 
 from ._exceptions import CorruptLog, LogUnavailable
 from .records import StoredEvent
+from .tail_scan import last_line, lines_back
 
 __all__ = ["Cursor", "Position", "partition_dir", "segment_bases", "segment_path"]
 
@@ -88,9 +90,36 @@ class Cursor:
         self.next_offset, self.base, self.pos, self.line = at.offset, at.base, at.pos, at.line
 
     def _seek(self, offset: int) -> None:
-        bases = [b for b in segment_bases(self.pdir) if b <= offset]
-        self.base = self.next_offset = bases[-1] if bases else 0
+        bases = segment_bases(self.pdir)
+        before = [b for b in bases if b <= offset]
+        self.base = self.next_offset = before[-1] if before else 0
+        if bases and self.base == bases[-1]:
+            self._seek_back(offset)
         self.skip_to(offset)
+
+    def _seek_back(self, offset: int) -> None:
+        """In the last segment, stand at `offset` by reading back from the segment's
+        end when that is nearer than its start (a projector or relay starting again
+        near the end of 256 MiB); otherwise, or if its last line does not say its
+        offset, leave it to `skip_to`. Past the end, stand at the end, as skip_to does."""
+        try:
+            with open(self._file(self.base), "rb") as f:
+                found = last_line(f, f.seek(0, os.SEEK_END))
+                if found is None:
+                    return
+                last = orjson.loads(found[1])["offset"]
+                if type(last) is not int or last < self.base:
+                    return
+                target = min(offset, last + 1)
+                back, lines = last + 1 - target, last + 1 - self.base
+                if 2 * back > lines:
+                    return
+                pos = lines_back(f, found[0] + 1, back)
+                if pos is None or (back and _offset_at(f, pos) != target):
+                    return  # the lines do not count up to what the last one says
+        except (OSError, orjson.JSONDecodeError, KeyError, TypeError):
+            return  # read forward, which says what is wrong
+        self.next_offset, self.pos, self.line = target, pos, target - self.base
 
     def skip_to(self, offset: int) -> None:
         """Move on to `offset` (or the log's end, if that comes first) without parsing
@@ -229,3 +258,9 @@ class Cursor:
             self.next_offset += 1
             start = end + 1
         return start
+
+
+def _offset_at(f: BinaryIO, pos: int) -> Any:
+    """The offset the line at byte `pos` names."""
+    f.seek(pos)
+    return orjson.loads(f.readline())["offset"]

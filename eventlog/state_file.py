@@ -29,9 +29,9 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from .log_end import last_line
 from .segments import Position, segment_bases, segment_path
 from .state import AccountState, Findings, PartitionState, Receipt
+from .tail_scan import last_line
 
 __all__ = ["Mark", "holds", "load_state", "save_state"]
 

@@ -20,9 +20,9 @@ from pathlib import Path
 
 from ._exceptions import LogUnavailable
 from .filelog import LOCK_NAME
-from .log_end import last_line
 from .segments import partition_dir, segment_bases, segment_path
 from .settings import Settings
+from .tail_scan import last_line
 
 __all__ = ["cut_torn_tails"]
 
