@@ -11,13 +11,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
 
 import orjson
 
 from ._exceptions import CorruptLog, LogUnavailable
 from .records import StoredEvent
-from .tail_scan import last_line, lines_back
+from .tail_scan import line_back
 
 __all__ = ["Cursor", "Position", "partition_dir", "segment_bases", "segment_path"]
 
@@ -98,33 +97,19 @@ class Cursor:
         self.skip_to(offset)
 
     def _seek_back(self, offset: int) -> None:
-        """In the last segment, stand at `offset` by reading back from the segment's
-        end when that is nearer than its start (a projector or relay starting again
-        near the end of 256 MiB); otherwise, or where the lines it reads do not agree
-        with their count, leave it to `skip_to`. Past the end, stand at the end, as
-        skip_to does. (Unlike skip_to's count, it cannot see lines missing or doubled
-        well before where it lands: the events read from there are the right ones.)"""
+        """In the last segment, stand at `offset` by reading back from its end when that
+        is nearer than its start (tail_scan.line_back); otherwise leave it to `skip_to`."""
         fd = self._open()
         if fd is None:
             return
         try:  # the cursor's own file: the same one, if an operator replaces it meanwhile
             with os.fdopen(os.dup(fd), "rb") as f:
-                found = last_line(f, f.seek(0, os.SEEK_END))
-                if found is None:
-                    return
-                last = _offset_of(found[1])
-                if type(last) is not int or last < self.base:
-                    return
-                target = min(offset, last + 1)
-                back, lines = last + 1 - target, last + 1 - self.base
-                if 2 * back > lines:
-                    return
-                pos = lines_back(f, found[0] + 1, back)
-                if pos is None or not _agree(f, pos, target, self.base):
-                    return
-        except (OSError, orjson.JSONDecodeError, KeyError, TypeError):
+                found = line_back(f, self.base, offset)
+        except OSError:
             return  # read forward, which says what is wrong
-        self.next_offset, self.pos, self.line = target, pos, target - self.base
+        if found is not None:
+            target, self.pos = found
+            self.next_offset, self.line = target, target - self.base
 
     def skip_to(self, offset: int) -> None:
         """Move on to `offset` (or the log's end, if that comes first) without parsing
@@ -263,27 +248,3 @@ class Cursor:
             self.next_offset += 1
             start = end + 1
         return start
-
-
-def _offset_of(line: bytes) -> Any:
-    return orjson.loads(line)["offset"]
-
-
-def _agree(f: BinaryIO, pos: int, target: int, base: int) -> bool:
-    """Whether the lines about byte `pos` (where line `target` begins, or the end)
-    name their offsets, and the segment's first line its name: a count gone wrong
-    (lines cut out or doubled by hand, a segment misnamed) shows there."""
-    f.seek(pos)
-    at = f.readline()
-    if at.endswith(b"\n") and _offset_of(at) != target:
-        return False
-    before = pos
-    for want in (target - 1, target - 2):  # the two lines before it
-        if want < base:
-            break
-        found = last_line(f, before)
-        if found is None or _offset_of(found[1]) != want:
-            return False
-        before = found[0]
-    f.seek(0)
-    return bool(_offset_of(f.readline()) == base)
