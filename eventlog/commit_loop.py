@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 from ._exceptions import LogUnavailable
 from .answers import Job, settle
 from .committer import Committer, Staged
+from .filelog import LOCK_RETRY_S
 from .notify import partitions_payload
 from .round_sync import Syncing, SyncPool
 from .sent_round import SentRound, recover
@@ -52,7 +53,6 @@ __all__ = ["STOP", "CommitLoop"]
 log = logging.getLogger("tradelog.writer")
 
 _MAX_ROUND = 8192  # commands taken into one round
-_RETRY_S = (0.0005, 0.002)  # the first and the longest wait before a busy lock is tried again
 # Rounds staged on a partition's lock in a row: the third waits for the lock to be let
 # go (as the second is answered) and taken again, so other processes get their turn.
 _MAX_HELD = 2
@@ -68,7 +68,7 @@ class CommitLoop:
         self.q: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.parts: dict[int, Committer] = {}
         self._waiting: dict[int, list[Job]] = {}  # partitions whose lock was busy: next round
-        self._retry = _RETRY_S[0]
+        self._retry = LOCK_RETRY_S[0]
         self._sent: SentRound | None = None  # answered once the next round is staged
         self._yielded = False  # a partition's lock was let go on purpose this round
         self._syncs = SyncPool()
@@ -84,7 +84,8 @@ class CommitLoop:
                 jobs, stop = self._take(stop)
                 if jobs or self._waiting or self._sent is not None:
                     progressed = self._round(jobs)
-                    self._retry = _RETRY_S[0] if progressed else min(self._retry * 2, _RETRY_S[1])
+                    first, longest = LOCK_RETRY_S
+                    self._retry = first if progressed else min(self._retry * 2, longest)
                 self._sync_due()
         except BaseException:  # a bug: close the writer rather than leave callers waiting
             log.exception("the commit loop failed: the writer takes no more appends")

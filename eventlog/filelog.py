@@ -23,12 +23,12 @@ from .marker import fsync_dir, sync_file
 from .records import StoredEvent
 from .segments import Cursor, Position, partition_dir, segment_path
 
-__all__ = ["LOCK_NAME", "PartitionFile", "wait_for_writers"]
+__all__ = ["LOCK_NAME", "LOCK_RETRY_S", "PartitionFile", "wait_for_writers"]
 
 log = logging.getLogger("tradelog.log")
 
 LOCK_NAME = ".lock"  # in each partition's directory: its writers' flock
-_RETRY_S = (0.0005, 0.002)  # the first and the longest wait before a busy lock is tried again
+LOCK_RETRY_S = (0.0005, 0.002)  # the first and the longest wait before a busy lock is tried again
 
 
 class PartitionFile:
@@ -193,7 +193,7 @@ def wait_for_writers(pdir: Path, wait_s: float) -> bool:
     new batch may begin the moment it returns. False if the lock stayed busy for
     `wait_s` seconds."""
     deadline = time.monotonic() + wait_s
-    delay = _RETRY_S[0]
+    delay = LOCK_RETRY_S[0]
     try:
         fd = os.open(pdir / LOCK_NAME, os.O_RDONLY)  # (a flock needs no write access)
     except FileNotFoundError:
@@ -209,7 +209,7 @@ def wait_for_writers(pdir: Path, wait_s: float) -> bool:
                 if time.monotonic() >= deadline:
                     return False
                 time.sleep(delay)  # a blocking flock could not give up in time
-                delay = min(delay * 2, _RETRY_S[1])
+                delay = min(delay * 2, LOCK_RETRY_S[1])
             except OSError as e:
                 raise LogUnavailable(f"cannot lock {pdir}: {e}") from e
     finally:
