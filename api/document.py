@@ -12,11 +12,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from eventlog._exceptions import ProjectionBehind
-from eventlog.events import check_steam_id
 from eventlog.records import partition_of, utc_ts
 from projections.fold import default_document
 
-from .http import JSON, etag, guarded
+from .http import JSON, account_of, etag, guarded
 from .state import AppState, app_state
 
 __all__ = ["get_document"]
@@ -24,7 +23,7 @@ __all__ = ["get_document"]
 
 @guarded()
 async def get_document(request: Request) -> Response:
-    account = check_steam_id(request.path_params["steam_id"], "steamId")
+    account = account_of(request)
     st = app_state(request)
     raw, version = await st.reads.document_json(account)
     seen = st.writer.seen(account)

@@ -29,10 +29,19 @@ from eventlog._exceptions import (
     VersionConflict,
 )
 from eventlog.commands import MAX_VERSION
+from eventlog.events import check_steam_id
 
 from .json_body import parse_body
 
-__all__ = ["JSON", "error_response", "guarded", "if_match", "internal_error", "read_json"]
+__all__ = [
+    "JSON",
+    "account_of",
+    "error_response",
+    "guarded",
+    "if_match",
+    "internal_error",
+    "read_json",
+]
 
 log = logging.getLogger("tradelog.api")
 
@@ -105,6 +114,11 @@ def guarded(auth: bool = True) -> Callable[[Handler], Handler]:
         return endpoint
 
     return wrap
+
+
+def account_of(request: Request) -> str:
+    """The account the route's path names: a valid SteamID64, else InvalidInput."""
+    return check_steam_id(request.path_params["steam_id"], "steamId")
 
 
 def check_key(request: Request) -> None:

@@ -21,7 +21,7 @@ from eventlog.records import (
 )
 
 from . import metrics
-from .http import JSON, etag, guarded, if_match, read_json
+from .http import JSON, account_of, etag, guarded, if_match, read_json
 from .request_ids import request_id
 from .retries import check_retry
 from .state import AppState, app_state
@@ -33,10 +33,6 @@ __all__ = [
     "upsert_friend",
     "upsert_trade_offer",
 ]
-
-
-def _account(request: Request) -> str:
-    return check_steam_id(request.path_params["steam_id"], "steamId")
 
 
 async def _append(
@@ -83,7 +79,7 @@ async def _append(
 
 @guarded()
 async def save_document(request: Request) -> Response:
-    account = _account(request)
+    account = account_of(request)
     doc = _object_body(await read_json(request), "the whole account document")
     result, fields = await _append(request, account, NEGOTIATIONS_SAVED, doc, if_match(request))
     negotiations = doc.get("negotiations") or {}
@@ -115,7 +111,7 @@ def _redis_operation(st: AppState, result: AppendResult) -> str:
 
 @guarded()
 async def upsert_trade_offer(request: Request) -> Response:
-    account = _account(request)
+    account = account_of(request)
     body = _object_body(await read_json(request), '"trade_offer_data"')
     expected = if_match(request, body.get("expected_version"))
     offer = body.get("trade_offer_data")
@@ -138,7 +134,7 @@ async def upsert_trade_offer(request: Request) -> Response:
 
 @guarded()
 async def upsert_friend(request: Request) -> Response:
-    account = _account(request)
+    account = account_of(request)
     friend = check_steam_id(request.path_params["friend_id"], "friendSteamId")
     record = _object_body(await read_json(request), "the friend's negotiation record")
     data = {"friend_steam_id": friend, "negotiation": record}
@@ -160,7 +156,7 @@ async def upsert_friend(request: Request) -> Response:
 
 @guarded()
 async def delete_friend(request: Request) -> Response:
-    account = _account(request)
+    account = account_of(request)
     friend = check_steam_id(request.path_params["friend_id"], "friendSteamId")
     data = {"friend_steam_ids": [friend]}
     result, fields = await _append(request, account, FRIENDS_REMOVED, data, if_match(request))
@@ -179,7 +175,7 @@ async def delete_friend(request: Request) -> Response:
 
 @guarded()
 async def remove_friends(request: Request) -> Response:
-    account = _account(request)
+    account = account_of(request)
     body = _object_body(await read_json(request), '"friend_steam_ids"')
     expected = if_match(request, body.get("expected_version"))
     data = {k: v for k, v in body.items() if k == "friend_steam_ids"}  # absent: "required"

@@ -11,11 +11,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from eventlog._exceptions import InvalidInput
-from eventlog.events import check_steam_id
 from eventlog.history import account_events
 
 from . import metrics
-from .http import JSON, guarded
+from .http import JSON, account_of, guarded
 from .state import app_state
 
 __all__ = ["account_health", "events", "health", "metrics_route", "ready", "summary"]
@@ -97,7 +96,7 @@ async def metrics_route(request: Request) -> Response:
 async def account_health(request: Request) -> Response:
     from .status import account_status
 
-    account = check_steam_id(request.path_params["steam_id"], "steamId")
+    account = account_of(request)
     st = app_state(request)
     body = await asyncio.to_thread(account_status, st.settings, st.reads, st.writer, account)
     return JSON({"success": True, **body})
@@ -124,7 +123,7 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
 
 @guarded()
 async def events(request: Request) -> Response:
-    account = check_steam_id(request.path_params["steam_id"], "steamId")
+    account = account_of(request)
     from_version = _int_param(request, "from_version", 1, 1, 2**53)
     limit = _int_param(request, "limit", 100, 1, 1000)
     st = app_state(request)
