@@ -15,10 +15,11 @@ import os
 import select
 import socket
 import uuid
+import weakref
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["Bell", "Ringer", "partitions_payload", "ring", "rung_partitions"]
+__all__ = ["Bell", "Ringer", "partitions_payload", "rung_partitions"]
 
 APPENDED = "appended"
 PROGRESS = "progress"
@@ -59,28 +60,6 @@ class Bell:
             self.path.unlink()
 
 
-def ring(run_dir: Path, channel: str, payload: bytes = b"1") -> int:
-    """Send `payload` to every listener of `channel`; return how many got it."""
-    try:
-        names = os.listdir(run_dir / channel)
-    except FileNotFoundError:
-        return 0
-    sent = 0
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
-        s.setblocking(False)
-        for name in names:
-            path = run_dir / channel / name
-            try:
-                s.sendto(payload, str(path))
-                sent += 1
-            except (ConnectionRefusedError, FileNotFoundError):
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()  # its process is gone
-            except (BlockingIOError, OSError):
-                pass  # a full queue: the listener is awake and will re-read anyway
-    return sent
-
-
 def partitions_payload(partitions: Iterable[int]) -> bytes:
     """An `appended` ring naming the partitions written (`b"p3,5"`)."""
     return b"p" + ",".join(map(str, partitions)).encode()
@@ -101,7 +80,8 @@ def rung_partitions(payloads: Iterable[bytes]) -> set[int] | None:
 
 
 class Ringer:
-    """The ringing end for one channel, for a process that rings often (the writer).
+    """The ringing end for one channel, kept by a process that rings often (the writer, each
+    projector).
 
     Keeps one socket and the listing of listeners, re-read only when the
     channel's directory changes (a listener came or went), so a ring costs a
@@ -112,6 +92,9 @@ class Ringer:
         self.dir = run_dir / channel
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.setblocking(False)
+        # Closed by close(), or when the Ringer is dropped without it (a projector a test
+        # abandons to play a crash): a socket that only sends holds nothing to flush.
+        self._closer = weakref.finalize(self, self.sock.close)
         self._mtime = -1
         self._paths: list[str] = []
 
@@ -140,4 +123,4 @@ class Ringer:
         return sent
 
     def close(self) -> None:
-        self.sock.close()
+        self._closer()

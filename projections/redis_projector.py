@@ -25,6 +25,7 @@ import redis
 
 from eventlog._exceptions import RedisUnavailable
 from eventlog.keys import Keys
+from eventlog.notify import PROGRESS, Ringer
 from eventlog.records import StoredEvent
 from eventlog.settings import Settings
 
@@ -85,6 +86,7 @@ class RedisProjector:
         self._parked_due = 0.0
         self._freezer = Freezer() if freeze_gc else None
         self._inflight = InFlight()
+        self._ringer = Ringer(settings.run_dir, PROGRESS)
         self.elsewhere: list[int] = []  # at close: the partitions another consumer held
 
     def _guard(self, fn: Callable[..., T], *args: Any) -> T:
@@ -180,7 +182,7 @@ class RedisProjector:
             self._freezer.freeze()
 
     def _publish(self) -> None:
-        progress.publish(self.client, self.keys, self.settings, self.positions, self.consumer.name)
+        progress.publish(self.client, self.keys, self.positions, self.consumer.name, self._ringer)
 
     def idle(self, timeout: float) -> None:
         """Block until new entries come (the next step reads them) or `timeout` passes."""
@@ -227,3 +229,5 @@ class RedisProjector:
             self._guard(progress.say_stopped, self.client, self.keys, self.consumer.name)
         except RedisUnavailable as e:
             log.warning("could not release the leases: %s", e)
+        finally:
+            self._ringer.close()

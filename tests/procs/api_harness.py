@@ -28,7 +28,7 @@ from starlette.testclient import TestClient
 
 from api.app import create_app
 from api.status import log_ends
-from eventlog.notify import APPENDED, ring
+from eventlog.notify import APPENDED, Ringer
 from eventlog.settings import Settings
 from projections.daemon import Projector, run
 from tests.conftest import SAMPLES_DIR
@@ -119,7 +119,9 @@ class ProjectorThread:
 
     def stop(self) -> None:
         self.stop_event.set()
-        ring(self.settings.run_dir, APPENDED)  # wake a file projector idling on its bell
+        ringer = Ringer(self.settings.run_dir, APPENDED)
+        ringer.ring()  # wake a file projector idling on its bell
+        ringer.close()
         self.thread.join(timeout=30)
         assert not self.thread.is_alive(), f"{self.projector.name} projector did not stop"
         if self.error is not None:
