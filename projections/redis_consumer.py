@@ -52,6 +52,7 @@ class Consumer:
         self.claim_idle_ms = claim_idle_ms
         self.held: set[int] = set() if lease_ms else set(self.partitions)
         self.dirty = set(self.partitions)  # our own pending entries may wait there
+        self.drained = False  # the last read came back short in every partition
         self.foreign = set(self.partitions)  # other consumers may hold pending entries
         self.delivered: dict[int, int] = {}  # partition -> highest offset read
         self._claim_due: dict[int, float] = {}
@@ -148,6 +149,9 @@ class Consumer:
         if fresh:
             for p, entries in self.xread({p: ">" for p in fresh}, count).items():
                 batches.setdefault(p, []).extend(entries)
+                if len(entries) >= count:
+                    full.add(p)
+        self.drained = not full
         events: list[StoredEvent] = []
         gone: dict[int, list[bytes]] = {}
         for p, entries in batches.items():

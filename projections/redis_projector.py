@@ -145,6 +145,10 @@ class RedisProjector:
             batch = self.applier.submit(events, self._transient)
             if batch is not None:
                 self._inflight.add(batch, events)
+            if consumer.drained:
+                # Read to the streams' ends just now: a second read would find nothing
+                # (under a trickle of writes, one round trip saved every step).
+                break
         if self._inflight.batches:
             handled += self._finish(1)
         if not handled:  # nothing came back handled: never report "caught up" with work in flight

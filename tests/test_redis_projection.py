@@ -429,6 +429,23 @@ def test_idle_returns_when_an_event_arrives(
     projector.close()
 
 
+def test_a_step_under_a_trickle_reads_the_streams_once(
+    rsettings: Settings, writer: Writer, redis_client: redis.Redis
+) -> None:
+    """A read that comes back short has read every stream to its end: the step does not
+    read again (under a trickle of writes, a round trip for nothing at every step)."""
+    projector = make_projector(rsettings, redis_client)
+    assert catch_up(projector) == 0
+    for i in range(3):
+        writer.append(ACCOUNT, "TradeOfferUpserted", {"offer": {"trade_offer_id": str(i)}})
+    level(redis_client, rsettings)
+    redis_client.config_resetstat()
+    assert projector.step(1000) == 3
+    assert redis_client.info("commandstats")["cmdstat_xreadgroup"]["calls"] == 1
+    assert catch_up(projector) == 0
+    projector.close()
+
+
 def test_two_consumers_without_leases_interleave_safely(
     rsettings: Settings, writer: Writer, redis_url: str
 ) -> None:
