@@ -34,6 +34,9 @@ __all__ = [
     "upsert_trade_offer",
 ]
 
+# What the bots call the offer of an atomic upsert (the event calls it `offer`).
+_SENT = "trade_offer_data"
+
 
 async def _append(
     request: Request, account: str, kind: str, data: Any, expected: int | None
@@ -101,6 +104,20 @@ def _object_body(body: Any, what: str) -> dict[str, Any]:
     return body
 
 
+def _as_sent(e: InvalidInput) -> InvalidInput:
+    """An offer's error in the request's terms: the event's `offer` is the body's
+    `trade_offer_data`, and the bots print `error` as it is."""
+    if not e.message.startswith(("offer:", "offer.")):
+        return e
+    details = e.details
+    if isinstance(details, list):
+        details = [
+            {**d, "loc": [_SENT, *d["loc"][1:]]} if d.get("loc", [None])[0] == "offer" else d
+            for d in details
+        ]
+    return InvalidInput(_SENT + e.message[len("offer") :], e.code, details)
+
+
 def _redis_operation(st: AppState, result: AppendResult) -> str:
     """What became of the stream entry: written; deferred (the relay copies it); or
     disabled, when no Redis is configured (file only)."""
@@ -115,9 +132,12 @@ async def upsert_trade_offer(request: Request) -> Response:
     body = _object_body(await read_json(request), '"trade_offer_data"')
     expected = if_match(request, body.get("expected_version"))
     offer = body.get("trade_offer_data")
-    result, fields = await _append(
-        request, account, TRADE_OFFER_UPSERTED, {"offer": offer}, expected
-    )
+    try:
+        result, fields = await _append(
+            request, account, TRADE_OFFER_UPSERTED, {"offer": offer}, expected
+        )
+    except InvalidInput as e:
+        raise _as_sent(e) from e
     f = result.findings
     body = {
         "success": True,

@@ -157,7 +157,11 @@ def test_bad_offer_in_an_upsert(client: TestClient, bad: Any) -> None:
     resp = client.post(
         f"{BASE}/atomic-upsert-trade-offer", json={"trade_offer_data": bad}, headers=HEADERS
     )
-    rejected(resp)
+    body = rejected(resp)
+    # Named as the bots sent it: the event's own name for it, `offer`, means nothing to them.
+    assert body["error"].startswith("trade_offer_data"), body["error"]
+    for detail in body.get("details") or ():
+        assert detail["loc"][0] == "trade_offer_data", detail
 
 
 @pytest.mark.parametrize("bad", BAD_OFFERS, ids=[orjson.dumps(o).decode() for o in BAD_OFFERS])
@@ -178,7 +182,8 @@ def test_bad_offer_in_a_document(client: TestClient, bad: Any) -> None:
     ],
 )
 def test_upsert_without_an_offer_object(client: TestClient, body: Any) -> None:
-    rejected(client.post(f"{BASE}/atomic-upsert-trade-offer", json=body, headers=HEADERS))
+    answer = rejected(client.post(f"{BASE}/atomic-upsert-trade-offer", json=body, headers=HEADERS))
+    assert answer["error"].startswith("trade_offer_data"), answer["error"]
 
 
 # ---------------------------------------------------------------- documents
