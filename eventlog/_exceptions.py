@@ -10,6 +10,7 @@ from typing import Any
 
 __all__ = [
     "AccountParked",
+    "CannotListen",
     "CheckpointAhead",
     "CorruptLog",
     "CorruptProjection",
@@ -145,6 +146,10 @@ class ProjectionBehind(TradelogError):
         self.account = account
         self.projected = projected
         self.logged = logged
+
+
+class CannotListen(TradelogError):
+    """Raised when the API's host and port cannot be listened on (taken, or not this host's)."""
 
 
 class Unauthorized(TradelogError):

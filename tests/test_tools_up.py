@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -123,3 +124,25 @@ def test_up_children_stop_when_the_supervisor_is_killed(
         if again.poll() is None:
             os.killpg(again.pid, signal.SIGKILL)
             again.wait()
+
+
+@pytest.mark.parametrize("command", ["serve", "up"])
+def test_a_port_in_use_is_said_at_once(tmp_path: Path, command: str) -> None:
+    """Not "serving on" and then a worker's bind error (or, under `up`, its restarts for
+    ever): the command stops before starting anything, naming the address."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {
+            **os.environ,
+            "TRADELOG_DATA_DIR": str(tmp_path / "data"),
+            "TRADELOG_REDIS_URL": "",
+            "TRADELOG_API_KEYS": KEY,
+            "TRADELOG_PORT": str(port),
+        }
+        done = subprocess.run([str(TRADELOG), command], env=env, capture_output=True, timeout=30)
+    assert done.returncode == 2, done
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in done.stderr.decode()
+    assert b" on http://" not in done.stdout
+    assert not (tmp_path / "data").exists()  # nothing made: no key, no log

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
+import socket
 
+from eventlog._exceptions import CannotListen
 from eventlog.settings import Settings
 
 from .cli import Subparsers, settings_from
 
-__all__ = ["add_server_flags", "register", "settings_env"]
+__all__ = ["add_server_flags", "check_address", "register", "settings_env"]
 
 
 def add_server_flags(p: argparse.ArgumentParser) -> None:
@@ -48,6 +51,26 @@ def child_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+def check_address(settings: Settings) -> None:
+    """CannotListen if the API could not listen on its host and port, said before anything
+    starts: uvicorn would only fail in the worker, after "serving on" was printed, and
+    `up` would restart it again and again."""
+    where = f"{settings.host}:{settings.port}"
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            settings.host, settings.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind(address)
+    except OSError as e:  # (socket.gaierror is one)
+        if e.errno == errno.EADDRINUSE:
+            hint = "is another tradelog serving there? --port or TRADELOG_PORT picks another"
+        else:
+            hint = "--host or TRADELOG_HOST names the address"
+        raise CannotListen(f"cannot listen on {where}: {e.strerror or e} ({hint})") from e
+
+
 def _shared_metrics(settings: Settings) -> None:
     """Let the workers' metrics add up over every worker (api/metrics.py), from zero: the
     directory is emptied of an earlier run's values. One set by the caller is kept."""
@@ -71,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
     from eventlog.torn_tail import cut_torn_tails
 
     settings = settings_from(args, host=args.host, port=args.port, workers=args.workers)
+    check_address(settings)
     keys, created = load_keys(settings, create=True)
     if created:
         print(f"tradelog: no API key configured; generated one in {settings.data_dir}/api_key")

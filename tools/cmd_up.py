@@ -28,7 +28,7 @@ from eventlog.redisconn import connect
 from eventlog.settings import Settings
 
 from .cli import Subparsers, settings_from
-from .cmd_serve import add_server_flags, child_env
+from .cmd_serve import add_server_flags, check_address, child_env
 from .project_group import die_with_parent
 
 __all__ = ["register"]
@@ -75,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
     from api.keys import load_keys
 
     settings = settings_from(args, host=args.host, port=args.port, workers=args.workers)
+    check_address(settings)
     check_partitions(settings.log_dir, settings.partitions)
     keys, created = load_keys(settings, create=True)
     if created:
