@@ -137,7 +137,10 @@ async def upsert_trade_offer(request: Request) -> Response:
             request, account, TRADE_OFFER_UPSERTED, {"offer": offer}, expected
         )
     except InvalidInput as e:
-        raise _as_sent(e) from e
+        sent = _as_sent(e)
+        if sent is e:
+            raise
+        raise sent from e
     f = result.findings
     body = {
         "success": True,

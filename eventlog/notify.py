@@ -14,6 +14,7 @@ import contextlib
 import os
 import select
 import socket
+import time
 import uuid
 import weakref
 from collections.abc import Iterable
@@ -23,6 +24,8 @@ __all__ = ["Bell", "Ringer", "partitions_payload", "rung_partitions"]
 
 APPENDED = "appended"
 PROGRESS = "progress"
+# Longer than any filesystem's timestamp step (a kernel tick; 1 s on some): see Ringer.
+_RECENT_NS = 2_000_000_000
 
 
 class Bell:
@@ -84,8 +87,8 @@ class Ringer:
     projector).
 
     Keeps one socket and the listing of listeners, re-read only when the
-    channel's directory changes (a listener came or went), so a ring costs a
-    stat and one sendto per listener.
+    channel's directory changes (a listener came or went) or changed a moment
+    ago, so a ring costs a stat and one sendto per listener.
     """
 
     def __init__(self, run_dir: Path, channel: str) -> None:
@@ -102,7 +105,10 @@ class Ringer:
         # A wake-up is best effort: a run dir removed meanwhile means nobody listens.
         try:
             mtime = os.stat(self.dir).st_mtime_ns
-            if mtime != self._mtime:
+            # A listener that binds in the same timestamp step as the last listing leaves
+            # the mtime as it was (it would never be rung): while the mtime is that
+            # recent, the directory is listed again at every ring.
+            if mtime != self._mtime or time.time_ns() - mtime < _RECENT_NS:
                 self._paths = [str(self.dir / n) for n in os.listdir(self.dir)]
                 self._mtime = mtime
         except FileNotFoundError:
