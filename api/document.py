@@ -47,8 +47,11 @@ async def _projected_to(
 ) -> tuple[bytes | None, int]:
     """The document once the read projection holds version `seen` (read again at each
     step the projector takes in the account's partition); ProjectionBehind if it does
-    not within the wait's bound. A stale document is never served: a bot saves back
-    whole what it loaded."""
+    not within the wait's bound, or at once if the projection parked the account. A
+    stale document is never served: a bot saves back whole what it loaded."""
+    why = st.reads.parked(account)
+    if why is not None:  # its projection stays where it is until an operator re-applies it
+        raise ProjectionBehind(account, version, seen, (st.reads.source, why))
     p = partition_of(account, st.settings.partitions)
     deadline = time.monotonic() + st.settings.projection_wait_ms / 1000
     while version < seen and (left := deadline - time.monotonic()) > 0:

@@ -75,7 +75,10 @@ def _status_of(e: TradelogError) -> tuple[int, str, Any]:
     if isinstance(e, PayloadTooLarge):
         return 413, "payload_too_large", {"limit": e.limit}
     if isinstance(e, ProjectionBehind):
-        return 503, "projection_behind", {"version": e.projected, "log_version": e.logged}
+        details = {"version": e.projected, "log_version": e.logged}
+        if e.parked is not None:
+            return 503, "account_parked", {**details, "parked": e.parked[1]}
+        return 503, "projection_behind", details
     if isinstance(e, (LogUnavailable, RedisUnavailable)):
         return 503, "unavailable", None
     return 500, "internal_error", None

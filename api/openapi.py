@@ -32,7 +32,8 @@ _ERRORS = {
         "413": "body larger than the limit",
         "422": "Idempotency-Key already used for another write (nothing appended)",
         "503": "the log or Redis is unavailable, or (GET) the read projection is behind "
-        "the log; nothing appended: retry",
+        "the log (projection_behind) or parked the account (account_parked); nothing "
+        "appended: retry",
     }.items()
 }
 _WRITE_HEADERS = [

@@ -76,6 +76,20 @@ class Reads:
             raise RedisUnavailable("Redis is disabled (TRADELOG_REDIS_URL is empty)")
         return read_document(self.redis, self.keys, account)
 
+    def parked(self, account: str) -> str | None:
+        """Why the read projection parked the account (its first event that did not
+        apply), or None if it is not parked."""
+        if self.source == "file":
+            from projections.file_parking import read_park
+
+            record = read_park(self.settings, account)
+            return None if record is None else record.error
+        if self.redis is None:
+            return None
+        from projections.redis_parking import parked_error
+
+        return parked_error(self.redis, self.keys, account)
+
     def durable_positions(self) -> dict[int, int]:
         """The read projector's applied positions (next offset per partition)."""
         if self.source == "file":

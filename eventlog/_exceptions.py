@@ -137,15 +137,24 @@ class ProjectionGap(TradelogError):
 class ProjectionBehind(TradelogError):
     """Raised when a read's projection stays behind what the log holds for its account."""
 
-    def __init__(self, account: str, projected: int, logged: int) -> None:
-        super().__init__(
-            f"the read projection of {account} is at version {projected} and the log at "
-            f"{logged}: it is behind (is its projector running? is the account parked?); "
-            "try again"
-        )
+    def __init__(
+        self, account: str, projected: int, logged: int, parked: tuple[str, str] | None = None
+    ) -> None:
+        """`parked`: the projection (file or redis) that parked the account, and why."""
+        where = f"the read projection of {account} is at version {projected} and the log at "
+        if parked is None:
+            super().__init__(
+                f"{where}{logged}: it is behind (is its projector running?); try again"
+            )
+        else:
+            super().__init__(
+                f"{where}{logged}: the account is parked there ({parked[1]}); its events wait "
+                f"until `tradelog replay {parked[0]} --account {account}` applies them"
+            )
         self.account = account
         self.projected = projected
         self.logged = logged
+        self.parked = parked
 
 
 class CannotListen(TradelogError):

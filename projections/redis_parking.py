@@ -18,13 +18,27 @@ from typing import Any, cast
 import orjson
 import redis
 
-from eventlog._exceptions import RedisUnavailable, UnexpectedReply
+from eventlog._exceptions import CorruptProjection, RedisUnavailable, UnexpectedReply
 from eventlog.keys import Keys
 from eventlog.records import StoredEvent
 
 from .redis_scripts import PARK_EVENT, UNPARK, Call, Scripts
 
-__all__ = ["Parking"]
+__all__ = ["Parking", "parked_error"]
+
+
+def parked_error(client: redis.Redis, keys: Keys, account: str) -> str | None:
+    """Why the account is parked (its dead-letter record's error), or None if it is not."""
+    try:
+        raw = client.hget(keys.parked(), account)
+    except redis.RedisError as e:
+        raise RedisUnavailable(f"cannot read the parked accounts: {e}") from e
+    if raw is None:
+        return None
+    try:
+        return str(orjson.loads(cast(bytes, raw)).get("error"))
+    except (orjson.JSONDecodeError, AttributeError) as e:
+        raise CorruptProjection(f"the dead-letter record of {account} is not JSON: {e}") from e
 
 
 class Parking:

@@ -15,9 +15,12 @@ from typing import Any
 
 import pytest
 
+import projections.file_projector as file_projector
+from eventlog.records import StoredEvent
 from eventlog.settings import Settings
 from projections.daemon import run
 from projections.file_projector import FileProjector
+from projections.fold import Fold, apply
 from tests.procs.api_harness import (
     ACCOUNT,
     HEADERS,
@@ -103,6 +106,33 @@ def test_a_read_waits_for_the_projector_to_reach_what_the_log_holds(
         assert got.status_code == 200, got.text
         assert got.json()["version"] == 1 and got.headers["etag"] == '"1"'
         assert [o["trade_offer_id"] for o in got.json()["data"]["trade_offers"]] == ["5"]
+
+
+def test_a_read_of_a_parked_account_says_so_at_once(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The projection stays at the event that did not apply until an operator re-applies
+    the account: no wait can help, so the read answers 503 `account_parked` at once,
+    saying why and how to re-apply it, rather than waiting the bound out."""
+    settings = make_settings(api_keys=KEY, projection_wait_ms=5_000)
+
+    def buggy(state: Fold | None, event: StoredEvent) -> Fold:
+        if event.data["offer"]["trade_offer_id"] == "2":
+            raise RuntimeError("a bug in the fold")
+        return apply(state, event)
+
+    monkeypatch.setattr(file_projector, "apply", buggy)
+    with serving(settings, projectors=()) as client:
+        state = client.app.state.tradelog  # type: ignore[attr-defined]
+        for oid in ("1", "2"):
+            state.writer.append(ACCOUNT, "TradeOfferUpserted", {"offer": {"trade_offer_id": oid}})
+        run(FileProjector(settings), threading.Event(), until_caught_up=True)
+        err = assert_error(client.get(BASE, headers=HEADERS), 503, "account_parked")
+        assert err["details"]["version"] == 1 and err["details"]["log_version"] == 2
+        assert "a bug in the fold" in err["details"]["parked"]
+        assert f"tradelog replay file --account {ACCOUNT}" in err["error"]
+        other = client.get("/negotiations/76561199027642399", headers=HEADERS)
+        assert other.status_code == 200 and other.json()["created_new"] is True
 
 
 def test_a_read_with_no_wait_asked_answers_the_projection_as_it_is(

@@ -17,6 +17,7 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from api.reads import Reads
 from eventlog import Writer
 from eventlog._exceptions import AccountParked
 from eventlog.keys import Keys
@@ -638,6 +639,12 @@ def test_poison_event_parks_only_its_account_until_reapplied(
     assert account_version(redis_client, keys, ACCOUNT) == 1  # stopped before the poison
     record = projector.parked()[ACCOUNT]
     assert record["version"] == 2 and "a bug in the fold" in record["error"]
+    reads = Reads(rsettings.model_copy(update={"phase": 2}))  # what a phase-2 GET asks
+    try:
+        assert "a bug in the fold" in (reads.parked(ACCOUNT) or "")
+        assert reads.parked(OTHER) is None
+    finally:
+        reads.close()
     assert [e.version for e in projector.applier.parking.waiting(ACCOUNT)] == [2, 3, 4]
     # More events of the parked account wait behind it, in order.
     placed += _stream(redis_client, rsettings, [upsert("5", 5, 0)])
