@@ -29,19 +29,26 @@ class _Open(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)  # a default of null where null is not a valid value
+
+
 class TradeOffer(_Open):
     trade_offer_id: str = Field(pattern=r"^[0-9]{1,20}$", examples=["8189748113"])
     # Optional, but never null (absent means Active for a new offer): no null in the schema.
     state: OfferState | SkipJsonSchema[None] = Field(
-        None, description="ETradeOfferState name, its number 1-11, or Unknown(<n>)"
+        None,
+        description="ETradeOfferState name, its number 1-11, or Unknown(<n>)",
+        json_schema_extra=_no_default,
     )
     friend_steam_id: SteamId | None = None
 
 
 class AccountDocument(_Open):
     account_steam_id: SteamId | None = None
-    trade_offers: list[TradeOffer] = []
-    negotiations: dict[SteamId, dict[str, Any]] = {}
+    # A client's null collection is kept as null (DESIGN: documents are open).
+    trade_offers: list[TradeOffer] | None = []
+    negotiations: dict[SteamId, dict[str, Any]] | None = {}
 
 
 class FriendNegotiation(_Open):

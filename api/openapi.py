@@ -136,7 +136,9 @@ def openapi() -> dict[str, Any]:
         "/openapi.json": {"get": _plain("This OpenAPI document", "application/json", "object")},
     }
     return {
-        "openapi": "3.0.3",
+        # 3.1: its schemas are JSON Schema 2020-12, the dialect pydantic writes (3.0's
+        # is another: no "type": "null", no patternProperties).
+        "openapi": "3.1.0",
         "info": {"title": "tradelog", "version": "1"},
         "paths": paths,
         "components": {
