@@ -56,7 +56,7 @@ async def _append(
     )
     result = await st.writer.submit_async(cmd)
     if result.duplicate:
-        await check_retry(st.settings, st.writer.stream, cmd, result)
+        result = await check_retry(st.settings, st.writer.stream, cmd, result)
     metrics.observe_append(
         kind, result, time.perf_counter() - started, st.writer.stream is not None
     )

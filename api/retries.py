@@ -13,6 +13,7 @@ document can be megabytes).
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 from eventlog._exceptions import IdempotencyKeyReused, RedisUnavailable
 from eventlog.commands import AppendResult, Command
@@ -26,18 +27,22 @@ __all__ = ["check_retry"]
 
 async def check_retry(
     settings: Settings, stream: StreamLog | None, cmd: Command, result: AppendResult
-) -> None:
-    """IdempotencyKeyReused if `result` answers `cmd` from a first write that differs."""
+) -> AppendResult:
+    """IdempotencyKeyReused if `result` answers `cmd` from a first write that differs;
+    else `result`, saying `redis_written` if the first write's entry was found in the
+    stream (the writer knows that only of what it added since it started)."""
     if not result.duplicate or result.offset is None or not cmd.idempotency_key:
-        return
+        return result
     p, offset = result.partition, result.offset
     first = await asyncio.to_thread(_entry_at, stream, p, offset) if stream else None
+    in_stream = first is not None and first.id == result.event_id
     if first is None:
         first = await asyncio.to_thread(_event_at, settings, p, offset)
     if first is None or first.id != result.event_id:
-        return  # not where the writer said (cut off since): nothing to compare with
+        return result  # not where the writer said (cut off since): nothing to compare with
     if not _same_write(first, cmd):
         raise IdempotencyKeyReused(cmd.idempotency_key, cmd.account, first.version, first.type)
+    return replace(result, redis_written=True) if in_stream else result
 
 
 def _entry_at(stream: StreamLog, partition: int, offset: int) -> StoredEvent | None:

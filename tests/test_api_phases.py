@@ -196,3 +196,21 @@ def test_phase_1_and_phase_2_read_the_same_documents(
     renamed = orjson.loads(phase2_b[IMPORTED[0]][0])
     assert renamed["account_username"] == "renamed"
     assert FRIEND not in renamed["negotiations"]
+
+
+def test_a_retry_after_a_restart_says_its_event_is_in_the_stream(
+    make_settings: Callable[..., Settings], redis_url: str
+) -> None:
+    """The first answer's redis_written, again: a new process's writer has not added the
+    event itself, and finds it in the stream as it checks the retry."""
+    settings = make_settings(api_keys=KEY, redis_url=redis_url, projection_wait_ms=WAIT_MS)
+    path = f"/negotiations/{FRESH[0]}/atomic-upsert-trade-offer"
+    request = {"json": {"trade_offer_data": {"trade_offer_id": "77"}}}
+    headers = {**HEADERS, "Idempotency-Key": "restart-1"}
+    with serving(settings) as client:
+        first = ok(client.post(path, headers=headers, **request))
+    assert first["redis_written"] is True and first["appended"] is True
+    with serving(settings) as client:  # another process's app: a new writer
+        again = ok(client.post(path, headers=headers, **request))
+    assert again["appended"] is False and again["event_id"] == first["event_id"]
+    assert again["redis_written"] is True and again["redis_operation"] == "written"
