@@ -18,12 +18,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from eventlog._exceptions import (
+    CorruptSnapshot,
     IdempotencyKeyReused,
     InvalidInput,
     LogUnavailable,
     PayloadTooLarge,
     ProjectionBehind,
     RedisUnavailable,
+    SnapshotUnavailable,
     TradelogError,
     Unauthorized,
     VersionConflict,
@@ -81,6 +83,8 @@ def _status_of(e: TradelogError) -> tuple[int, str, Any]:
         return 503, "projection_behind", details
     if isinstance(e, (LogUnavailable, RedisUnavailable)):
         return 503, "unavailable", None
+    if isinstance(e, (CorruptSnapshot, SnapshotUnavailable)):
+        return 503, "snapshot_unreadable", None  # the projector parks it; replay mends it
     return 500, "internal_error", None
 
 

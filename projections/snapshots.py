@@ -152,7 +152,8 @@ def read_document_bytes(settings: Settings, account: str) -> tuple[bytes | None,
     raw, tag = read
     version = version_of(raw)
     if version is None:
-        return None, 0  # not a projection (e.g. a legacy file nobody imported)
+        _check_legacy(str(snapshot_path(settings, account)), raw, tag)
+        return None, 0  # a legacy file nobody imported: not a projection
     if current_tag(tag, version) is not None:
         return raw, version  # the document exactly
     try:
@@ -167,6 +168,21 @@ def read_document_bytes(settings: Settings, account: str) -> tuple[bytes | None,
             raise CorruptSnapshot(where, f"malformed {RESERVED}: {e!r}") from e
         return orjson.dumps(doc, option=orjson.OPT_INDENT_2), version
     return body, version
+
+
+def _check_legacy(where: str, raw: bytes, tag: bytes | None) -> None:
+    """CorruptSnapshot unless a snapshot without a version is a legacy document (a JSON
+    object the projector did not write): a projection cut short, or a file that is no
+    JSON, is damage, and must never read as an account nobody wrote (a bot would save
+    the empty document back over it)."""
+    if tag is not None:
+        raise CorruptSnapshot(where, "a projection without its version line (cut short?)")
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise CorruptSnapshot(where, f"not JSON: {e}") from e
+    if not isinstance(doc, dict):
+        raise CorruptSnapshot(where, "not a JSON object")
 
 
 def read_document(settings: Settings, account: str) -> tuple[dict[str, Any] | None, int]:

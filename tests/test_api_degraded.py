@@ -21,6 +21,7 @@ from eventlog.settings import Settings
 from projections.daemon import run
 from projections.file_projector import FileProjector
 from projections.fold import Fold, apply
+from projections.snapshots import snapshot_path
 from tests.procs.api_harness import (
     ACCOUNT,
     HEADERS,
@@ -133,6 +134,23 @@ def test_a_read_of_a_parked_account_says_so_at_once(
         assert f"tradelog replay file --account {ACCOUNT}" in err["error"]
         other = client.get("/negotiations/76561199027642399", headers=HEADERS)
         assert other.status_code == 200 and other.json()["created_new"] is True
+
+
+def test_a_damaged_snapshot_is_a_503_not_a_new_account(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """A snapshot cut short or overwritten is no legacy file nobody imported: read as
+    unknown, it would answer the empty default document, which a bot saves back whole."""
+    settings = make_settings(api_keys=KEY, projection_wait_ms=0)
+    with serving(settings, projectors=()) as client:
+        state = client.app.state.tradelog  # type: ignore[attr-defined]
+        state.writer.append(ACCOUNT, "TradeOfferUpserted", {"offer": {"trade_offer_id": "1"}})
+        run(FileProjector(settings), threading.Event(), until_caught_up=True)
+        assert client.get(BASE, headers=HEADERS).json()["version"] == 1
+        path = snapshot_path(settings, ACCOUNT)
+        path.write_bytes(path.read_bytes()[:40])
+        err = assert_error(client.get(BASE, headers=HEADERS), 503, "snapshot_unreadable")
+        assert str(path) in err["error"]
 
 
 def test_a_read_with_no_wait_asked_answers_the_projection_as_it_is(

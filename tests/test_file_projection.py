@@ -391,6 +391,11 @@ def test_unknown_and_foreign_files() -> None:
         snapshot_path(s, ACCOUNTS[1]).write_bytes(b'{"version": 3,')
         with pytest.raises(CorruptSnapshot, match="not JSON"):
             read_snapshot(s, ACCOUNTS[1])
+        # Damage is never an account nobody wrote (a bot would save that back whole).
+        for damaged in (b"{", b'{"account_steam_id": "1", "trade_offers": [], "nego', b"[]"):
+            snapshot_path(s, ACCOUNTS[1]).write_bytes(damaged)
+            with pytest.raises(CorruptSnapshot):
+                read_document(s, ACCOUNTS[1])
 
 
 # --- batches, restarts and redelivery --------------------------------------------------------
