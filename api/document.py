@@ -27,6 +27,7 @@ async def get_document(request: Request) -> Response:
     st = app_state(request)
     raw, version = await st.reads.document_json(account)
     seen = st.writer.seen(account)
+    _check_parked(st, account, version, seen, fresh=False)
     # (a wait of 0 asks for no read-your-writes: the projection's document as it is)
     if seen is not None and seen > version and st.settings.projection_wait_ms > 0:
         raw, version = await _projected_to(st, account, seen, raw, version)
@@ -49,9 +50,7 @@ async def _projected_to(
     step the projector takes in the account's partition); ProjectionBehind if it does
     not within the wait's bound, or at once if the projection parked the account. A
     stale document is never served: a bot saves back whole what it loaded."""
-    why = st.reads.parked(account)
-    if why is not None:  # its projection stays where it is until an operator re-applies it
-        raise ProjectionBehind(account, version, seen, (st.reads.source, why))
+    _check_parked(st, account, version, seen, fresh=True)
     p = partition_of(account, st.settings.partitions)
     deadline = time.monotonic() + st.settings.projection_wait_ms / 1000
     while version < seen and (left := deadline - time.monotonic()) > 0:
@@ -60,3 +59,13 @@ async def _projected_to(
     if version < seen:
         raise ProjectionBehind(account, version, seen)
     return raw, version
+
+
+def _check_parked(st: AppState, account: str, version: int, seen: int | None, fresh: bool) -> None:
+    """ProjectionBehind if the read projection parked the account: it stays at the last
+    version it could apply until an operator re-applies it, so no wait helps, and its
+    document is older than the log (a bot would save it back whole)."""
+    parked = st.reads.parked(account, fresh=fresh)
+    if parked is not None:
+        why, logged = parked
+        raise ProjectionBehind(account, version, max(logged, seen or 0), (st.reads.source, why))

@@ -18,6 +18,7 @@ from .snapshot_cache import SnapshotCache
 __all__ = ["Reads"]
 
 SNAPSHOT_CACHE_BYTES = 32 << 20  # per worker: about a hundred 300 KB documents
+PARKED_S = 1.0  # how long a GET may take the Redis projection's parked accounts as known
 
 
 class Reads:
@@ -28,6 +29,8 @@ class Reads:
         self.redis = connect(settings)
         self._redis_down_until = 0.0
         self._snapshots = SnapshotCache(SNAPSHOT_CACHE_BYTES)
+        self._parked: set[str] = set()  # the Redis projection's parked accounts, at
+        self._parked_due = 0.0  # ... this time.monotonic() at the latest
 
     def close(self) -> None:
         if self.redis is not None:
@@ -76,18 +79,29 @@ class Reads:
             raise RedisUnavailable("Redis is disabled (TRADELOG_REDIS_URL is empty)")
         return read_document(self.redis, self.keys, account)
 
-    def parked(self, account: str) -> str | None:
-        """Why the read projection parked the account (its first event that did not
-        apply), or None if it is not parked."""
+    def parked(self, account: str, *, fresh: bool = True) -> tuple[str, int] | None:
+        """Why the read projection parked the account and the last version the log holds
+        for it as far as the parking knows; None if it is not parked. Every GET asks, so
+        `fresh=False` may answer from the parked accounts Redis named within PARKED_S
+        (a file projection is asked exactly: a stat when the account is not parked)."""
         if self.source == "file":
+            from projections.checkpoint import parked_dir
             from projections.file_parking import read_park
 
+            if not os.path.exists(parked_dir(self.settings) / f"{account}.json"):
+                return None
             record = read_park(self.settings, account)
-            return None if record is None else record.error
+            return None if record is None else (record.error, record.last_version)
         if self.redis is None:
             return None
-        from projections.redis_parking import parked_error
+        from projections.redis_parking import parked_accounts, parked_error
 
+        now = time.monotonic()
+        if fresh or now >= self._parked_due:
+            self._parked = parked_accounts(self.redis, self.keys)
+            self._parked_due = now + PARKED_S
+        if account not in self._parked:
+            return None
         return parked_error(self.redis, self.keys, account)
 
     def durable_positions(self) -> dict[int, int]:

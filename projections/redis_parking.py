@@ -24,11 +24,21 @@ from eventlog.records import StoredEvent
 
 from .redis_scripts import PARK_EVENT, UNPARK, Call, Scripts
 
-__all__ = ["Parking", "parked_error"]
+__all__ = ["Parking", "parked_accounts", "parked_error"]
 
 
-def parked_error(client: redis.Redis, keys: Keys, account: str) -> str | None:
-    """Why the account is parked (its dead-letter record's error), or None if it is not."""
+def parked_accounts(client: redis.Redis, keys: Keys) -> set[str]:
+    """The accounts the Redis projection has parked."""
+    try:
+        names = cast(list[bytes], client.hkeys(keys.parked()))
+    except redis.RedisError as e:
+        raise RedisUnavailable(f"cannot read the parked accounts: {e}") from e
+    return {name.decode() for name in names}
+
+
+def parked_error(client: redis.Redis, keys: Keys, account: str) -> tuple[str, int] | None:
+    """Why the account is parked and the version that did not apply (its dead-letter
+    record's), or None if it is not parked."""
     try:
         raw = client.hget(keys.parked(), account)
     except redis.RedisError as e:
@@ -36,9 +46,10 @@ def parked_error(client: redis.Redis, keys: Keys, account: str) -> str | None:
     if raw is None:
         return None
     try:
-        return str(orjson.loads(cast(bytes, raw)).get("error"))
-    except (orjson.JSONDecodeError, AttributeError) as e:
-        raise CorruptProjection(f"the dead-letter record of {account} is not JSON: {e}") from e
+        record = orjson.loads(cast(bytes, raw))
+        return str(record["error"]), int(record["version"])
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise CorruptProjection(f"the dead-letter record of {account} is unreadable: {e}") from e
 
 
 class Parking:

@@ -134,6 +134,9 @@ def test_a_read_of_a_parked_account_says_so_at_once(
         assert f"tradelog replay file --account {ACCOUNT}" in err["error"]
         other = client.get("/negotiations/76561199027642399", headers=HEADERS)
         assert other.status_code == 200 and other.json()["created_new"] is True
+    with serving(settings, projectors=()) as client:  # a worker that never wrote it
+        err = assert_error(client.get(BASE, headers=HEADERS), 503, "account_parked")
+        assert err["details"]["version"] == 1 and err["details"]["log_version"] == 2
 
 
 def test_a_damaged_snapshot_is_a_503_not_a_new_account(
