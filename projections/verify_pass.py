@@ -21,8 +21,9 @@ from eventlog.log_end import log_ends
 from eventlog.records import StoredEvent, partition_of
 from eventlog.settings import Settings
 
-from .checkpoint import check_partitions, read_checkpoint
+from .checkpoint import check_partitions, read_checkpoint, running
 from .file_parking import read_parks
+from .redis_progress import projector_activity
 from .replay_fold import Folded, Tick, fold_log
 from .replay_jobs import Meter, run_jobs, split_partitions
 from .replay_redis import redis_client
@@ -130,6 +131,16 @@ def _redis_or_why(settings: Settings) -> tuple[redis.Redis | None, str | None]:
     return client, None
 
 
+def _stopped(settings: Settings, client: redis.Redis | None, keys: Keys) -> dict[str, str]:
+    """The projections whose projector is not running: what they lag stays behind."""
+    stopped = {}
+    if not running(read_checkpoint(settings)):
+        stopped["file"] = "the file projector is not running"
+    if client is not None and projector_activity(client, keys, settings.partitions) is None:
+        stopped["redis"] = "the Redis projector is not running"
+    return stopped
+
+
 def _file_state(settings: Settings) -> tuple[dict[int, int], dict[str, str], list[str]]:
     """The file projector's positions, parked accounts, and the accounts it holds."""
     try:
@@ -182,6 +193,7 @@ def verify(
         if client is not None:
             held = _redis_state(client, keys)
             states["redis"], listing = held[:3], held[3]
+        report.stopped = _stopped(settings, client, keys)
     except redis.RedisError as e:
         raise RedisUnavailable(f"verify cannot read Redis: {e}") from e
     finally:

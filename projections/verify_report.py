@@ -2,7 +2,8 @@
 
 Kept apart from the checking so the CLI and repair can read a report without the
 machinery that made it. Which findings fail is decided here, in one place: a
-projection that merely lags ("behind") passes unless the check is strict.
+projection that merely lags ("behind") passes while its projector runs, unless the
+check is strict; with its projector stopped, what lags stays behind, and fails.
 """
 
 from __future__ import annotations
@@ -75,9 +76,12 @@ class VerifyReport:
     unreachable: bool = False
     agree: dict[str, int] = field(default_factory=dict)  # projection -> accounts that agree
     findings: list[Finding] = field(default_factory=list)
+    stopped: dict[str, str] = field(default_factory=dict)  # projection -> its projector's state
 
     def failing(self, finding: Finding) -> bool:
-        return finding.kind in _FAILING or (self.strict and finding.kind == "behind")
+        if finding.kind == "behind":
+            return self.strict or finding.projection in self.stopped
+        return finding.kind in _FAILING
 
     @property
     def ok(self) -> bool:
@@ -99,6 +103,7 @@ class VerifyReport:
             "ok": self.ok and not self.unreachable,
             "complete": not self.unreachable,
             "strict": self.strict,
+            "stopped": self.stopped,
             "events": self.events,
             "accounts": self.accounts,
             "ends": {str(p): e for p, e in sorted(self.ends.items())},

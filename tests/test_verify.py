@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import zlib
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -17,6 +18,7 @@ from eventlog import Writer
 from eventlog.keys import Keys
 from eventlog.settings import Settings
 from projections import verify_pass
+from projections.checkpoint import read_checkpoint, write_checkpoint
 from projections.snapshots import snapshot_path
 from projections.tags import ATTR
 from projections.verify import verify
@@ -238,18 +240,41 @@ def test_repair_fixes_streams_and_projections(rs: Settings, redis_client: redis.
     assert run_verify(rs)[0] == 0
 
 
-def test_a_lagging_projection_is_behind_not_different(rs: Settings) -> None:
+def test_a_lagging_projection_is_behind_not_different(
+    rs: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While its projector runs, what a projection lags it will apply."""
+    monkeypatch.setattr(verify_pass, "_stopped", lambda *args: {})  # both projectors run
     with Writer(rs) as writer:
         for account in ACCOUNTS[:3]:
             writer.append(account, "TradeOfferUpserted", {"offer": {"trade_offer_id": "9"}})
-    code, report = run_verify(rs)
-    assert code == 0 and report["ok"]
+    report = verify(rs, workers=1).as_dict()
+    assert report["ok"] and report["stopped"] == {}
     for name in ("file", "redis"):
         behind = report["projections"][name]["behind"]
         assert sorted(f["account"] for f in behind) == sorted(ACCOUNTS[:3])
         assert all(f["projection_version"] == f["log_version"] - 1 for f in behind)
-    code, report = run_verify(rs, "--strict")
-    assert code == 1 and len(report["projections"]["file"]["different"]) == 3
+    strict = verify(rs, strict=True, workers=1).as_dict()
+    assert not strict["ok"] and len(strict["projections"]["file"]["different"]) == 3
+
+
+def test_a_projection_behind_with_its_projector_stopped_fails(rs: Settings) -> None:
+    """Nothing will bring it forward: an operator checking before a phase switch must not
+    read "OK" (a phase-2 read would answer the empty documents it lacks)."""
+    cp = read_checkpoint(rs)
+    write_checkpoint(rs, replace(cp, heartbeat=1))  # its projector last beat long ago
+    with Writer(rs) as writer:
+        for account in ACCOUNTS[:3]:
+            writer.append(account, "TradeOfferUpserted", {"offer": {"trade_offer_id": "9"}})
+    code, report = run_verify(rs)
+    assert code == 1 and not report["ok"]
+    assert set(report["stopped"]) == {"file", "redis"}  # (the Redis one said it stopped)
+    for name in ("file", "redis"):
+        lagging = report["projections"][name]["different"]
+        assert sorted(f["account"] for f in lagging) == sorted(ACCOUNTS[:3])
+        assert {f["kind"] for f in lagging} == {"behind"}
+    text = cli(rs, "verify").stdout
+    assert "the file projector is not running: the 3 behind stay behind" in text
 
 
 def test_a_projector_that_passed_an_event_without_it_is_different(

@@ -25,7 +25,8 @@ def register(sub: Subparsers[argparse.ArgumentParser], parent: argparse.Argument
         description=(
             "Compares the file log with each partition's stream (same event ids at the same "
             "offsets) and each projection with the fold of the log, account by account. A "
-            "projection that only lags its projector is reported as behind, not different. "
+            "projection that only lags its running projector is reported as behind, not "
+            "different (with its projector stopped, what lags stays behind: it fails). "
             "Streams are skipped when Redis is disabled. Exit 0 when all agree, 1 when "
             "something differs, 2 on errors, and 2 when Redis is configured but does not "
             "answer (the files are still checked and reported, but the streams and the "
@@ -96,10 +97,16 @@ def _print(report: VerifyReport, when: str) -> None:
         mine = [f for f in report.findings if f.projection == name]
         bad = [f for f in mine if report.failing(f)]
         behind = [f for f in mine if not report.failing(f)]
+        lagging = [f for f in bad if f.kind == "behind"]
+        bad = [f for f in bad if f.kind != "behind"]
         print(f"  {name} projection: {agree:,} accounts agree, {len(bad)} different, "
-              f"{len(behind)} behind")  # fmt: skip
+              f"{len(behind) + len(lagging)} behind")  # fmt: skip
         _list(bad, "DIFFERENT")
         _list(behind, "behind")
+        if lagging:
+            print(f"    {report.stopped[name]}: the {len(lagging)} behind stay behind (start it,"
+                  f" or run `tradelog project {name} --until-caught-up`)")  # fmt: skip
+            _list(lagging, "BEHIND")
     for name in ("redis",):
         if name in report.skipped and name not in report.agree:
             print(f"  {name} projection: not checked: {report.skipped[name]}")
