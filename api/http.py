@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from eventlog._exceptions import (
+    CorruptLog,
     CorruptSnapshot,
     IdempotencyKeyReused,
     InvalidInput,
@@ -81,6 +82,8 @@ def _status_of(e: TradelogError) -> tuple[int, str, Any]:
         if e.parked is not None:
             return 503, "account_parked", {**details, "parked": e.parked[1]}
         return 503, "projection_behind", details
+    if isinstance(e, CorruptLog):  # an operator mends the line; nothing was appended
+        return 503, "log_damaged", {"file": e.path, "line": e.line}
     if isinstance(e, (LogUnavailable, RedisUnavailable)):
         return 503, "unavailable", None
     if isinstance(e, (CorruptSnapshot, SnapshotUnavailable)):

@@ -170,6 +170,7 @@ class ReadyAnswer(BaseModel):
     status: str
     phase: int
     log_writable: bool
+    log_damaged: dict[str, str]  # partition -> the damaged line its last append found
     redis: dict[str, Any]
     redis_written_failures: int
     projectors: dict[str, Any]

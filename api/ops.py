@@ -59,12 +59,15 @@ async def ready(request: Request) -> Response:
     projectors = await asyncio.to_thread(_projectors, request)
     needs_redis = st.settings.phase >= 2
     stalled = _stalled(projectors.get("redis" if needs_redis else "file") or {})
-    ok = writable and (redis_state["reachable"] or not needs_redis) and not stalled
+    damaged = dict(st.writer.damaged)
+    ok = writable and not damaged and (redis_state["reachable"] or not needs_redis)
+    ok = ok and not stalled
     body: dict[str, Any] = {
         "success": ok,
         "status": "ready" if ok else "not ready",
         "phase": st.settings.phase,
         "log_writable": writable,
+        "log_damaged": {str(p): why for p, why in sorted(damaged.items())},
         "redis": redis_state,
         "redis_written_failures": st.writer.redis_failures,
         "projectors": projectors,
@@ -72,6 +75,8 @@ async def ready(request: Request) -> Response:
     if not ok:  # a 503 is an error: it carries the error shape too (the client prints `error`)
         if not writable:
             why = "the log directory is not writable"
+        elif damaged:
+            why = "; ".join(damaged.values())
         elif needs_redis and not redis_state["reachable"]:
             why = "Redis is unreachable"
         else:

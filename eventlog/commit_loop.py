@@ -36,7 +36,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from ._exceptions import LogUnavailable
+from ._exceptions import CorruptLog, LogUnavailable
 from .answers import Job, settle
 from .committer import Committer, Staged
 from .filelog import LOCK_RETRY_S
@@ -199,7 +199,10 @@ class CommitLoop:
                 return False
             staged.append((part, part.stage(batch)))
             part.held += 1
+            self.w.damaged.pop(p, None)
         except Exception as e:  # the batch failed as a whole: nothing of it is acknowledged
+            if isinstance(e, CorruptLog):  # (for /ready: it stays until an append gets by)
+                self.w.damaged[p] = str(e)
             answers.extend((job, e) for job in batch)
         return True
 

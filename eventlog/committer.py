@@ -17,7 +17,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._exceptions import LogUnavailable
+from ._exceptions import CorruptLog, LogUnavailable
 from .answers import Job
 from .decisions import answer, decide_all
 from .filelog import PartitionFile
@@ -77,6 +77,9 @@ class Committer:
                 self.state.observe(event)
             if read:
                 self._ahead = (len(read), read[-1].id)
+        except CorruptLog as e:  # no traceback: the message names the file and line
+            log.error("cannot read partition %d ahead: %s", self.p, e)
+            self.fail()
         except Exception:
             log.exception("cannot read partition %d ahead: its next batch reads it", self.p)
             self.fail()  # from the saved command side again, under the lock this time

@@ -16,7 +16,9 @@ from typing import Any
 import pytest
 
 import projections.file_projector as file_projector
-from eventlog.records import StoredEvent
+from eventlog import Writer
+from eventlog.records import StoredEvent, partition_of
+from eventlog.segments import partition_dir, segment_bases, segment_path
 from eventlog.settings import Settings
 from projections.daemon import run
 from projections.file_projector import FileProjector
@@ -28,6 +30,7 @@ from tests.procs.api_harness import (
     KEY,
     WAIT_MS,
     ProjectorThread,
+    account_id,
     assert_error,
     free_port,
     log_length,
@@ -154,6 +157,34 @@ def test_a_damaged_snapshot_is_a_503_not_a_new_account(
         path.write_bytes(path.read_bytes()[:40])
         err = assert_error(client.get(BASE, headers=HEADERS), 503, "snapshot_unreadable")
         assert str(path) in err["error"]
+
+
+def test_a_damaged_log_line_is_a_503_naming_it(make_settings: Callable[..., Settings]) -> None:
+    """Guarantee 2's damaged middle line, met by a write: 503 naming the file and line
+    (not a 500), nothing appended, /ready not ready; other partitions go on."""
+    settings = make_settings(api_keys=KEY, projection_wait_ms=0)
+    with Writer(settings) as writer:
+        for oid in ("1", "2", "3"):
+            writer.append(ACCOUNT, "TradeOfferUpserted", {"offer": {"trade_offer_id": oid}})
+    pdir = partition_dir(settings.log_dir, partition_of(ACCOUNT, settings.partitions))
+    segment = segment_path(pdir, segment_bases(pdir)[-1])
+    lines = segment.read_bytes().split(b"\n")
+    lines[1] = b"x" * len(lines[1])
+    segment.write_bytes(b"\n".join(lines))
+    p = partition_of(ACCOUNT, settings.partitions)
+    other = next(a for a in map(account_id, range(99)) if partition_of(a, settings.partitions) != p)
+    with serving(settings, projectors=()) as client:
+        written = client.post(UPSERT, json=offer("4"), headers=HEADERS)
+        err = assert_error(written, 503, "log_damaged")
+        assert err["details"] == {"file": str(segment), "line": 2}
+        assert f"{segment}:2" in err["error"]
+        ready = client.get("/ready", headers=HEADERS)
+        assert_error(ready, 503, "not_ready")
+        assert list(ready.json()["log_damaged"].values()) == [err["error"]]
+        fine = client.post(f"/negotiations/{other}/atomic-upsert-trade-offer", json=offer("1"),
+                           headers=HEADERS)  # fmt: skip
+        assert fine.status_code == 200, fine.text
+    assert segment.read_bytes() == b"\n".join(lines)  # nothing appended there
 
 
 def test_a_read_with_no_wait_asked_answers_the_projection_as_it_is(
