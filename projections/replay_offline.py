@@ -30,7 +30,9 @@ from .checkpoint import (
     write_checkpoint,
 )
 from .file_parking import read_parks, remove_park
+from .redis_parking import parked_accounts
 from .redis_progress import projector_activity
+from .replay_accounts import replay_accounts
 from .replay_files import snapshot_names, written_by_projector
 from .replay_jobs import Meter, run_jobs, split_partitions
 from .replay_pass import PassJob, ReplayReport, merge, rebuild_job, timed
@@ -66,6 +68,8 @@ def rebuild(
     keys = Keys(settings.key_prefix)
     lock = lock_projection(settings) if "file" in targets else -1
     client: redis.Redis | None = None
+    raced: list[str] = []
+    busy: str | None = None
     try:
         if "redis" in targets:
             client = redis_client(settings)
@@ -93,13 +97,30 @@ def rebuild(
             write_checkpoint(settings, replace(old, positions=dict(ends)), sync=sync)
         if client is not None:
             set_redis_positions(client, keys, ends)
+            # Forced beside a running projector: it parked the accounts it found emptied.
+            raced = sorted(parked_accounts(client, keys) - set(report.parked)) if busy else []
     finally:
         if lock >= 0:
             os.close(lock)
         if client is not None:
             client.close()
+    if raced:
+        _rebuild_raced(settings, raced, report)
     report.seconds = timed(started)
     return report
+
+
+def _rebuild_raced(settings: Settings, accounts: list[str], report: ReplayReport) -> None:
+    """Rebuild, one by one beside the running projector, the accounts it parked while the
+    replay had emptied them (it found events above a version 0); one that still does not
+    fold stays parked, and the replay says so."""
+    for result in replay_accounts(settings, accounts, ("redis",)):
+        if result.error is not None:
+            report.parked[result.account] = result.error
+    report.notes.append(
+        f"the running Redis projector parked {len(accounts)} accounts it found emptied "
+        "meanwhile: rebuilt them one by one"
+    )
 
 
 def _drop_extra(settings: Settings, accounts: set[str], report: ReplayReport) -> None:

@@ -617,3 +617,35 @@ def test_forced_replay_replaces_accounts_a_projector_wrote_meanwhile(
     assert report.events == sum(log_ends(rs).values())
     assert not redis_client.hexists(Keys(rs.key_prefix).meta(ACCOUNTS[0]), "junk")
     assert verify(rs).ok
+
+
+def test_a_forced_replay_rebuilds_what_the_running_projector_parked(
+    rs: Settings, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`replay redis --force` beside a running projector: the projector finds the
+    accounts the replay emptied and parks those it has new events of (a version gap
+    above 0); the replay rebuilds them at its end instead of leaving them parked."""
+    import projections.replay_offline as offline
+
+    keys = Keys(rs.key_prefix)
+    sick = ACCOUNTS[0]
+    fill(rs, rounds=30)
+    project_redis(rs, redis_client)
+    real_clear = offline.clear_redis
+    appended: list[int] = []
+
+    def clear_then_race(client: redis.Redis, keys_: Keys) -> None:
+        real_clear(client, keys_)
+        with Writer(rs) as writer:  # a write meanwhile, and the projector running beside
+            offer = {"offer": {"trade_offer_id": "77"}}
+            appended.append(writer.append(sick, "TradeOfferUpserted", offer).version)
+        project_redis(rs, redis_client)
+        assert appended[0] > 1 and redis_client.hexists(keys.parked(), sick)
+
+    monkeypatch.setattr(offline, "projector_activity", lambda *args: "a test says it runs")
+    monkeypatch.setattr(offline, "clear_redis", clear_then_race)
+    report = offline.rebuild(rs, ("redis",), force=True, workers=1)
+    assert report.parked == {}
+    assert not redis_client.hexists(keys.parked(), sick)
+    assert any("parked 1 accounts" in note for note in report.notes), report.notes
+    assert int(redis_client.hget(keys.meta(sick), "version") or 0) == appended[0]
