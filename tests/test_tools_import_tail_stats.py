@@ -184,6 +184,8 @@ def test_tail_filters_by_account_and_type(tmp_path: Path) -> None:
     assert none.stdout.strip() == ""
     pretty = _tradelog(data, "tail", "--no-follow", "--from-start")
     assert "LegacyImported" in pretty.stdout
+    backwards = _tradelog(data, "tail", "--no-follow", "-n", "-5")
+    assert backwards.returncode == 2 and "-n/--lines: must be 0 or more" in backwards.stderr
 
 
 def test_stats_counts_events_accounts_offers_friends(tmp_path: Path) -> None:

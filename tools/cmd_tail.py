@@ -9,6 +9,7 @@ import threading
 import orjson
 from rich.console import Console
 
+from eventlog._exceptions import InvalidInput
 from eventlog.events import check_steam_id
 from eventlog.log_end import log_end
 from eventlog.notify import APPENDED, Bell
@@ -55,6 +56,8 @@ def _pretty(e: StoredEvent) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.lines < 0:
+        raise InvalidInput(f"-n/--lines: must be 0 or more (got {args.lines})")
     settings = settings_from(args)
     account = check_steam_id(args.account, "--account") if args.account else None
     types = set(args.types or ())
