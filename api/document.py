@@ -57,6 +57,7 @@ async def _projected_to(
         await st.waiter.wait(p, st.waiter.positions.get(p, 0), left)  # its next step
         raw, version = await st.reads.document_json(account)
     if version < seen:
+        _check_parked(st, account, version, seen, fresh=True)  # parked while it waited
         raise ProjectionBehind(account, version, seen)
     return raw, version
 

@@ -143,6 +143,7 @@ class AccountHealthAnswer(BaseModel):
     redis_exists: bool
     redis_metadata: dict[str, Any] | None
     redis_error: str | None = None
+    file_error: str | None = None  # the snapshot could not be read (it is damaged)
     versions: dict[str, int | None]
     in_sync: bool
 
@@ -155,6 +156,7 @@ class SummaryAnswer(BaseModel):
     friends: int
     events: int
     source: Literal["file", "redis"]
+    unreadable: int = 0  # accounts whose document could not be read (a damaged snapshot)
 
 
 class HealthAnswer(BaseModel):

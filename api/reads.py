@@ -85,13 +85,13 @@ class Reads:
         `fresh=False` may answer from the parked accounts Redis named within PARKED_S
         (a file projection is asked exactly: a stat when the account is not parked)."""
         if self.source == "file":
-            from projections.checkpoint import parked_dir
-            from projections.file_parking import read_park
+            from projections.file_parking import read_park_summary
 
-            if not os.path.exists(parked_dir(self.settings) / f"{account}.json"):
+            summary = read_park_summary(self.settings, account)
+            if summary is None:
                 return None
-            record = read_park(self.settings, account)
-            return None if record is None else (record.error, record.last_version)
+            # Its waiting events are the failing one and every later one, in order.
+            return str(summary["error"]), int(summary["version"]) + int(summary["waiting"]) - 1
         if self.redis is None:
             return None
         from projections.redis_parking import parked_accounts, parked_error

@@ -7,7 +7,7 @@ from typing import Any
 
 import redis
 
-from eventlog._exceptions import RedisUnavailable
+from eventlog._exceptions import CorruptSnapshot, RedisUnavailable, SnapshotUnavailable
 from eventlog.history import account_events
 from eventlog.log_end import log_ends
 from eventlog.records import as_text
@@ -66,7 +66,11 @@ def account_status(
 ) -> dict[str, Any]:
     history = account_events(settings, account, 1, 10**9)
     log_version = history[-1].version if history else 0
-    file_doc, file_version = reads.file_document(account)
+    file_error: str | None = None
+    try:
+        file_doc, file_version = reads.file_document(account)
+    except (CorruptSnapshot, SnapshotUnavailable) as e:  # said here, not a 503 of it all
+        file_doc, file_version, file_error = None, 0, str(e)
     redis_exists = False
     redis_meta: dict[str, Any] | None = None
     redis_version: int | None = None
@@ -84,6 +88,7 @@ def account_status(
         "steam_id": account,
         "file_exists": file_doc is not None,
         "file_stats": reads.file_stats(account),
+        "file_error": file_error,
         "redis_exists": redis_exists,
         "redis_metadata": redis_meta,
         "redis_error": redis_error,
@@ -112,8 +117,13 @@ def summarize(settings: Settings, reads: Reads) -> dict[str, Any]:
     offers = 0
     friends = 0
     by_state: Counter[str] = Counter()
+    unreadable = 0
     for account in accounts:
-        doc, _ = load(account)
+        try:
+            doc, _ = load(account)
+        except (CorruptSnapshot, SnapshotUnavailable):  # one damaged file: counted, not a 503
+            unreadable += 1
+            continue
         if doc is None:
             continue
         for offer in doc.get("trade_offers") or ():
@@ -127,4 +137,5 @@ def summarize(settings: Settings, reads: Reads) -> dict[str, Any]:
         "friends": friends,
         "events": sum(log_ends(settings).values()),
         "source": reads.source,
+        "unreadable": unreadable,
     }

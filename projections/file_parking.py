@@ -21,7 +21,17 @@ from .atomic import write_atomic
 from .checkpoint import load_json, parked_dir
 from .durable import fsync_dir, make_dirs
 
-__all__ = ["ParkRecord", "read_park", "read_parks", "remove_park", "write_park"]
+__all__ = [
+    "ParkRecord",
+    "read_park",
+    "read_park_summary",
+    "read_parks",
+    "remove_park",
+    "write_park",
+]
+
+_HEAD_BYTES = 16 * 1024  # enough for a record's summary: what comes before its events
+_EVENTS_KEY = b',\n  "events": ['  # where ParkRecord.to_json puts them, after the summary
 
 
 @dataclass(slots=True)
@@ -76,6 +86,29 @@ def read_park(settings: Settings, account: str) -> ParkRecord | None:
         return ParkRecord.from_json(raw)
     except (KeyError, TypeError, ValueError) as e:
         raise CorruptSnapshot(str(path), f"not a dead-letter record: {e!r}") from e
+
+
+def read_park_summary(settings: Settings, account: str) -> dict[str, Any] | None:
+    """A parked account's summary (ParkRecord.summary) from the head of its record, without
+    its events: asked on every GET of it, and a record of whole-document saves grows to
+    megabytes. The head is the summary as `to_json` writes it, before "events"."""
+    path = parked_dir(settings) / f"{account}.json"
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_HEAD_BYTES)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise SnapshotUnavailable(f"cannot read {path}: {e}") from e
+    end = head.find(_EVENTS_KEY)
+    if end < 0:  # (a summary longer than the head: a long error) read it whole
+        record = read_park(settings, account)
+        return None if record is None else record.summary()
+    try:
+        summary: dict[str, Any] = orjson.loads(head[:end] + b"}")
+    except orjson.JSONDecodeError as e:
+        raise CorruptSnapshot(str(path), f"not a dead-letter record: {e}") from e
+    return summary
 
 
 def read_parks(settings: Settings) -> dict[str, ParkRecord]:

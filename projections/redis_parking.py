@@ -37,17 +37,21 @@ def parked_accounts(client: redis.Redis, keys: Keys) -> set[str]:
 
 
 def parked_error(client: redis.Redis, keys: Keys, account: str) -> tuple[str, int] | None:
-    """Why the account is parked and the version that did not apply (its dead-letter
-    record's), or None if it is not parked."""
+    """Why the account is parked and the last version waiting behind it, or None if it
+    is not parked."""
     try:
-        raw = client.hget(keys.parked(), account)
+        pipe = client.pipeline(transaction=False)
+        pipe.hget(keys.parked(), account)
+        pipe.llen(keys.parked_events(account))
+        raw, waiting = pipe.execute()
     except redis.RedisError as e:
         raise RedisUnavailable(f"cannot read the parked accounts: {e}") from e
     if raw is None:
         return None
     try:
         record = orjson.loads(cast(bytes, raw))
-        return str(record["error"]), int(record["version"])
+        # Its waiting list holds the failing event and every later one, in order.
+        return str(record["error"]), int(record["version"]) + max(int(waiting), 1) - 1
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as e:
         raise CorruptProjection(f"the dead-letter record of {account} is unreadable: {e}") from e
 

@@ -22,7 +22,7 @@ from eventlog.records import StoredEvent, partition_of, utc_ts
 from eventlog.segments import partition_dir, segment_bases, segment_path
 from eventlog.settings import Settings
 from projections.file_health import progress
-from projections.file_parking import read_park
+from projections.file_parking import read_park, read_park_summary
 from projections.file_projector import FileProjector, parked, reapply_parked
 from projections.fold import Fold, apply, dumps, fold_all
 from projections.snapshots import read_snapshot, snapshot_path
@@ -110,6 +110,8 @@ def test_a_poison_event_parks_only_its_account(
     waiting = read_park(s, SICK)
     assert waiting is not None
     assert [e.version for e in waiting.events] == list(range(4, 4 + 5 + 2))
+    assert read_park_summary(s, SICK) == waiting.summary()  # from the record's head alone
+    assert read_park_summary(s, WELL) is None
 
     # Still broken: it stays parked, nothing applied; then fixed: it catches up.
     with pytest.raises(AccountParked, match=SICK):

@@ -30,6 +30,7 @@ from tests.test_replay import (
     fill,
     project_redis,
 )
+from tools import cmd_verify
 
 MakeSettings = Callable[..., Settings]
 
@@ -241,7 +242,7 @@ def test_repair_fixes_streams_and_projections(rs: Settings, redis_client: redis.
 
 
 def test_a_lagging_projection_is_behind_not_different(
-    rs: Settings, monkeypatch: pytest.MonkeyPatch
+    rs: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """While its projector runs, what a projection lags it will apply."""
     monkeypatch.setattr(verify_pass, "_stopped", lambda *args: {})  # both projectors run
@@ -254,8 +255,12 @@ def test_a_lagging_projection_is_behind_not_different(
         behind = report["projections"][name]["behind"]
         assert sorted(f["account"] for f in behind) == sorted(ACCOUNTS[:3])
         assert all(f["projection_version"] == f["log_version"] - 1 for f in behind)
-    strict = verify(rs, strict=True, workers=1).as_dict()
+    strict_report = verify(rs, strict=True, workers=1)
+    strict = strict_report.as_dict()
     assert not strict["ok"] and len(strict["projections"]["file"]["different"]) == 3
+    cmd_verify._print(strict_report, "")  # the text of it too (no projector is named stopped)
+    text = capsys.readouterr().out
+    assert "3 different, 0 behind" in text and "not running" not in text
 
 
 def test_a_projection_behind_with_its_projector_stopped_fails(rs: Settings) -> None:

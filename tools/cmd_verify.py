@@ -97,8 +97,9 @@ def _print(report: VerifyReport, when: str) -> None:
         mine = [f for f in report.findings if f.projection == name]
         bad = [f for f in mine if report.failing(f)]
         behind = [f for f in mine if not report.failing(f)]
-        lagging = [f for f in bad if f.kind == "behind"]
-        bad = [f for f in bad if f.kind != "behind"]
+        # Behind and failing: its projector stopped (else --strict, listed as different).
+        lagging = [f for f in bad if f.kind == "behind"] if name in report.stopped else []
+        bad = [f for f in bad if f not in lagging]
         print(f"  {name} projection: {agree:,} accounts agree, {len(bad)} different, "
               f"{len(behind) + len(lagging)} behind")  # fmt: skip
         _list(bad, "DIFFERENT")
