@@ -83,7 +83,7 @@ class Reads:
         """Why the read projection parked the account and the last version the log holds
         for it as far as the parking knows; None if it is not parked. Every GET asks, so
         `fresh=False` may answer from the parked accounts Redis named within PARKED_S
-        (a file projection is asked exactly: a stat when the account is not parked)."""
+        (a file projection is asked exactly: one failed open when it is not parked)."""
         if self.source == "file":
             from projections.file_parking import read_park_summary
 
@@ -91,7 +91,7 @@ class Reads:
             if summary is None:
                 return None
             # Its waiting events are the failing one and every later one, in order.
-            return str(summary["error"]), int(summary["version"]) + int(summary["waiting"]) - 1
+            return str(summary["error"]), int(summary["version"]) + max(summary["waiting"], 1) - 1
         if self.redis is None:
             return None
         from projections.redis_parking import parked_accounts, parked_error

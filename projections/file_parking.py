@@ -108,6 +108,12 @@ def read_park_summary(settings: Settings, account: str) -> dict[str, Any] | None
         summary: dict[str, Any] = orjson.loads(head[:end] + b"}")
     except orjson.JSONDecodeError as e:
         raise CorruptSnapshot(str(path), f"not a dead-letter record: {e}") from e
+    if not (
+        isinstance(summary.get("error"), str)
+        and type(summary.get("version")) is int
+        and type(summary.get("waiting")) is int
+    ):
+        raise CorruptSnapshot(str(path), "not a dead-letter record: no error, version, waiting")
     return summary
 
 
