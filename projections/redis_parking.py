@@ -65,11 +65,7 @@ class Parking:
 
     def refresh(self) -> set[str]:
         """Re-read which accounts are parked (another consumer may have parked some)."""
-        try:
-            names = cast(list[bytes], self.client.hkeys(self.keys.parked()))
-        except redis.RedisError as e:
-            raise RedisUnavailable(f"cannot read the parked accounts: {e}") from e
-        self.accounts = {n.decode() for n in names}
+        self.accounts = parked_accounts(self.client, self.keys)
         return self.accounts
 
     def records(self) -> dict[str, dict[str, Any]]:

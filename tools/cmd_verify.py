@@ -98,8 +98,10 @@ def _print(report: VerifyReport, when: str) -> None:
         bad = [f for f in mine if report.failing(f)]
         behind = [f for f in mine if not report.failing(f)]
         # Behind and failing: its projector stopped (else --strict, listed as different).
-        lagging = [f for f in bad if f.kind == "behind"] if name in report.stopped else []
-        bad = [f for f in bad if f not in lagging]
+        lagging: list[Finding] = []
+        if name in report.stopped:
+            lagging = [f for f in bad if f.kind == "behind"]
+            bad = [f for f in bad if f.kind != "behind"]
         print(f"  {name} projection: {agree:,} accounts agree, {len(bad)} different, "
               f"{len(behind) + len(lagging)} behind")  # fmt: skip
         _list(bad, "DIFFERENT")
