@@ -22,8 +22,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from eventlog._exceptions import InvalidInput, TradelogError
-from eventlog.commands import AppendResult, Command
+from eventlog.commands import AppendResult, Command, make_command
 from eventlog.records import LEGACY_IMPORTED
+from eventlog.settings import Settings
 from eventlog.writer import Writer
 
 from .cli import Subparsers, settings_from
@@ -80,7 +81,7 @@ class ImportReport:
 
 
 def _command(
-    writer: Writer, path: Path, request_id: str, own: bool
+    settings: Settings, path: Path, request_id: str, own: bool
 ) -> tuple[Command, int, int] | None:
     """The file's command and its offer and friend counts; None for one of tradelog's own
     snapshots (`own`: the folder is its snapshot folder), which is left alone."""
@@ -108,7 +109,10 @@ def _command(
         "document": doc,
         "source": {"file": path.name, "sha256": hashlib.sha256(raw).hexdigest()},
     }
-    cmd = writer.command(account, LEGACY_IMPORTED, data, source="import", request_id=request_id)
+    cmd = make_command(
+        account, LEGACY_IMPORTED, data, settings.partitions,
+        source="import", request_id=request_id,
+    )  # fmt: skip
     offers = len(doc.get("trade_offers") or ())
     friends = len(doc.get("negotiations") or {})
     return cmd, offers, friends
@@ -124,13 +128,22 @@ def legacy_folder(folder: Path) -> Path:
 
 
 def import_dir(
-    writer: Writer, folder: Path, dry_run: bool = False, progress: Progress | None = None
+    writer: Writer | None,
+    folder: Path,
+    settings: Settings | None = None,
+    progress: Progress | None = None,
 ) -> ImportReport:
-    """Import every `<steamId>.json` of `folder`; its events share one request id (the run)."""
+    """Import every `<steamId>.json` of `folder`; its events share one request id (the run).
+    With no writer (a dry run, under `settings`), each file is checked and nothing is
+    appended or created."""
+    if writer is not None:
+        settings = writer.settings
+    if settings is None:
+        raise TypeError("import_dir needs a writer or, for a dry run, settings")
     files = sorted(p for p in folder.glob("*.json") if p.is_file())
     request_id = f"import-{uuid.uuid4().hex}"
     # tradelog's snapshot folder is where the legacy files lie when the data dirs are one.
-    own = folder.resolve() == writer.settings.snapshot_dir.resolve()
+    own = folder.resolve() == settings.snapshot_dir.resolve()
     report = ImportReport(total=len(files))
     started = time.perf_counter()
     task = progress.add_task("importing", total=len(files)) if progress else None
@@ -155,7 +168,7 @@ def import_dir(
 
     for path in files:
         try:
-            made = _command(writer, path, request_id, own)
+            made = _command(settings, path, request_id, own)
         except (TradelogError, OSError) as e:
             report.failed += 1
             report.errors[path.name] = str(e)
@@ -168,7 +181,7 @@ def import_dir(
                 progress.advance(task)
             continue
         cmd, offers, friends = made
-        if dry_run:
+        if writer is None:  # a dry run
             report.ok += 1
             report.offers += offers
             report.friends += friends
@@ -196,8 +209,12 @@ def run(args: argparse.Namespace) -> int:
         MofNCompleteColumn(),
         TimeRemainingColumn(),
     )
-    with Writer(settings) as writer, Progress(*columns, console=console, transient=True) as bar:
-        report = import_dir(writer, folder, args.dry_run, bar)
+    with Progress(*columns, console=console, transient=True) as bar:
+        if args.dry_run:  # no writer: a dry run makes no log, marker or stream
+            report = import_dir(None, folder, settings, bar)
+        else:
+            with Writer(settings) as writer:
+                report = import_dir(writer, folder, progress=bar)
     if not report.total:  # not an error (an empty legacy dir), but never a silent one
         searched = folder if folder != args.dir else f"{folder} (nor in its negotiations/)"
         console.print(f"tradelog import-legacy: warning: no .json files in {searched}")
