@@ -74,7 +74,7 @@ def openapi() -> dict[str, Any]:
     account = _param("steamId")
     friend = _param("friendSteamId")
     events_query = [
-        {"name": "from_version", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+        {"name": "from_version", "in": "query", "schema": {"type": "integer", "minimum": 0}},
         {
             "name": "limit",
             "in": "query",

@@ -128,7 +128,9 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
 @guarded()
 async def events(request: Request) -> Response:
     account = account_of(request)
-    from_version = _int_param(request, "from_version", 1, 1, 2**53)
+    # Versions start at 1; 0 is taken as "from the start" too, as a reader counting
+    # from zero would ask.
+    from_version = max(1, _int_param(request, "from_version", 1, 0, 2**53))
     limit = _int_param(request, "limit", 100, 1, 1000)
     st = app_state(request)
     found = await asyncio.to_thread(account_events, st.settings, account, from_version, limit)

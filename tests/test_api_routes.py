@@ -360,6 +360,9 @@ def test_events_paging(client: TestClient) -> None:
     assert page["next_from_version"] == 6
     page = client.get(f"{BASE}/events?from_version=6", headers=HEADERS).json()
     assert page["events"] == [] and page["next_from_version"] == 6
+    page = client.get(f"{BASE}/events?from_version=0&limit=2", headers=HEADERS).json()
+    assert [e["version"] for e in page["events"]] == [1, 2]  # 0: from the start
+    assert page["next_from_version"] == 3
     offsets = [e["offset"] for e in body["events"]]
     assert offsets == sorted(offsets)
 
