@@ -1,8 +1,9 @@
 """The writer's decisions: what each command of a batch appends, and what it answers.
 
 Decided on a partition's command side (state.py), in the batch's order: the
-version check, an idempotent retry answered from its receipt, friends that are
-not there to remove, a legacy file imported already. Every decided event is
+version check, an idempotent retry answered from its receipt (or, for a keyed
+write that appended nothing, from the no-op this process remembers), friends
+that are not there to remove, a legacy file imported already. Every decided event is
 observed at once, so the next command of the batch sees it.
 """
 
@@ -12,11 +13,11 @@ from typing import Any
 
 import uuid_utils
 
-from ._exceptions import InvalidInput, VersionConflict
+from ._exceptions import IdempotencyKeyReused, InvalidInput, VersionConflict
 from .answers import Job
 from .commands import AppendResult, Command, encode_data
 from .records import FRIENDS_REMOVED, LEGACY_IMPORTED, REQUESTED_FRIENDS, StoredEvent, utc_ts
-from .state import Findings, PartitionState
+from .state import Findings, NoOp, PartitionState
 
 __all__ = ["answer", "decide_all"]
 
@@ -34,7 +35,7 @@ def decide_all(
     for job in batch:
         try:
             event, findings, duplicate = _decide(state, p, job[0], next_offset, ts)
-        except (VersionConflict, InvalidInput) as e:
+        except (VersionConflict, InvalidInput, IdempotencyKeyReused) as e:
             outcomes.append((job, e))
             continue
         if event is None:
@@ -52,10 +53,16 @@ def _decide(
     state: PartitionState, p: int, cmd: Command, offset: int, ts: str
 ) -> tuple[StoredEvent | None, Findings, bool]:
     acct = state.account(cmd.account)
-    if cmd.idempotency_key:
-        receipt = state.receipts.get((cmd.account, cmd.idempotency_key))
+    key = cmd.idempotency_key
+    if key:
+        receipt = state.receipts.get((cmd.account, key))
         if receipt is not None:
             return receipt.event(cmd.account, p), receipt.findings, True
+        noop = state.noops.get((cmd.account, key))
+        if noop is not None:  # the retry of a write that appended nothing: nothing again
+            if noop.type != cmd.type or noop.asked != _asked(cmd):
+                raise IdempotencyKeyReused(key, cmd.account, acct.version, noop.type)
+            return None, noop.findings, False
     if cmd.expected_version is not None and cmd.expected_version != acct.version:
         raise VersionConflict(cmd.account, cmd.expected_version, acct.version)
     data, meta = cmd.data, cmd.meta
@@ -63,12 +70,12 @@ def _decide(
         asked = data["friend_steam_ids"]
         present = [f for f in asked if f in acct.friends]
         if not present:
-            return None, Findings("removed"), False
+            return _nothing(state, cmd, Findings("removed"))
         data = {"friend_steam_ids": present}
         if cmd.idempotency_key and len(present) < len(asked):
             meta = {**meta, REQUESTED_FRIENDS: asked}
     elif cmd.type == LEGACY_IMPORTED and acct.import_sha == data["source"]["sha256"]:
-        return None, Findings("unchanged"), False
+        return _nothing(state, cmd, Findings("unchanged"))
     # Encoded here, before the event counts: data too deep to store is refused alone,
     # not in the middle of the batch's encode (which would fail every write in it).
     data_json = encode_data(data)
@@ -85,6 +92,25 @@ def _decide(
         data_json=data_json,
     )
     return event, state.observe(event), False
+
+
+def _asked(cmd: Command) -> Any:
+    """What a write that may append nothing asked for, to tell its retry from another."""
+    if cmd.type == FRIENDS_REMOVED:
+        return frozenset(cmd.data["friend_steam_ids"])  # (the order removes nothing else)
+    if cmd.type == LEGACY_IMPORTED:
+        return cmd.data["source"]["sha256"]
+    return None
+
+
+def _nothing(
+    state: PartitionState, cmd: Command, findings: Findings
+) -> tuple[None, Findings, bool]:
+    """A write that appends nothing; with a key, remembered so that its retry does not
+    act on what changed since (a friend added back would be removed)."""
+    if cmd.idempotency_key:
+        state.noted(cmd.account, cmd.idempotency_key, NoOp(cmd.type, _asked(cmd), findings))
+    return None, findings, False
 
 
 def answer(

@@ -22,7 +22,9 @@ from .records import (
     StoredEvent,
 )
 
-__all__ = ["RECEIPT_WINDOW", "AccountState", "Findings", "PartitionState", "Receipt"]
+__all__ = [
+    "RECEIPT_WINDOW", "AccountState", "Findings", "NoOp", "PartitionState", "Receipt",
+]  # fmt: skip
 
 # How long an idempotency key answers a retry, by the log's own times: clients retry
 # within seconds, and a key kept for the log's whole life would make memory grow with it.
@@ -70,6 +72,21 @@ class Receipt:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class NoOp:
+    """A keyed write that appended nothing (a removal of absent friends, an unchanged
+    import): what it asked and found, to answer its retry alike."""
+
+    type: str
+    asked: Any  # the friends asked to remove (a frozenset), or the imported file's sha256
+    findings: Findings
+
+
+# No-op receipts kept per partition: they live in the writer's memory only (no event
+# carries them), so they answer retries that reach the same process.
+NOOPS_KEPT = 10_000
+
+
 def _friends_of(doc: dict[str, Any]) -> dict[str, Any]:
     negotiations = doc.get("negotiations") or {}
     return {fid: (rec.get("state") if isinstance(rec, dict) else None)
@@ -85,6 +102,7 @@ class PartitionState:
         self.accounts: dict[str, AccountState] = {}
         # In log order, so the oldest leave first once out of the window.
         self.receipts: OrderedDict[tuple[str, str], Receipt] = OrderedDict()
+        self.noops: OrderedDict[tuple[str, str], NoOp] = OrderedDict()
         self._cutoff: tuple[str, str] = ("", "")  # (minute of a ts, the window's start then)
 
     def account(self, account: str) -> AccountState:
@@ -92,6 +110,13 @@ class PartitionState:
         if state is None:
             state = self.accounts[account] = AccountState()
         return state
+
+    def noted(self, account: str, key: str, noop: NoOp) -> None:
+        """Remember a keyed write that appended nothing (the oldest go past NOOPS_KEPT)."""
+        self.noops[(account, key)] = noop
+        self.noops.move_to_end((account, key))
+        if len(self.noops) > NOOPS_KEPT:
+            self.noops.popitem(last=False)
 
     def observe(self, event: StoredEvent) -> Findings:
         """Fold one event into the command side; return what it found."""

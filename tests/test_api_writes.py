@@ -329,3 +329,35 @@ def test_remove_friends_retry_is_the_same_list_not_a_superset(
     again = client.post(url, json={"friend_steam_ids": [FRIEND]}, headers=headers)
     assert again.status_code == 200 and again.json()["event_id"] == first.json()["event_id"]
     assert log_length(settings) == length
+
+
+def test_the_retry_of_a_keyed_write_that_removed_nothing_removes_nothing(
+    client: TestClient, settings: Settings
+) -> None:
+    """A removal of an absent friend appends nothing; its retry, after the friend was
+    added back meanwhile, is still answered with the first result: nothing removed."""
+    headers = {**HEADERS, "Idempotency-Key": "noop-1"}
+    first = client.delete(f"{BASE}/friend/{FRIEND}", headers=headers)
+    assert first.status_code == 200 and first.json()["removed"] is False, first.text
+    r = client.put(f"{BASE}/friend/{FRIEND}", json={"state": "a"}, headers=HEADERS)
+    assert r.status_code == 200, r.text
+    url = f"{BASE}/remove-friends"
+    listed = {**HEADERS, "Idempotency-Key": "noop-2"}
+    first = client.post(url, json={"friend_steam_ids": [FRIEND2]}, headers=listed)
+    assert first.status_code == 200 and first.json()["removed_count"] == 0, first.text
+    r = client.put(f"{BASE}/friend/{FRIEND2}", json={"state": "b"}, headers=HEADERS)
+    assert r.status_code == 200, r.text
+    length = log_length(settings)
+
+    again = client.delete(f"{BASE}/friend/{FRIEND}", headers=headers)
+    assert again.status_code == 200 and again.json()["removed"] is False, again.text
+    again = client.post(url, json={"friend_steam_ids": [FRIEND2]}, headers=listed)
+    assert again.status_code == 200 and again.json()["removed_count"] == 0, again.text
+    # The key taken for another write is refused, as after a write that appended.
+    resp = client.post(url, json={"friend_steam_ids": [FRIEND2, FRIEND]}, headers=listed)
+    assert_error(resp, 422, "idempotency_key_reused")
+    resp = client.put(f"{BASE}/friend/{FRIEND}", json={"state": "c"}, headers=headers)
+    assert_error(resp, 422, "idempotency_key_reused")
+    assert log_length(settings) == length
+    negotiations = client.get(BASE, headers=HEADERS).json()["data"]["negotiations"]
+    assert negotiations[FRIEND]["state"] == "a" and negotiations[FRIEND2]["state"] == "b"
