@@ -22,6 +22,7 @@ from eventlog._exceptions import (
     CorruptSnapshot,
     IdempotencyKeyReused,
     InvalidInput,
+    LegacyNotImported,
     LogUnavailable,
     PayloadTooLarge,
     ProjectionBehind,
@@ -86,6 +87,8 @@ def _status_of(e: TradelogError) -> tuple[int, str, Any]:
         return 503, "log_damaged", {"file": e.path, "line": e.line}
     if isinstance(e, (LogUnavailable, RedisUnavailable)):
         return 503, "unavailable", None
+    if isinstance(e, LegacyNotImported):  # nothing appended: import-legacy first
+        return 503, "legacy_not_imported", {"file": e.path}
     if isinstance(e, (CorruptSnapshot, SnapshotUnavailable)):
         return 503, "snapshot_unreadable", None  # the projector parks it; replay mends it
     return 500, "internal_error", None

@@ -43,6 +43,7 @@ async def _append(
 ) -> tuple[AppendResult, dict[str, Any]]:
     st = app_state(request)
     started = time.perf_counter()
+    st.reads.check_imported(account, st.writer.seen(account))
     cmd = st.writer.command(
         account,
         kind,

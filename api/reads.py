@@ -8,7 +8,7 @@ from typing import Any
 
 import redis
 
-from eventlog._exceptions import RedisUnavailable
+from eventlog._exceptions import LegacyNotImported, RedisUnavailable
 from eventlog.keys import Keys
 from eventlog.redisconn import connect
 from eventlog.settings import Settings
@@ -74,6 +74,20 @@ class Reads:
         loaded = read_document_json(self.redis, self.keys, account)
         self._documents.put(account, loaded[1], loaded)
         return loaded
+
+    def check_imported(self, account: str, seen: int | None) -> None:
+        """LegacyNotImported if, in phase 1, the account's snapshot is a legacy file and
+        this process knows no event of it (`seen`, the writer's): answered as a new
+        account, a bot would save the empty document over it, and a write's projection
+        would replace it. The file lies there when the legacy data dir is tradelog's.
+        Not known may also be a partition this worker has not read yet: then the file
+        stays legacy only until the projector writes the account's import."""
+        if self.source != "file" or seen:
+            return
+        from projections.snapshots import legacy_file, snapshot_path
+
+        if legacy_file(self.settings, account):
+            raise LegacyNotImported(account, os.fspath(snapshot_path(self.settings, account)))
 
     def file_document(self, account: str) -> tuple[dict[str, Any] | None, int]:
         from projections.snapshots import read_document

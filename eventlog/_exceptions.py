@@ -17,6 +17,7 @@ __all__ = [
     "CorruptSnapshot",
     "IdempotencyKeyReused",
     "InvalidInput",
+    "LegacyNotImported",
     "LogUnavailable",
     "PartitionMismatch",
     "PayloadTooLarge",
@@ -184,6 +185,19 @@ class CorruptSnapshot(TradelogError):
         super().__init__(f"unreadable snapshot {path}: {reason}")
         self.path = path
         self.reason = reason
+
+
+class LegacyNotImported(TradelogError):
+    """Raised when an account the log has no event of has a legacy file as its snapshot."""
+
+    def __init__(self, account: str, path: str) -> None:
+        super().__init__(
+            f"{path} is a legacy file the log has not imported: run `tradelog import-legacy` "
+            f"on its folder first (answering {account} as a new account would have a bot "
+            "save over it)"
+        )
+        self.account = account
+        self.path = path
 
 
 class ProjectorBusy(TradelogError):

@@ -35,6 +35,7 @@ __all__ = [
     "current_tag",
     "decode",
     "foreign",
+    "legacy_file",
     "load_snapshot",
     "load_snapshot_file",
     "read_document",
@@ -168,6 +169,21 @@ def read_document_bytes(settings: Settings, account: str) -> tuple[bytes | None,
             raise CorruptSnapshot(where, f"malformed {RESERVED}: {e!r}") from e
         return orjson.dumps(doc, option=orjson.OPT_INDENT_2), version
     return body, version
+
+
+def legacy_file(settings: Settings, account: str) -> bool:
+    """Whether the account's snapshot path holds a legacy document: a JSON object with
+    no version, which the projector did not write (looked at, not parsed). One nobody
+    imported, unless the log has events of the account. SnapshotUnavailable if it
+    cannot be read."""
+    read = read_tagged(snapshot_path(settings, account))
+    if read is None:
+        return False
+    raw, tag = read
+    if tag is not None or version_of(raw) is not None:
+        return False
+    text = raw.strip()
+    return text.startswith(b"{") and text.endswith(b"}")
 
 
 def _check_legacy(where: str, raw: bytes, tag: bytes | None) -> None:

@@ -50,6 +50,7 @@ class Held:
     fold: Fold | None
     version: int
     error: str | None = None  # it cannot be read back as a document
+    legacy: bool = False  # a legacy file (no projection), where the log has no event
 
 
 def _differences(want: Fold, have: Fold) -> list[str]:
@@ -95,6 +96,9 @@ class Judge:
         why = self.job.parked[projection].get(account)
         if why is not None:
             return Finding(projection, account, "parked", v, x, detail=why)
+        if held.legacy and fold is None:
+            detail = "a legacy file the log has not imported (tradelog import-legacy)"
+            return Finding(projection, account, "unimported", v, x, detail=detail)
         if held.error is not None:
             return Finding(projection, account, "different", v, x, detail=held.error)
         bad = self.folded.poisoned.get(account)
@@ -146,9 +150,10 @@ def held_files(settings: Settings, folded: Folded, accounts: list[str]) -> dict[
         try:
             got = decode(raw, str(path), tag)
         except CorruptSnapshot as e:
-            # A JSON document with no applied version is no projection (a legacy file never
-            # imported): reads ignore it, and so does this comparison.
-            out[account] = Held(None, 0, None if foreign(raw) else str(e))
+            # A JSON document with no applied version is no projection but a legacy file:
+            # imported (the projector has yet to write it), or not, which reads refuse.
+            legacy = foreign(raw)
+            out[account] = Held(None, 0, None if legacy else str(e), legacy=legacy)
             continue
         held = Held(got, int(got.doc["version"]))
         # The document's bytes as the projector encodes them; not the tag's: its zlib

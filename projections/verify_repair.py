@@ -79,9 +79,12 @@ def repair(settings: Settings, report: VerifyReport) -> RepairReport:
         finally:
             client.close()
     for projection in ("file", "redis"):
-        accounts = sorted(
-            {f.account for f in report.findings if f.projection == projection and report.failing(f)}
-        )
+        failing = [f for f in report.findings if f.projection == projection and report.failing(f)]
+        # A legacy file not imported is the one copy of its account: rebuilt from a log
+        # without it, it would be deleted. It is imported, not repaired.
+        out.errors += [f"{projection}: {f.account}: {f.detail}" for f in failing
+                       if f.kind == "unimported"]  # fmt: skip
+        accounts = sorted({f.account for f in failing if f.kind != "unimported"})
         if not accounts:
             continue
         try:

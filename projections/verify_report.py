@@ -13,7 +13,7 @@ from typing import Any
 
 __all__ = ["Finding", "StreamCheck", "VerifyReport"]
 
-_FAILING = ("different", "missing", "extra", "parked")
+_FAILING = ("different", "missing", "extra", "parked", "unimported")
 
 
 @dataclass(slots=True)
@@ -45,7 +45,7 @@ class Finding:
 
     projection: str
     account: str
-    kind: str  # different | missing | extra | parked | behind
+    kind: str  # different | missing | extra | parked | behind | unimported
     log_version: int
     projection_version: int
     keys: list[str] = field(default_factory=list)  # the top-level keys that differ

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import pytest
 
 import projections.file_projector as file_projector
@@ -28,6 +29,7 @@ from tests.procs.api_harness import (
     ACCOUNT,
     HEADERS,
     KEY,
+    SAMPLES,
     WAIT_MS,
     ProjectorThread,
     account_id,
@@ -36,6 +38,7 @@ from tests.procs.api_harness import (
     log_length,
     serving,
 )
+from tools.cmd_import import import_dir
 
 BASE = f"/negotiations/{ACCOUNT}"
 UPSERT = f"{BASE}/atomic-upsert-trade-offer"
@@ -308,3 +311,37 @@ def test_a_projector_runs_while_it_beats_and_its_pid_lives_where_pids_can_tell()
     assert running(Checkpoint({}, fresh, gone.pid, here + 1))
     assert not running(Checkpoint({}, fresh - 60_000, os.getpid(), here))  # stalled
     assert not running(Checkpoint())  # never ran
+
+
+def test_a_legacy_file_nobody_imported_is_a_503_until_it_is(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """The legacy data dir made tradelog's before `import-legacy`: a GET answering the
+    account as new (a bot saves that back whole) or a write (its projection would
+    replace the file) would lose the legacy document. Both are 503, nothing is
+    appended, the file stays; once imported, the account reads as the file was."""
+    settings = make_settings(api_keys=KEY, projection_wait_ms=WAIT_MS)
+    sample = SAMPLES[0]
+    account = sample.stem
+    path = snapshot_path(settings, account)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(sample.read_bytes())
+    base = f"/negotiations/{account}"
+    with serving(settings) as client:
+        err = assert_error(client.get(base, headers=HEADERS), 503, "legacy_not_imported")
+        assert "import-legacy" in err["error"] and err["details"] == {"file": str(path)}
+        written = client.post(f"{base}/atomic-upsert-trade-offer", json=offer("1"),
+                              headers=HEADERS)  # fmt: skip
+        assert_error(written, 503, "legacy_not_imported")
+        assert log_length(settings) == 0 and path.read_bytes() == sample.read_bytes()
+        # A new account beside it is no legacy file: answered as new.
+        fresh = client.get(f"/negotiations/{account_id(50)}", headers=HEADERS)
+        assert fresh.status_code == 200 and fresh.json()["created_new"] is True
+        report = import_dir(client.app.state.tradelog.writer, path.parent)  # type: ignore[attr-defined]
+        assert (report.ok, report.failed) == (1, 0), report.errors
+        doc = client.get(base, headers=HEADERS).json()
+        assert doc["created_new"] is False and doc["version"] == 1
+        assert doc["data"]["trade_offers"] == orjson.loads(sample.read_bytes())["trade_offers"]
+        written = client.post(f"{base}/atomic-upsert-trade-offer", json=offer("1"),
+                              headers=HEADERS)  # fmt: skip
+        assert written.status_code == 200 and written.json()["version"] == 2, written.text

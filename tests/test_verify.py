@@ -343,9 +343,18 @@ def test_verify_with_redis_unreachable_checks_the_files(make_settings: MakeSetti
     assert human.returncode == 2 and "verify: INCOMPLETE" in human.stdout
 
 
-def test_a_legacy_file_never_imported_is_not_a_projection(rs: Settings) -> None:
+def test_a_legacy_file_never_imported_fails_and_is_left_for_import(rs: Settings) -> None:
+    """No projection of the log (which has no event of it), and the one copy of its
+    account, which the API refuses to serve as new: verify names it, and --repair,
+    which would delete it, leaves it to `import-legacy`."""
     legacy = snapshot_path(rs, "76561199999999998")
-    legacy.write_bytes(b'{"account_steam_id": "76561199999999998", "trade_offers": []}')
+    content = b'{"account_steam_id": "76561199999999998", "trade_offers": []}'
+    legacy.write_bytes(content)
+    code, report = run_verify(rs)
+    assert code == 1
+    assert {a: f["kind"] for a, f in different(report, "file").items()} == {
+        "76561199999999998": "unimported"
+    }
     code, report = run_verify(rs, "--repair")
-    assert code == 0 and report["ok"] and "repair" not in report
-    assert legacy.exists()
+    assert code == 1 and "import-legacy" in report["repair"]["errors"][0]
+    assert legacy.read_bytes() == content
