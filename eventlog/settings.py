@@ -62,6 +62,18 @@ class Settings(BaseSettings):
             return int(value)
         return value
 
+    @field_validator(
+        "phase", "partitions", "projection_wait_ms", "max_body_bytes", "port", "workers",
+        "redis_timeout_ms", "segment_bytes", "redis_projector_processes", mode="before",
+    )  # fmt: skip
+    @classmethod
+    def _whole_number(cls, value: Any) -> Any:
+        # A TOML `true` is an int to pydantic (partitions = true would fix P at 1 for
+        # good), and `2.0` a whole float: a count or a port is written as a number.
+        if isinstance(value, (bool, float)):
+            raise ValueError("must be a whole number")
+        return value
+
     @field_validator("data_dir", mode="before")
     @classmethod
     def _dir_named(cls, value: Any) -> Any:
@@ -167,10 +179,12 @@ def load_settings(config: str | Path | None = None, **overrides: Any) -> Setting
         if not err["loc"]:  # a check across settings: its message names them
             raise SettingsError(str(err["msg"]).removeprefix("Value error, ")) from e
         name = str(err["loc"][0])
+        if err["type"] == "extra_forbidden":  # only a file can hold an unknown name
+            raise SettingsError(f"TRADELOG_CONFIG: {path}: unknown setting {name!r}") from e
         got = "" if name in _SECRET else f" (got {err.get('input')!r})"
         msg = str(err["msg"]).removeprefix("Value error, ")  # a check of ours says it all
         raise SettingsError(f"TRADELOG_{name.upper()}: {msg}{got}") from e
     except ValueError as e:  # a TOML file that does not parse
-        raise SettingsError(f"TRADELOG_CONFIG: {e}") from e
+        raise SettingsError(f"TRADELOG_CONFIG: {path}: {e}") from e
     finally:
         _toml_path = None

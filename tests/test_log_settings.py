@@ -135,10 +135,24 @@ def test_bad_toml_and_flag_values_name_the_setting(tmp_path: Path) -> None:
         load_settings(partitions="x")
     with pytest.raises(SettingsError, match=r"^TRADELOG_PHASE:"):
         load_settings(phase=0)
+    # TOML's booleans and floats are no counts (pydantic would take true as 1, fixing
+    # the partition count at 1 for good, and 2.0 as 2).
+    for line, name in (("partitions = true", "PARTITIONS"), ("port = false", "PORT"),
+                       ("phase = 2.0", "PHASE"), ("workers = 1.5", "WORKERS")):  # fmt: skip
+        typed = tmp_path / "typed.toml"
+        typed.write_text(line + "\n")
+        with pytest.raises(SettingsError, match=rf"^TRADELOG_{name}: must be a whole number"):
+            load_settings(typed)
     broken = tmp_path / "broken.toml"
     broken.write_text("partitions = = 3\n")
-    with pytest.raises(SettingsError, match=r"^TRADELOG_CONFIG"):
+    with pytest.raises(SettingsError, match=r"^TRADELOG_CONFIG") as e:
         load_settings(broken)
+    assert str(broken) in str(e.value)
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text("partitons = 3\n")
+    with pytest.raises(SettingsError, match=r"unknown setting 'partitons'") as e:
+        load_settings(unknown)
+    assert str(e.value).startswith(f"TRADELOG_CONFIG: {unknown}")
     with pytest.raises(SettingsError, match=r"^TRADELOG_CONFIG"):
         load_settings(tmp_path / "missing.toml")
 
