@@ -12,7 +12,9 @@ from pathlib import Path
 import orjson
 import pytest
 
+from eventlog import Writer
 from eventlog.segments import Cursor, partition_dir
+from eventlog.settings import Settings
 from tests.conftest import SAMPLES_DIR
 
 SAMPLES = SAMPLES_DIR
@@ -254,3 +256,29 @@ def test_a_damaged_partitions_marker_is_named(tmp_path: Path) -> None:
     assert done.returncode == 2, done.stdout + done.stderr
     assert "PARTITIONS should hold a partition count, not 'four'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_tail_into_a_reader_that_stops_early_exits_quietly(tmp_path: Path) -> None:
+    """`tradelog tail | head`: the closed pipe ends it without a traceback."""
+    data = tmp_path / "data"
+    settings = Settings(data_dir=data, redis_url="", partitions=4)
+    account = "76561199027634480"
+    with Writer(settings) as writer:
+        for i in range(3000):  # well over a pipe's 64 KiB of JSON lines
+            writer.append(account, "TradeOfferUpserted", {"offer": {"trade_offer_id": str(i)}})
+    env = {**os.environ, "TRADELOG_DATA_DIR": str(data), "TRADELOG_REDIS_URL": ""}
+    env["TRADELOG_PARTITIONS"] = "4"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tools.cli", "tail", "--no-follow", "--from-start", "--json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.read(100)
+    proc.stdout.close()
+    errors = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert proc.wait(timeout=60) == 141
+    assert "Traceback" not in errors and "BrokenPipe" not in errors, errors
