@@ -7,7 +7,12 @@ from typing import Any
 
 import redis
 
-from eventlog._exceptions import CorruptSnapshot, RedisUnavailable, SnapshotUnavailable
+from eventlog._exceptions import (
+    CorruptSnapshot,
+    LegacyNotImported,
+    RedisUnavailable,
+    SnapshotUnavailable,
+)
 from eventlog.history import account_events
 from eventlog.log_end import log_ends
 from eventlog.records import as_text
@@ -71,6 +76,11 @@ def account_status(
         file_doc, file_version = reads.file_document(account)
     except (CorruptSnapshot, SnapshotUnavailable) as e:  # said here, not a 503 of it all
         file_doc, file_version, file_error = None, 0, str(e)
+    if file_doc is None and file_error is None and not log_version:
+        try:
+            reads.check_imported(account, log_version)
+        except LegacyNotImported as e:  # (in phase 1, as its GET says)
+            file_error = str(e)
     redis_exists = False
     redis_meta: dict[str, Any] | None = None
     redis_version: int | None = None
@@ -96,6 +106,7 @@ def account_status(
         # With Redis on, its projection counts: an account it lacks (version 0) or that
         # could not be read is not in sync; with Redis off, only the files count.
         "in_sync": file_version == log_version
+        and file_error is None
         and (reads.redis is None or (redis_error is None and (redis_version or 0) == log_version)),
     }
 

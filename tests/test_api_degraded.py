@@ -334,6 +334,8 @@ def test_a_legacy_file_nobody_imported_is_a_503_until_it_is(
                               headers=HEADERS)  # fmt: skip
         assert_error(written, 503, "legacy_not_imported")
         assert log_length(settings) == 0 and path.read_bytes() == sample.read_bytes()
+        health = client.get(f"{base}/health", headers=HEADERS).json()  # says so, and answers
+        assert "import-legacy" in health["file_error"] and health["in_sync"] is False
         # A new account beside it is no legacy file: answered as new.
         fresh = client.get(f"/negotiations/{account_id(50)}", headers=HEADERS)
         assert fresh.status_code == 200 and fresh.json()["created_new"] is True
