@@ -3,8 +3,8 @@
 Decided on a partition's command side (state.py), in the batch's order: the
 version check, an idempotent retry answered from its receipt (or, for a keyed
 write that appended nothing, from the no-op this process remembers), friends
-that are not there to remove, a legacy file imported already. Every decided event is
-observed at once, so the next command of the batch sees it.
+that are not there to remove, a legacy file imported already. Every decided
+event is observed at once, so the next command of the batch sees it.
 """
 
 from __future__ import annotations
