@@ -13,7 +13,7 @@ from eventlog.keys import Keys
 from eventlog.redisconn import connect
 from eventlog.settings import Settings
 
-from .snapshot_cache import Copies, SnapshotCache
+from .snapshot_cache import SnapshotCache
 
 __all__ = ["Reads"]
 
@@ -29,7 +29,6 @@ class Reads:
         self.redis = connect(settings)
         self._redis_down_until = 0.0
         self._snapshots = SnapshotCache(SNAPSHOT_CACHE_BYTES)
-        self._documents: Copies[int] = Copies(SNAPSHOT_CACHE_BYTES)  # phase 2's, by version
         self._parked: set[str] = set()  # the Redis projection's parked accounts, at
         self._parked_due = 0.0  # ... this time.monotonic() at the latest
 
@@ -62,18 +61,11 @@ class Reads:
             raise
 
     def _redis_json(self, account: str) -> tuple[bytes | None, int]:
-        """The document, from the copy kept if the projection's version is still its."""
-        from projections.redis_reader import account_version, read_document_json
+        from projections.redis_reader import read_document_json
 
         if self.redis is None:
             raise RedisUnavailable("Redis is disabled (TRADELOG_REDIS_URL is empty)")
-        if self._documents.key(account) is not None:  # (no HGET for a document not kept)
-            hit = self._documents.get(account, account_version(self.redis, self.keys, account))
-            if hit is not None:
-                return hit
-        loaded = read_document_json(self.redis, self.keys, account)
-        self._documents.put(account, loaded[1], loaded)
-        return loaded
+        return read_document_json(self.redis, self.keys, account)
 
     def check_imported(self, account: str, seen: int | None) -> None:
         """LegacyNotImported if, in phase 1, the account's snapshot is a legacy file and

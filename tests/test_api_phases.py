@@ -13,7 +13,6 @@ from typing import Any
 import orjson
 from starlette.testclient import TestClient
 
-from eventlog.keys import Keys
 from eventlog.settings import Settings
 from tests.procs.api_harness import (
     FRIEND,
@@ -215,33 +214,3 @@ def test_a_retry_after_a_restart_says_its_event_is_in_the_stream(
         again = ok(client.post(path, headers=headers, **request))
     assert again["appended"] is False and again["event_id"] == first["event_id"]
     assert again["redis_written"] is True and again["redis_operation"] == "written"
-
-
-def test_a_phase_2_get_serves_its_copy_while_the_version_stands(
-    make_settings: Callable[..., Settings], redis_url: str, redis_client: Any
-) -> None:
-    """A worker keeps the document it read from Redis and serves it again while the
-    account's version is the same; any other version is read anew."""
-    settings = make_settings(phase=2, api_keys=KEY, redis_url=redis_url, projection_wait_ms=WAIT_MS)
-    account = FRESH[0]
-    meta = Keys(settings.key_prefix).meta(account)
-    with serving(settings, ("redis",)) as client:
-        upsert(client, account, trade_offer_id="1", state=2)
-        first = ok(client.get(f"/negotiations/{account}", headers=HEADERS))
-        assert first["version"] == 1 and first["source"] == "redis"
-        # Changed behind the projector's back, its version left alone: the copy is served.
-        name = redis_client.hget(meta, "account_username")
-        redis_client.hset(meta, "account_username", orjson.dumps("by hand"))
-        again = ok(client.get(f"/negotiations/{account}", headers=HEADERS))
-        assert again["data"] == first["data"]
-        # Another version (here by hand, one the log never reaches) is read anew.
-        redis_client.hset(meta, "version", 99)
-        moved = ok(client.get(f"/negotiations/{account}", headers=HEADERS))
-        assert moved["version"] == 99 and moved["data"]["account_username"] == "by hand"
-        redis_client.hset(meta, mapping={"version": 1, "account_username": name})  # as it was
-        # A write (read-your-writes): the next GET shows it.
-        upsert(client, account, trade_offer_id="2", state=2)
-        after = ok(client.get(f"/negotiations/{account}", headers=HEADERS))
-        assert after["version"] == 2
-        assert {o["trade_offer_id"] for o in after["data"]["trade_offers"]} == {"1", "2"}
-        assert after["data"]["account_username"] == first["data"]["account_username"]
