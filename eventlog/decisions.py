@@ -9,6 +9,7 @@ event is observed at once, so the next command of the batch sees it.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import uuid_utils
@@ -58,7 +59,7 @@ def _decide(
         receipt = state.receipts.get((cmd.account, key))
         if receipt is not None:
             return receipt.event(cmd.account, p), receipt.findings, True
-        noop = state.noops.get((cmd.account, key))
+        noop = state.noop(cmd.account, key, ts)
         if noop is not None:  # the retry of a write that appended nothing: nothing again
             if noop.type != cmd.type or noop.asked != _asked(cmd):
                 raise IdempotencyKeyReused(key, cmd.account, acct.version, noop.type)
@@ -70,12 +71,12 @@ def _decide(
         asked = data["friend_steam_ids"]
         present = [f for f in asked if f in acct.friends]
         if not present:
-            return _nothing(state, cmd, Findings("removed"))
+            return _nothing(state, cmd, Findings("removed"), ts)
         data = {"friend_steam_ids": present}
         if cmd.idempotency_key and len(present) < len(asked):
             meta = {**meta, REQUESTED_FRIENDS: asked}
     elif cmd.type == LEGACY_IMPORTED and acct.import_sha == data["source"]["sha256"]:
-        return _nothing(state, cmd, Findings("unchanged"))
+        return _nothing(state, cmd, Findings("unchanged"), ts)
     # Encoded here, before the event counts: data too deep to store is refused alone,
     # not in the middle of the batch's encode (which would fail every write in it).
     data_json = encode_data(data)
@@ -94,22 +95,25 @@ def _decide(
     return event, state.observe(event), False
 
 
-def _asked(cmd: Command) -> Any:
+def _asked(cmd: Command) -> str:
     """What a write that may append nothing asked for, to tell its retry from another."""
     if cmd.type == FRIENDS_REMOVED:
-        return frozenset(cmd.data["friend_steam_ids"])  # (the order removes nothing else)
+        # The set: the order removes nothing else.
+        asked = "\n".join(sorted(set(cmd.data["friend_steam_ids"])))
+        return hashlib.blake2b(asked.encode(), digest_size=16).hexdigest()
     if cmd.type == LEGACY_IMPORTED:
-        return cmd.data["source"]["sha256"]
-    return None
+        return str(cmd.data["source"]["sha256"])
+    return ""
 
 
 def _nothing(
-    state: PartitionState, cmd: Command, findings: Findings
+    state: PartitionState, cmd: Command, findings: Findings, ts: str
 ) -> tuple[None, Findings, bool]:
     """A write that appends nothing; with a key, remembered so that its retry does not
     act on what changed since (a friend added back would be removed)."""
     if cmd.idempotency_key:
-        state.noted(cmd.account, cmd.idempotency_key, NoOp(cmd.type, _asked(cmd), findings))
+        noop = NoOp(cmd.type, _asked(cmd), findings, ts)
+        state.noted(cmd.account, cmd.idempotency_key, noop)
     return None, findings, False
 
 

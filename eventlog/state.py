@@ -78,12 +78,14 @@ class NoOp:
     import): what it asked and found, to answer its retry alike."""
 
     type: str
-    asked: Any  # the friends asked to remove (a frozenset), or the imported file's sha256
+    asked: str  # a digest of the friends asked to remove, or the imported file's sha256
     findings: Findings
+    ts: str  # when it was decided: it answers retries for RECEIPT_WINDOW, as a receipt
 
 
-# No-op receipts kept per partition: they live in the writer's memory only (no event
-# carries them), so they answer retries that reach the same process.
+# No-op receipts kept per partition (a digest each, not what was asked: a removal may
+# name 400,000 friends): they live in the writer's memory only (no event carries
+# them), so they answer retries that reach the same process.
 NOOPS_KEPT = 10_000
 
 
@@ -112,11 +114,24 @@ class PartitionState:
         return state
 
     def noted(self, account: str, key: str, noop: NoOp) -> None:
-        """Remember a keyed write that appended nothing (the oldest go past NOOPS_KEPT)."""
+        """Remember a keyed write that appended nothing (the oldest go past NOOPS_KEPT,
+        or out of the window)."""
         self.noops[(account, key)] = noop
         self.noops.move_to_end((account, key))
         if len(self.noops) > NOOPS_KEPT:
             self.noops.popitem(last=False)
+        cutoff = self._window_start(noop.ts)
+        while cutoff is not None and next(iter(self.noops.values())).ts[:16] < cutoff:
+            self.noops.popitem(last=False)  # (the newest, just noted, is never out of it)
+
+    def noop(self, account: str, key: str, ts: str) -> NoOp | None:
+        """The no-op remembered under `key`, unless it is out of the window at `ts`."""
+        found = self.noops.get((account, key))
+        cutoff = self._window_start(ts)
+        if found is not None and cutoff is not None and found.ts[:16] < cutoff:
+            del self.noops[(account, key)]
+            return None
+        return found
 
     def observe(self, event: StoredEvent) -> Findings:
         """Fold one event into the command side; return what it found."""
@@ -163,16 +178,23 @@ class PartitionState:
             self._expire(event.ts)
         return findings
 
-    def _expire(self, ts: str) -> None:
-        """Forget the receipts of events older than RECEIPT_WINDOW before `ts`."""
-        minute = ts[:16]  # "YYYY-MM-DDTHH:MM": the window moves by minutes
+    def _window_start(self, ts: str) -> str | None:
+        """The minute RECEIPT_WINDOW before `ts` ("YYYY-MM-DDTHH:MM": the window moves by
+        minutes); None if `ts` is not a time the writer stamps."""
+        minute = ts[:16]
         if self._cutoff[0] != minute:
             try:
                 start = datetime.fromisoformat(minute) - RECEIPT_WINDOW
             except ValueError:
-                return  # not a time the writer stamps: keep everything
+                return None
             self._cutoff = (minute, start.strftime("%Y-%m-%dT%H:%M"))
-        cutoff = self._cutoff[1]
+        return self._cutoff[1]
+
+    def _expire(self, ts: str) -> None:
+        """Forget the receipts of events older than RECEIPT_WINDOW before `ts`."""
+        cutoff = self._window_start(ts)
+        if cutoff is None:
+            return  # keep everything
         while self.receipts:
             oldest = next(iter(self.receipts.values()))
             if oldest.ts[:16] >= cutoff:

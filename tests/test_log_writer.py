@@ -442,3 +442,37 @@ def test_a_segment_left_behind_is_synced_whoever_wrote_its_end(
     finally:
         other.close()
         mine.close()
+
+
+def test_no_op_receipts_hold_a_digest_and_leave_after_the_window(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A keyed write that appended nothing answers its retry alike for the receipts'
+    window, keeping a digest of what it asked (not the list: it may be huge)."""
+    from eventlog import decisions
+    from eventlog.commands import make_command
+    from eventlog.state import PartitionState
+
+    state = PartitionState()
+    many = [str(76561198000000000 + i) for i in range(2000)]
+
+    def removal(ts: str, friends: list[str]) -> tuple[list[StoredEvent], object]:
+        cmd = make_command(ACCOUNT, "FriendsRemoved", {"friend_steam_ids": friends}, 8,
+                           idempotency_key="k")  # fmt: skip
+        monkeypatch.setattr(decisions, "utc_ts", lambda: ts)
+        outcomes: list[tuple[object, object]] = []
+        events = decisions.decide_all(state, 0, 0, [(cmd, None, None)], outcomes)
+        return events, outcomes[0][1]
+
+    events, outcome = removal("2026-01-01T00:00:00.000Z", many)
+    assert events == [] and outcome[0].removed == ()  # type: ignore[index]
+    noop = state.noops[(ACCOUNT, "k")]
+    assert len(noop.asked) == 32  # a digest
+    state.account(ACCOUNT).friends[many[0]] = "a"  # the friend added back meanwhile
+    events, outcome = removal("2026-01-01T23:59:00.000Z", list(reversed(many)))
+    assert events == [] and outcome[0].removed == ()  # type: ignore[index]  # the same set
+    _, refused = removal("2026-01-01T23:59:00.000Z", many[1:])
+    assert type(refused).__name__ == "IdempotencyKeyReused"
+    # A day on, the key is a new request, as after a write that appended.
+    events, _ = removal("2026-01-02T00:01:00.000Z", many)
+    assert [e.data["friend_steam_ids"] for e in events] == [[many[0]]]
