@@ -192,9 +192,10 @@ class LegacyNotImported(TradelogError):
 
     def __init__(self, account: str, path: str) -> None:
         super().__init__(
-            f"{path} is a legacy file the log has not imported: run `tradelog import-legacy` "
-            f"on its folder first (answering {account} as a new account would have a bot "
-            "save over it)"
+            f"{path} is a legacy file, and no event of {account} is known here: run "
+            "`tradelog import-legacy` on its folder first (answered as a new account, it "
+            "would have a bot save over it); if it was imported, the file projection has "
+            "not written it yet: retry shortly"
         )
         self.account = account
         self.path = path
