@@ -22,9 +22,14 @@ import logging
 import os
 from collections.abc import Iterator
 
-from eventlog._exceptions import PartitionMismatch, ProjectionGap, SnapshotUnavailable
+from eventlog._exceptions import (
+    LegacyNotImported,
+    PartitionMismatch,
+    ProjectionGap,
+    SnapshotUnavailable,
+)
 from eventlog.notify import APPENDED, Bell, rung_partitions
-from eventlog.records import StoredEvent
+from eventlog.records import LEGACY_IMPORTED, StoredEvent
 from eventlog.settings import Settings
 
 from .checkpoint import check_partitions, lock_projection, now_ms, read_checkpoint, sweep_temp_files
@@ -37,7 +42,7 @@ from .file_tail import Tail
 from .file_writes import SAVE_IDLE_S, WRITERS, Batch, Writes
 from .fold import apply
 from .gcpause import paused
-from .snapshots import load_snapshot
+from .snapshots import load_snapshot, snapshot_path
 
 __all__ = ["FileProjector", "parked", "progress", "reapply_parked"]
 
@@ -99,6 +104,7 @@ class FileProjector:
         # step reads only those: the one with a client's event is not read after every
         # other partition's end has been looked for. The step after reads them all.
         self._rung: set[int] | None = None
+        self._legacy: set[str] = set()  # accounts whose snapshot path holds a legacy file
 
     @property
     def positions(self) -> dict[int, int]:
@@ -109,6 +115,8 @@ class FileProjector:
         entry = self._cache.get(account)
         if entry is None:
             fold, size = load_snapshot(self.settings, account)
+            if fold is None and size:
+                self._legacy.add(account)  # a legacy file in its place: see _one
             entry = self._cache.add(account, fold, size or 1024)
         return entry
 
@@ -137,9 +145,21 @@ class FileProjector:
                 return
             if event.version != held + 1:
                 raise ProjectionGap(account, held, event.version)
+            if state is None and account in self._legacy and event.type != LEGACY_IMPORTED:
+                # Written over, the legacy document would be lost: the log never had it.
+                path = os.fspath(snapshot_path(self.settings, account))
+                raise LegacyNotImported(account, path)
             new = apply(state, event)
+            self._legacy.discard(account)
         except SnapshotUnavailable:
             raise  # the disk, not the account: stop, a restart retries
+        except LegacyNotImported as e:
+            why = (
+                f"{e.path} is a legacy file the log never imported: run `tradelog "
+                f"import-legacy` on its folder, then `tradelog replay file --account {account}`"
+            )
+            log.error("PARKED %s: %s; its later events wait", account, why)
+            self._park(event, held, why)
         except ProjectionGap as e:
             where = f"p{event.partition}:{event.offset}"
             log.error("PARKED %s: %s (%s); its later events wait", account, e, where)

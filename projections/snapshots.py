@@ -121,7 +121,8 @@ def load_snapshot_file(path: Path) -> tuple[Fold | None, int]:
     """The Fold a snapshot file holds (None if there is none) and the file's size.
 
     A legacy file in its place (the data dir the legacy service used) holds no projection
-    yet: the account's first event replaces it, as GET and verify ignore it meanwhile."""
+    yet (None, and its size): the account's import replaces it; any other event parks the
+    account first (FileProjector), and GET and verify name it meanwhile."""
     read = read_tagged(path)
     if read is None:
         return None, 0

@@ -381,8 +381,8 @@ def test_unknown_and_foreign_files() -> None:
         assert read_document(s, ACCOUNTS[0]) == (None, 0)
         assert read_checkpoint(s) == Checkpoint()
         s.snapshot_dir.mkdir(parents=True)
-        # A legacy file nobody imported is not a projection: unknown to readers, and to
-        # the projector, whose first event of the account replaces it.
+        # A legacy file nobody imported is not a projection (the API and verify name it;
+        # the projector parks any event of the account but its import).
         shutil.copy(SAMPLES[0], snapshot_path(s, ACCOUNTS[0]))
         assert read_document(s, ACCOUNTS[0]) == (None, 0)
         assert read_snapshot(s, ACCOUNTS[0]) is None

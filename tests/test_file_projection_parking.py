@@ -27,7 +27,9 @@ from projections.file_projector import FileProjector, parked, reapply_parked
 from projections.fold import Fold, apply, dumps, fold_all
 from projections.snapshots import read_snapshot, snapshot_path
 from projections.tags import ATTR
+from tests.procs.api_harness import SAMPLES
 from tests.test_file_projection import assert_matches_fold, catch_up, log_events, upsert
+from tools.cmd_import import import_dir
 
 SICK = "76561199027634480"
 WELL = "76561199027642399"
@@ -194,3 +196,35 @@ def test_an_unreadable_snapshot_parks_its_account(
     assert reapply_parked(s, SICK) == 2
     assert_matches_fold(s)
     assert orjson.loads(snapshot_path(s, SICK).read_bytes())["version"] == 2
+
+
+def test_a_legacy_file_in_the_way_parks_its_account_until_imported(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """An event of an account whose snapshot path holds a legacy file the log never had
+    (one that got past the API's check, or a write from elsewhere) would replace it:
+    the account parks instead, the file stays, and once it is imported the parked events
+    are re-applied with the import's document."""
+    s = make_settings(partitions=1)
+    sample = next(p for p in SAMPLES if p.stem not in (SICK, WELL))
+    legacy, path = sample.read_bytes(), snapshot_path(s, sample.stem)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(legacy)
+    with Writer(s) as writer:
+        writer.append(sample.stem, "TradeOfferUpserted", {"offer": {"trade_offer_id": "9"}})
+        writer.append(WELL, "TradeOfferUpserted", {"offer": {"trade_offer_id": "1"}})
+    catch_up(s)
+    [record] = parked(s)
+    assert record["account"] == sample.stem and "import-legacy" in record["error"]
+    assert path.read_bytes() == legacy
+    assert read_snapshot(s, WELL) is not None  # the others go on
+    with Writer(s) as writer:
+        report = import_dir(writer, path.parent)
+    assert (report.ok, report.failed) == (1, 0), report.errors
+    catch_up(s)
+    assert path.read_bytes() == legacy and parked(s)[0]["waiting"] == 2
+    assert reapply_parked(s, sample.stem) == 2
+    fold = read_snapshot(s, sample.stem)
+    assert fold is not None and fold.doc["version"] == 2 and parked(s) == []
+    imported = orjson.loads(legacy)
+    assert fold.doc["trade_offers"] == imported["trade_offers"]
