@@ -27,9 +27,9 @@ async def get_document(request: Request) -> Response:
     st = app_state(request)
     raw, version = await st.reads.document_json(account)
     seen = st.writer.seen(account)
-    if raw is None:
-        st.reads.check_imported(account, seen)
     _check_parked(st, account, version, seen, fresh=False)
+    if raw is None:  # (a parked one is answered above: its park says what to do)
+        st.reads.check_imported(account, seen)
     # (a wait of 0 asks for no read-your-writes: the projection's document as it is)
     if seen is not None and seen > version and st.settings.projection_wait_ms > 0:
         raw, version = await _projected_to(st, account, seen, raw, version)

@@ -74,8 +74,8 @@ class Reads:
         would replace it. The file lies there when the legacy data dir is tradelog's.
         Not known may also be a partition this worker has not read yet: then the file
         stays legacy only until the projector writes the account's import."""
-        if self.source != "file" or seen:
-            return
+        if self.source != "file" or seen or self.parked(account, fresh=False) is not None:
+            return  # (a parked account's writes wait in its park, and the file stays)
         from projections.snapshots import legacy_file, snapshot_path
 
         if legacy_file(self.settings, account):

@@ -20,7 +20,9 @@ from .checkpoint import lock_projection, now_ms
 from .file_parking import ParkRecord, read_park, remove_park, write_park
 from .fold import apply
 from .snapshot_writes import write_snapshots
-from .snapshots import read_snapshot
+from .snapshots import legacy_unimported, read_snapshot
+
+_LEGACY = "a legacy file the log never imported is in its place: import it first"
 
 __all__ = ["reapply_parked"]
 
@@ -61,6 +63,8 @@ def reapply_parked(settings: Settings, account: str) -> int:
         if record is None:
             return 0
         state = read_snapshot(settings, account)
+        if state is None and legacy_unimported(settings, account):
+            raise AccountParked(account, 0, _LEGACY)
         held = 0 if state is None else int(state.doc["version"])
         events = record.events
         if events and events[0].version > held + 1:

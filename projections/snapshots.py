@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from eventlog._exceptions import CorruptSnapshot
+from eventlog.records import LEGACY_IMPORTED
 from eventlog.settings import Settings
 
 from .fold import Fold
@@ -36,6 +37,7 @@ __all__ = [
     "decode",
     "foreign",
     "legacy_file",
+    "legacy_unimported",
     "load_snapshot",
     "load_snapshot_file",
     "read_document",
@@ -185,6 +187,17 @@ def legacy_file(settings: Settings, account: str) -> bool:
         return False
     text = raw.strip()
     return text.startswith(b"{") and text.endswith(b"}")
+
+
+def legacy_unimported(settings: Settings, account: str) -> bool:
+    """Whether the account's snapshot path holds a legacy file the log has no import of:
+    rebuilt from the log, the account would replace the one copy of that document."""
+    if not legacy_file(settings, account):
+        return False
+    from eventlog.history import account_events
+
+    events = account_events(settings, account, 1, 2**62)
+    return not any(e.type == LEGACY_IMPORTED for e in events)
 
 
 def _check_legacy(where: str, raw: bytes, tag: bytes | None) -> None:

@@ -94,11 +94,12 @@ class Judge:
         fold = self.folded.folds.get(account)
         v, x = (int(fold.doc["version"]) if fold else 0), held.version
         why = self.job.parked[projection].get(account)
+        if held.legacy and (fold is None or why is not None):
+            # The one copy of a legacy document, which a repair from the log would replace.
+            detail = why or "a legacy file the log has not imported (tradelog import-legacy)"
+            return Finding(projection, account, "unimported", v, x, detail=detail)
         if why is not None:
             return Finding(projection, account, "parked", v, x, detail=why)
-        if held.legacy and fold is None:
-            detail = "a legacy file the log has not imported (tradelog import-legacy)"
-            return Finding(projection, account, "unimported", v, x, detail=detail)
         if held.error is not None:
             return Finding(projection, account, "different", v, x, detail=held.error)
         bad = self.folded.poisoned.get(account)

@@ -347,3 +347,28 @@ def test_a_legacy_file_nobody_imported_is_a_503_until_it_is(
         written = client.post(f"{base}/atomic-upsert-trade-offer", json=offer("1"),
                               headers=HEADERS)  # fmt: skip
         assert written.status_code == 200 and written.json()["version"] == 2, written.text
+
+
+def test_a_parked_legacy_account_answers_account_parked(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """An event that got past the API's check (another writer) parks the account in the
+    file projection; its GET says so (not `legacy_not_imported`, which a retry cannot
+    mend), and later writes wait in the park, the file untouched."""
+    settings = make_settings(api_keys=KEY, projection_wait_ms=0)
+    sample = SAMPLES[0]
+    path = snapshot_path(settings, sample.stem)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(sample.read_bytes())
+    with Writer(settings) as writer:
+        writer.append(sample.stem, "TradeOfferUpserted", {"offer": {"trade_offer_id": "9"}})
+    run(FileProjector(settings), threading.Event(), until_caught_up=True)
+    base = f"/negotiations/{sample.stem}"
+    with serving(settings, projectors=()) as client:
+        err = assert_error(client.get(base, headers=HEADERS), 503, "account_parked")
+        assert "import-legacy" in err["details"]["parked"]
+        written = client.post(f"{base}/atomic-upsert-trade-offer", json=offer("2"),
+                              headers=HEADERS)  # fmt: skip
+        assert written.status_code == 200, written.text
+    run(FileProjector(settings), threading.Event(), until_caught_up=True)
+    assert path.read_bytes() == sample.read_bytes()

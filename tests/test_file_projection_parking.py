@@ -25,8 +25,10 @@ from projections.file_health import progress
 from projections.file_parking import read_park, read_park_summary
 from projections.file_projector import FileProjector, parked, reapply_parked
 from projections.fold import Fold, apply, dumps, fold_all
+from projections.replay_accounts import replay_accounts
 from projections.snapshots import read_snapshot, snapshot_path
 from projections.tags import ATTR
+from projections.verify import verify
 from tests.procs.api_harness import SAMPLES
 from tests.test_file_projection import assert_matches_fold, catch_up, log_events, upsert
 from tools.cmd_import import import_dir
@@ -218,6 +220,15 @@ def test_a_legacy_file_in_the_way_parks_its_account_until_imported(
     assert record["account"] == sample.stem and "import-legacy" in record["error"]
     assert path.read_bytes() == legacy
     assert read_snapshot(s, WELL) is not None  # the others go on
+    # An operator's replay or repair before the import would replace it too: refused.
+    with pytest.raises(AccountParked, match="legacy file"):
+        reapply_parked(s, sample.stem)
+    [result] = replay_accounts(s, [sample.stem], ("file",))
+    assert result.error is not None and "import-legacy" in result.error
+    report = verify(s)
+    [finding] = [f for f in report.findings if f.account == sample.stem]
+    assert finding.kind == "unimported" and report.failing(finding)
+    assert path.read_bytes() == legacy and parked(s)[0]["waiting"] == 1
     with Writer(s) as writer:
         report = import_dir(writer, path.parent)
     assert (report.ok, report.failed) == (1, 0), report.errors
