@@ -60,6 +60,11 @@ CACHE_BYTES = 128 << 20
 STEP_DIRTY_BYTES = 2 << 20
 
 
+# The park of an account whose legacy file was in the way ends with what to do next.
+_IMPORT_FIRST = ": run `tradelog import-legacy` on its folder, then `tradelog replay file {}`"
+_NOW_REPLAY = ", and is imported now: run `tradelog replay file {}`"
+
+
 class FileProjector:
     name = "file"
 
@@ -132,6 +137,11 @@ class FileProjector:
                 self.skipped += 1  # redelivered after a crash: already waiting
             else:
                 record.events.append(event)
+                first = _IMPORT_FIRST.format(f"--account {account}")
+                if event.type == LEGACY_IMPORTED and record.error.endswith(first):
+                    # What it waited for came: the error now says the next step.
+                    then = _NOW_REPLAY.format(f"--account {account}")
+                    record.error = record.error.removesuffix(first) + then
                 batch.parks.add(account)
                 self.parked_events += 1
             return
@@ -154,10 +164,8 @@ class FileProjector:
         except SnapshotUnavailable:
             raise  # the disk, not the account: stop, a restart retries
         except LegacyNotImported as e:
-            why = (
-                f"{e.path} is a legacy file the log never imported: run `tradelog "
-                f"import-legacy` on its folder, then `tradelog replay file --account {account}`"
-            )
+            then = _IMPORT_FIRST.format(f"--account {account}")
+            why = f"{e.path} is a legacy file the log never imported{then}"
             log.error("PARKED %s: %s; its later events wait", account, why)
             self._park(event, held, why)
         except ProjectionGap as e:

@@ -234,6 +234,8 @@ def test_a_legacy_file_in_the_way_parks_its_account_until_imported(
     assert (report.ok, report.failed) == (1, 0), report.errors
     catch_up(s)
     assert path.read_bytes() == legacy and parked(s)[0]["waiting"] == 2
+    then = f"is imported now: run `tradelog replay file --account {sample.stem}`"
+    assert parked(s)[0]["error"].endswith(then)
     assert reapply_parked(s, sample.stem) == 2
     fold = read_snapshot(s, sample.stem)
     assert fold is not None and fold.doc["version"] == 2 and parked(s) == []
