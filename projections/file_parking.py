@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from eventlog._exceptions import CorruptSnapshot, SnapshotUnavailable
-from eventlog.records import StoredEvent
+from eventlog.records import LEGACY_IMPORTED, StoredEvent
 from eventlog.settings import Settings
 
 from .atomic import write_atomic
@@ -23,6 +23,7 @@ from .durable import fsync_dir, make_dirs
 
 __all__ = [
     "ParkRecord",
+    "legacy_in_the_way",
     "read_park",
     "read_park_summary",
     "read_parks",
@@ -32,6 +33,18 @@ __all__ = [
 
 _HEAD_BYTES = 16 * 1024  # enough for a record's summary: what comes before its events
 _EVENTS_KEY = b',\n  "events": ['  # where ParkRecord.to_json puts them, after the summary
+
+
+# The park of an account whose legacy file was in the way ends with what to do next.
+_IMPORT_FIRST = (
+    ": run `tradelog import-legacy` on its folder, then `tradelog replay file --account {}`"
+)
+_NOW_REPLAY = ", and is imported now: run `tradelog replay file --account {}`"
+
+
+def legacy_in_the_way(path: str, account: str) -> str:
+    """The park error of an account whose snapshot is a legacy file the log never had."""
+    return f"{path} is a legacy file the log never imported" + _IMPORT_FIRST.format(account)
 
 
 @dataclass(slots=True)
@@ -48,6 +61,14 @@ class ParkRecord:
     @property
     def last_version(self) -> int:
         return self.events[-1].version if self.events else self.version
+
+    def wait(self, event: StoredEvent) -> None:
+        """Add a later event; the import a legacy file's park waits for makes its error
+        say the next step."""
+        self.events.append(event)
+        first = _IMPORT_FIRST.format(self.account)
+        if event.type == LEGACY_IMPORTED and self.error.endswith(first):
+            self.error = self.error.removesuffix(first) + _NOW_REPLAY.format(self.account)
 
     def summary(self) -> dict[str, Any]:
         first = self.events[0] if self.events else None

@@ -37,7 +37,7 @@ from .durable import fsync_dir, make_dirs
 from .file_cache import Cache, Entry
 from .file_health import parked, progress
 from .file_parked import reapply_parked
-from .file_parking import ParkRecord, read_parks
+from .file_parking import ParkRecord, legacy_in_the_way, read_parks
 from .file_tail import Tail
 from .file_writes import SAVE_IDLE_S, WRITERS, Batch, Writes
 from .fold import apply
@@ -58,11 +58,6 @@ CACHE_BYTES = 128 << 20
 # every busy account twice (bench memory's steady logs, 100k vs 1M events: 121 vs 148
 # MiB; with the bound 120 vs 131).
 STEP_DIRTY_BYTES = 2 << 20
-
-
-# The park of an account whose legacy file was in the way ends with what to do next.
-_IMPORT_FIRST = ": run `tradelog import-legacy` on its folder, then `tradelog replay file {}`"
-_NOW_REPLAY = ", and is imported now: run `tradelog replay file {}`"
 
 
 class FileProjector:
@@ -136,12 +131,7 @@ class FileProjector:
             if event.version <= record.last_version:
                 self.skipped += 1  # redelivered after a crash: already waiting
             else:
-                record.events.append(event)
-                first = _IMPORT_FIRST.format(f"--account {account}")
-                if event.type == LEGACY_IMPORTED and record.error.endswith(first):
-                    # What it waited for came: the error now says the next step.
-                    then = _NOW_REPLAY.format(f"--account {account}")
-                    record.error = record.error.removesuffix(first) + then
+                record.wait(event)
                 batch.parks.add(account)
                 self.parked_events += 1
             return
@@ -164,8 +154,7 @@ class FileProjector:
         except SnapshotUnavailable:
             raise  # the disk, not the account: stop, a restart retries
         except LegacyNotImported as e:
-            then = _IMPORT_FIRST.format(f"--account {account}")
-            why = f"{e.path} is a legacy file the log never imported{then}"
+            why = legacy_in_the_way(e.path, account)
             log.error("PARKED %s: %s; its later events wait", account, why)
             self._park(event, held, why)
         except ProjectionGap as e:
