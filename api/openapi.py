@@ -32,7 +32,8 @@ _ERRORS = {
         "413": "body larger than the limit",
         "422": "Idempotency-Key already used for another write (nothing appended)",
         "503": "the log or Redis is unavailable, or (GET) the read projection is behind "
-        "the log (projection_behind) or parked the account (account_parked); nothing "
+        "the log (projection_behind) or parked the account (account_parked), or its "
+        "snapshot is a legacy file not imported yet (legacy_not_imported); nothing "
         "appended: retry",
     }.items()
 }
