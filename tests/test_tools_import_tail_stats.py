@@ -258,8 +258,10 @@ def test_a_damaged_partitions_marker_is_named(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
-def test_tail_into_a_reader_that_stops_early_exits_quietly(tmp_path: Path) -> None:
-    """`tradelog tail | head`: the closed pipe ends it without a traceback."""
+@pytest.mark.parametrize("form", [["--json"], []], ids=["json", "table"])
+def test_tail_into_a_reader_that_stops_early_exits_quietly(tmp_path: Path, form: list[str]) -> None:
+    """`tradelog tail | head`: the closed pipe ends it without a traceback, whether
+    `print` or rich writes."""
     data = tmp_path / "data"
     settings = Settings(data_dir=data, redis_url="", partitions=4)
     account = "76561199027634480"
@@ -269,7 +271,7 @@ def test_tail_into_a_reader_that_stops_early_exits_quietly(tmp_path: Path) -> No
     env = {**os.environ, "TRADELOG_DATA_DIR": str(data), "TRADELOG_REDIS_URL": ""}
     env["TRADELOG_PARTITIONS"] = "4"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tools.cli", "tail", "--no-follow", "--from-start", "--json"],
+        [sys.executable, "-m", "tools.cli", "tail", "--no-follow", "--from-start", *form],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -6,12 +6,12 @@ import argparse
 from collections import Counter
 
 import orjson
-from rich.console import Console
 from rich.table import Table
 
 from eventlog.segments import Cursor, partition_dir
 
 from .cli import Subparsers, settings_from
+from .console import StdoutConsole
 
 __all__ = ["register"]
 
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(orjson.dumps(out, option=orjson.OPT_NON_STR_KEYS).decode())
         return 0
-    console = Console()
+    console = StdoutConsole()
     table = Table(title="tradelog stats", show_header=False)
     table.add_row("events", str(out["events"]))
     for p, n in per_partition.items():

@@ -7,7 +7,6 @@ import signal
 import threading
 
 import orjson
-from rich.console import Console
 
 from eventlog._exceptions import InvalidInput
 from eventlog.events import check_steam_id
@@ -17,6 +16,7 @@ from eventlog.records import EVENT_TYPES, StoredEvent, partition_of
 from eventlog.segments import Cursor, partition_dir
 
 from .cli import Subparsers, settings_from
+from .console import StdoutConsole
 
 __all__ = ["register"]
 
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     partitions = (
         [partition_of(account, settings.partitions)] if account else range(settings.partitions)
     )
-    console = Console(highlight=False, soft_wrap=True)
+    console = StdoutConsole(highlight=False, soft_wrap=True)
     cursors: list[Cursor] = []
     for p in partitions:
         pdir = partition_dir(settings.log_dir, p)
