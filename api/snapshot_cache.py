@@ -22,11 +22,15 @@ from collections.abc import Callable
 
 from projections.snapshots import version_of
 
-__all__ = ["Loaded", "SnapshotCache"]
+__all__ = ["ENTRY_BYTES", "Loaded", "SnapshotCache"]
 
 Loaded = tuple[bytes | None, int]  # the document's bytes (None: no projection) and version
 _Key = tuple[int, int, int, int, int]
 _TAIL = 4096
+# What an entry costs beside its document's bytes (the path, the key and its five ints,
+# the tuples, the dict's node), counted toward the limit: many small documents would
+# otherwise hold twice the limit (134,000 documents of 250 bytes: 71 MiB for 32).
+ENTRY_BYTES = 512
 
 
 class SnapshotCache:
@@ -52,16 +56,16 @@ class SnapshotCache:
         self._drop(path)
         if body is not None and len(body) <= self.limit // 4:
             self._items[path] = (key, body, version)
-            self.size += len(body)
+            self.size += len(body) + ENTRY_BYTES
             while self.size > self.limit:
                 _, (_, old, _) = self._items.popitem(last=False)
-                self.size -= len(old)
+                self.size -= len(old) + ENTRY_BYTES
         return body, version
 
     def _drop(self, path: str) -> None:
         old = self._items.pop(path, None)
         if old is not None:
-            self.size -= len(old[1])
+            self.size -= len(old[1]) + ENTRY_BYTES
 
 
 def _key(path: str) -> _Key | None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from api.snapshot_cache import Loaded, SnapshotCache
+from api.snapshot_cache import ENTRY_BYTES, Loaded, SnapshotCache
 from projections import atomic, durable
 
 
@@ -68,20 +68,23 @@ def test_a_file_without_a_version_in_its_tail_is_read_every_time(tmp_path: Path)
 
 
 def test_the_copies_stay_under_the_limit(tmp_path: Path) -> None:
-    cache = SnapshotCache(200)
+    """The limit counts each copy's bytes and what keeping it costs (ENTRY_BYTES): many
+    small documents cannot hold more memory than it says."""
+    one = len(doc(1, "a" * 8)) + ENTRY_BYTES
+    cache = SnapshotCache(4 * one)
     loads = {}
     for name in "abcdef":
         path = tmp_path / f"{name}.json"
         path.write_bytes(doc(1, name * 8))
         loads[name] = Counting(path)
         cache.get(str(path), loads[name])
-    assert 0 < cache.size <= 200
+    assert cache.size == 4 * one  # four kept, each counted with its cost
     cache.get(str(tmp_path / "f.json"), loads["f"])  # the newest stays
     assert loads["f"].loads == 1
     cache.get(str(tmp_path / "a.json"), loads["a"])  # the oldest went
     assert loads["a"].loads == 2
     big = tmp_path / "big.json"
-    big.write_bytes(doc(1, "z" * 40))  # more than a quarter of the limit: not kept
+    big.write_bytes(doc(1, "z" * one))  # more than a quarter of the limit: not kept
     count = Counting(big)
     cache.get(str(big), count)
     cache.get(str(big), count)
