@@ -20,9 +20,7 @@ from .checkpoint import lock_projection, now_ms
 from .file_parking import ParkRecord, read_park, remove_park, write_park
 from .fold import apply
 from .snapshot_writes import write_snapshots
-from .snapshots import legacy_unimported, read_snapshot
-
-_LEGACY = "a legacy file the log never imported is in its place: import it first"
+from .snapshots import LEGACY_IN_PLACE, legacy_unimported, read_snapshot
 
 __all__ = ["reapply_parked"]
 
@@ -64,7 +62,7 @@ def reapply_parked(settings: Settings, account: str) -> int:
             return 0
         state = read_snapshot(settings, account)
         if state is None and legacy_unimported(settings, account):
-            raise AccountParked(account, 0, _LEGACY)
+            raise AccountParked(account, 0, LEGACY_IN_PLACE)
         held = 0 if state is None else int(state.doc["version"])
         events = record.events
         if events and events[0].version > held + 1:

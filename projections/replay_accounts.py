@@ -32,7 +32,7 @@ from .replay_files import written_by_projector
 from .replay_fold import Folded, fold_log
 from .replay_redis import redis_client, replace_account
 from .snapshot_writes import write_snapshots
-from .snapshots import legacy_unimported, snapshot_path
+from .snapshots import LEGACY_IN_PLACE, legacy_unimported, snapshot_path
 
 __all__ = ["AccountResult", "replay_accounts"]
 
@@ -84,10 +84,7 @@ def replay_accounts(
         # Rebuilt from a log without its import, it would replace the legacy document.
         legacy = {a for a in good if a in folded.folds and legacy_unimported(settings, a)}
         for account in legacy:
-            results[account].error = (
-                "a legacy file the log never imported is in its place: run `tradelog "
-                "import-legacy` on its folder first"
-            )
+            results[account].error = LEGACY_IN_PLACE
         _accounts_file(settings, folded, [a for a in good if a not in legacy], results)
     if "redis" in targets:
         _accounts_redis(settings, folded, good, ends, results)

@@ -32,6 +32,7 @@ from .times import offer_score
 from .whole_reads import read_tagged
 
 __all__ = [
+    "LEGACY_IN_PLACE",
     "RESERVED",
     "current_tag",
     "decode",
@@ -183,10 +184,14 @@ def legacy_file(settings: Settings, account: str) -> bool:
     if read is None:
         return False
     raw, tag = read
-    if tag is not None or version_of(raw) is not None:
-        return False
-    text = raw.strip()
-    return text.startswith(b"{") and text.endswith(b"}")
+    return version_of(raw) is None and _not_legacy(raw, tag) is None
+
+
+# Why a replay or repair refuses to rebuild such an account's snapshot.
+LEGACY_IN_PLACE = (
+    "a legacy file the log never imported is in its place: run `tradelog import-legacy` on "
+    "its folder first"
+)
 
 
 def legacy_unimported(settings: Settings, account: str) -> bool:
@@ -206,11 +211,19 @@ def _check_legacy(where: str, raw: bytes, tag: bytes | None) -> None:
     is no JSON object, is damage, and must never read as an account nobody wrote (a bot
     would save the empty document back over it). Looked at, not parsed: every GET of an
     account not imported yet asks, and a legacy file may be megabytes."""
+    why = _not_legacy(raw, tag)
+    if why is not None:
+        raise CorruptSnapshot(where, why)
+
+
+def _not_legacy(raw: bytes, tag: bytes | None) -> str | None:
+    """Why a snapshot without a version is no legacy document; None if it looks like one."""
     if tag is not None:
-        raise CorruptSnapshot(where, "a projection without its version line (cut short?)")
+        return "a projection without its version line (cut short?)"
     text = raw.strip()
     if not (text.startswith(b"{") and text.endswith(b"}")):
-        raise CorruptSnapshot(where, "neither a projection nor a JSON object (cut short?)")
+        return "neither a projection nor a JSON object (cut short?)"
+    return None
 
 
 def read_document(settings: Settings, account: str) -> tuple[dict[str, Any] | None, int]:
