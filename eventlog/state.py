@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from .records import (
     FRIEND_NEGOTIATION_UPSERTED,
@@ -120,9 +120,7 @@ class PartitionState:
         self.noops.move_to_end((account, key))
         if len(self.noops) > NOOPS_KEPT:
             self.noops.popitem(last=False)
-        cutoff = self._window_start(noop.ts)
-        while cutoff is not None and next(iter(self.noops.values())).ts[:16] < cutoff:
-            self.noops.popitem(last=False)  # (the newest, just noted, is never out of it)
+        _drop_before(self.noops, self._window_start(noop.ts))
 
     def noop(self, account: str, key: str, ts: str) -> NoOp | None:
         """The no-op remembered under `key`, unless it is out of the window at `ts`."""
@@ -192,11 +190,14 @@ class PartitionState:
 
     def _expire(self, ts: str) -> None:
         """Forget the receipts of events older than RECEIPT_WINDOW before `ts`."""
-        cutoff = self._window_start(ts)
-        if cutoff is None:
-            return  # keep everything
-        while self.receipts:
-            oldest = next(iter(self.receipts.values()))
-            if oldest.ts[:16] >= cutoff:
-                return
-            self.receipts.popitem(last=False)
+        _drop_before(self.receipts, self._window_start(ts))
+
+
+_Kept = TypeVar("_Kept", Receipt, NoOp)
+
+
+def _drop_before(kept: OrderedDict[tuple[str, str], _Kept], cutoff: str | None) -> None:
+    """Forget the oldest (first) of `kept` decided before the minute `cutoff` (None: keep
+    everything, not a time the writer stamps)."""
+    while cutoff is not None and kept and next(iter(kept.values())).ts[:16] < cutoff:
+        kept.popitem(last=False)
