@@ -74,11 +74,13 @@ class Reads:
         would replace it. The file lies there when the legacy data dir is tradelog's.
         Not known may also be a partition this worker has not read yet: then the file
         stays legacy only until the projector writes the account's import."""
-        if self.source != "file" or seen or self.parked(account, fresh=False) is not None:
-            return  # (a parked account's writes wait in its park, and the file stays)
+        if self.source != "file" or seen:
+            return
         from projections.snapshots import legacy_file, snapshot_path
 
-        if legacy_file(self.settings, account):
+        # (a parked account's writes wait in its park, and the file stays; asked only of
+        # a legacy file: a GET has asked already, and a new account has neither)
+        if legacy_file(self.settings, account) and self.parked(account, fresh=False) is None:
             raise LegacyNotImported(account, os.fspath(snapshot_path(self.settings, account)))
 
     def file_document(self, account: str) -> tuple[dict[str, Any] | None, int]:
