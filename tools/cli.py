@@ -19,7 +19,7 @@ from eventlog.settings import Settings, load_settings
 from projections.checkpoint import check_partitions
 from projections.gcpause import tune_for_service
 
-__all__ = ["Subparsers", "main", "settings_from"]
+__all__ = ["Subparsers", "main", "settings_from", "stdout_closed"]
 
 Subparsers = argparse._SubParsersAction  # the type `register` functions receive
 
@@ -104,10 +104,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `tradelog tail | head`: the reader has all it wanted
-        # Python's own recipe: the interpreter's flush of stdout at exit must not fail again.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141  # 128 + SIGPIPE, as a shell reports it
+        return stdout_closed()
     return int(code or 0)
+
+
+def stdout_closed() -> int:
+    """What a command whose reader closed stdout exits with, quietly (141, 128 + SIGPIPE,
+    as a shell reports it). Python's own recipe: stdout goes to /dev/null, so that the
+    interpreter's flush of it at exit does not fail again."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 141
 
 
 if __name__ == "__main__":

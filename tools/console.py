@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import sys
-
 from rich.console import Console
+
+from .cli import stdout_closed
 
 __all__ = ["StdoutConsole"]
 
@@ -16,5 +15,4 @@ class StdoutConsole(Console):
 
     def on_broken_pipe(self) -> None:
         self.quiet = True
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        raise SystemExit(141)
+        raise SystemExit(stdout_closed())
