@@ -64,6 +64,11 @@ class Committer:
         self.ready = False  # read: the loop may stage on it
         self.held = 0  # rounds staged in a row on the lock taken (0: not held)
         self._ahead: tuple[int, str] | None = None  # events read ahead, and the last one's id
+        # Lines read here that no sync of this process covered yet. Another process that
+        # died between its write and its sync left its lines in the page cache only, and a
+        # batch answered from them (a retry's receipt) acknowledges them: such a batch is
+        # synced too, though it writes nothing. Until the first sync, whatever was read.
+        self.unsynced = True
 
     def warm(self) -> None:
         """Read the saved command side and what the log holds after it, without the lock,
@@ -94,6 +99,8 @@ class Committer:
             if self._ahead is not None:
                 self._check_ahead(*self._ahead)
             caught = self.file.catch_up()
+            if caught:
+                self.unsynced = True
             for event in caught:
                 self.state.observe(event)
             outcomes: list[tuple[Job, Any]] = []
@@ -119,11 +126,17 @@ class Committer:
         self.file.reset()
         self.state = self.saves.load(self.file)
 
+    def needs_sync(self, staged: Staged) -> bool:
+        """Whether the staged batch waits for a sync: it wrote, or it is answered from
+        lines no sync of ours covered yet."""
+        return bool(staged.events) or (self.unsynced and self.w.settings.fsync != "off")
+
     def sync(self, now: float) -> None:
         """Make the staged batch as durable as the fsync policy says acks are."""
         policy = self.w.settings.fsync
         if policy == "always":
             self.file.sync()
+            self.unsynced = False
         elif policy == "batch":
             if self.dirty_since is None:
                 self.dirty_since = now
@@ -134,6 +147,7 @@ class Committer:
         if self.dirty_since is not None:
             try:
                 self.file.sync()
+                self.unsynced = False
             except LogUnavailable:
                 log.exception("batch fsync failed")
             self.dirty_since = None
@@ -165,6 +179,7 @@ class Committer:
             return
         # State may hold decisions of a batch that never reached the disk: rebuild from it.
         self.state = self.saves.load(self.file)
+        self.unsynced = True
 
     def finish(self, staged: Staged, redis_ok: bool, unlock: bool = True) -> list[tuple[Job, Any]]:
         """Release the lock, unless a later batch staged meanwhile holds it; the answers

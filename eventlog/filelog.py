@@ -178,13 +178,18 @@ class PartitionFile:
         self.last_write = None
 
     def sync(self) -> None:
-        if self._wfd is not None:
-            try:
-                # fdatasync: an append changes data and size, both of which it flushes,
-                # without the mtime update that costs fsync a second journal write.
-                os.fdatasync(self._wfd)
-            except OSError as e:
-                raise LogUnavailable(f"cannot fsync {self._cursor.path}: {e}") from e
+        """Make the segment being appended to durable: this process's lines and any other
+        process's (one that died between its write and its sync left them unsynced; the
+        segments before were synced by whoever rolled past them)."""
+        if self._wfd is None or self._wbase != self._cursor.base:
+            self._cursor.sync()  # read here, not written
+            return
+        try:
+            # fdatasync: an append changes data and size, both of which it flushes,
+            # without the mtime update that costs fsync a second journal write.
+            os.fdatasync(self._wfd)
+        except OSError as e:
+            raise LogUnavailable(f"cannot fsync {self._cursor.path}: {e}") from e
 
 
 def wait_for_writers(pdir: Path, wait_s: float) -> bool:

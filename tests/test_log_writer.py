@@ -220,6 +220,43 @@ def test_expected_version_sees_appends_of_another_writer(settings: Settings) -> 
 # --- idempotent retries ------------------------------------------------------------------
 
 
+def _syncs_of(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The inodes fdatasync'd from here on, in order."""
+    synced: list[int] = []
+    real = os.fdatasync
+
+    def fdatasync(fd: int) -> None:
+        synced.append(os.fstat(fd).st_ino)
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    return synced
+
+
+def test_a_retry_answered_from_lines_no_sync_covered_syncs_them_first(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process killed between its write and its sync leaves its lines in the page
+    cache only. A writer that answers a retry from them (its receipt) acknowledges
+    them, so it syncs them first, though it writes nothing (Guarantee 1)."""
+    with Writer(settings) as first_writer:
+        first = upsert(first_writer, 1, idempotency_key="req-1")
+    inode = segment(settings).stat().st_ino
+    synced = _syncs_of(monkeypatch)
+    with Writer(settings) as restarted:  # it reads the line at its start
+        retry = upsert(restarted, 1, idempotency_key="req-1")
+        assert retry.duplicate and retry.event_id == first.event_id
+        assert inode in synced  # before the answer: the writer is still open
+
+    with Writer(settings) as a, Writer(settings) as b:
+        upsert(b, 2)  # b has read the partition and synced it
+        a_first = upsert(a, 3, idempotency_key="req-2")
+        synced.clear()
+        retry = upsert(b, 3, idempotency_key="req-2")  # b reads a's line under the lock
+        assert retry.duplicate and retry.event_id == a_first.event_id
+        assert inode in synced
+
+
 def test_repeated_idempotency_key_returns_the_first_result(
     settings: Settings, writer: Writer
 ) -> None:
