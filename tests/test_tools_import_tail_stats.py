@@ -258,6 +258,25 @@ def test_a_damaged_partitions_marker_is_named(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
+def test_tail_of_one_account_reads_past_a_read_of_others(tmp_path: Path) -> None:
+    """The account's events are shown though more than one read (5,000 lines) of other
+    accounts' come before them in its partition."""
+    data = tmp_path / "data"
+    settings = Settings(data_dir=data, redis_url="", partitions=1, fsync="off")
+    other, account = "76561199027642399", "76561199027634480"
+    with Writer(settings) as writer:
+        offers = [{"offer": {"trade_offer_id": str(i)}} for i in range(5001)]
+        waits = [writer.submit(writer.command(other, "TradeOfferUpserted", o)) for o in offers]
+        for wait in waits:
+            wait.result()
+        writer.append(account, "TradeOfferUpserted", {"offer": {"trade_offer_id": "1"}})
+    out = _tradelog(
+        data, "tail", "--no-follow", "--json", "--from-start", "--account", account, partitions=1
+    )
+    assert out.returncode == 0, out.stderr
+    assert [orjson.loads(x)["account"] for x in out.stdout.splitlines()] == [account]
+
+
 @pytest.mark.parametrize("form", [["--json"], []], ids=["json", "table"])
 def test_tail_into_a_reader_that_stops_early_exits_quietly(tmp_path: Path, form: list[str]) -> None:
     """`tradelog tail | head`: the closed pipe ends it without a traceback, whether

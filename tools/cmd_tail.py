@@ -76,20 +76,20 @@ def run(args: argparse.Namespace) -> int:
     bell = None if args.no_follow else Bell(settings.run_dir, APPENDED)
     try:
         while not stop.is_set():
-            shown = 0
+            read = 0  # (what the filters show may be none of it: read on)
             for cursor in cursors:
                 events, _ = cursor.read(limit=5000)
+                read += len(events)
                 for e in events:
                     if (account and e.account != account) or (types and e.type not in types):
                         continue
-                    shown += 1
                     if args.json:
                         print(orjson.dumps(e.to_dict()).decode(), flush=False)
                     else:
                         console.print(_pretty(e))
-            if bell is None and not shown:
-                break
-            if bell is not None and not shown:
+            if not read:
+                if bell is None:
+                    break
                 bell.wait(1.0)
     finally:
         if bell is not None:
