@@ -259,13 +259,14 @@ def test_a_damaged_partitions_marker_is_named(tmp_path: Path) -> None:
 
 
 def test_tail_of_one_account_reads_past_a_read_of_others(tmp_path: Path) -> None:
-    """The account's events are shown though more than one read (5,000 lines) of other
-    accounts' come before them in its partition."""
+    """The account's events are shown though more than one read (about 5,000 lines, in
+    4 MiB chunks) of other accounts' come before them in its partition."""
     data = tmp_path / "data"
     settings = Settings(data_dir=data, redis_url="", partitions=1, fsync="off")
     other, account = "76561199027642399", "76561199027634480"
     with Writer(settings) as writer:
-        offers = [{"offer": {"trade_offer_id": str(i)}} for i in range(5001)]
+        pad = "x" * 1000  # 10,000 lines of 1 KB: three chunks
+        offers = [{"offer": {"trade_offer_id": str(i), "note": pad}} for i in range(10_000)]
         waits = [writer.submit(writer.command(other, "TradeOfferUpserted", o)) for o in offers]
         for wait in waits:
             wait.result()
