@@ -21,6 +21,7 @@ from ._exceptions import CorruptLog, LogUnavailable
 from .answers import Job
 from .decisions import answer, decide_all
 from .filelog import PartitionFile
+from .noop_receipts import NoopReceipts
 from .records import StoredEvent
 from .state import PartitionState
 from .state_file import holds
@@ -57,6 +58,7 @@ class Committer:
         self.file = PartitionFile(writer.settings.log_dir, partition, writer.settings.segment_bytes)
         self.state = PartitionState()
         self.stream = StreamCopy(writer, partition, self.file.dir)
+        self.noops = NoopReceipts(self.file.dir)  # keyed writes that appended nothing
         self.saves = Saves()  # read from it at the first batch, in the loop's thread
         self.dirty_since: float | None = None  # fsync=batch: written, not yet synced
         self.dead = False  # failed and could not be opened again
@@ -77,6 +79,7 @@ class Committer:
         reads under the lock."""
         try:
             self.state = self.saves.load(self.file)
+            self.noops.read(self.state)
             read = self.file.read_ahead()
             for event in read:
                 self.state.observe(event)
@@ -103,8 +106,12 @@ class Committer:
                 self.unsynced = True
             for event in caught:
                 self.state.observe(event)
+            self.noops.read(self.state)
             outcomes: list[tuple[Job, Any]] = []
             events = decide_all(self.state, self.p, self.file.next_offset, batch, outcomes)
+            if self.state.fresh_noops:
+                fresh, self.state.fresh_noops = self.state.fresh_noops, []
+                self.noops.append(self.state, fresh)
             entries: list[list[bytes | str]] = []
             if events:
                 encoded = [e.encode() for e in events]
@@ -125,17 +132,21 @@ class Committer:
         log.warning("partition %d: lines read ahead were cut off since: reading anew", self.p)
         self.file.reset()
         self.state = self.saves.load(self.file)
+        self.noops.reset()
 
     def needs_sync(self, staged: Staged) -> bool:
         """Whether the staged batch waits for a sync: it wrote, or it is answered from
         lines no sync of ours covered yet."""
-        return bool(staged.events) or (self.unsynced and self.w.settings.fsync != "off")
+        if staged.events:
+            return True
+        return (self.unsynced or self.noops.written) and self.w.settings.fsync != "off"
 
     def sync(self, now: float) -> None:
         """Make the staged batch as durable as the fsync policy says acks are."""
         policy = self.w.settings.fsync
         if policy == "always":
             self.file.sync()
+            self.noops.sync()
             self.unsynced = False
         elif policy == "batch":
             if self.dirty_since is None:
@@ -147,6 +158,7 @@ class Committer:
         if self.dirty_since is not None:
             try:
                 self.file.sync()
+                self.noops.sync()
                 self.unsynced = False
             except LogUnavailable:
                 log.exception("batch fsync failed")
@@ -179,6 +191,7 @@ class Committer:
             return
         # State may hold decisions of a batch that never reached the disk: rebuild from it.
         self.state = self.saves.load(self.file)
+        self.noops.reset()
         self.unsynced = True
 
     def finish(self, staged: Staged, redis_ok: bool, unlock: bool = True) -> list[tuple[Job, Any]]:
@@ -208,3 +221,4 @@ class Committer:
         self.sync_dirty()
         self.saves.save(self.file, self.state)
         self.file.close()
+        self.noops.close()

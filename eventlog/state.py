@@ -84,8 +84,8 @@ class NoOp:
 
 
 # No-op receipts kept per partition (a digest each, not what was asked: a removal may
-# name 400,000 friends): they live in the writer's memory only (no event carries
-# them), so they answer retries that reach the same process.
+# name 400,000 friends). No event carries them: the processes share them through a
+# file beside the log (noop_receipts.py).
 NOOPS_KEPT = 10_000
 
 
@@ -105,6 +105,7 @@ class PartitionState:
         # In log order, so the oldest leave first once out of the window.
         self.receipts: OrderedDict[tuple[str, str], Receipt] = OrderedDict()
         self.noops: OrderedDict[tuple[str, str], NoOp] = OrderedDict()
+        self.fresh_noops: list[tuple[str, str, NoOp]] = []  # decided here, not yet shared
         self._cutoff: tuple[str, str] = ("", "")  # (minute of a ts, the window's start then)
 
     def account(self, account: str) -> AccountState:
@@ -113,9 +114,12 @@ class PartitionState:
             state = self.accounts[account] = AccountState()
         return state
 
-    def noted(self, account: str, key: str, noop: NoOp) -> None:
+    def noted(self, account: str, key: str, noop: NoOp, *, shared: bool = False) -> None:
         """Remember a keyed write that appended nothing (the oldest go past NOOPS_KEPT,
-        or out of the window)."""
+        or out of the window); `shared`: another process's (or an earlier run's), read
+        from the partition's receipts, not one for this process to share."""
+        if not shared:
+            self.fresh_noops.append((account, key, noop))
         self.noops[(account, key)] = noop
         self.noops.move_to_end((account, key))
         if len(self.noops) > NOOPS_KEPT:

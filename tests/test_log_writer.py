@@ -15,7 +15,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from eventlog._exceptions import CorruptLog, LogUnavailable, VersionConflict
+from eventlog._exceptions import CorruptLog, IdempotencyKeyReused, LogUnavailable, VersionConflict
 from eventlog.commands import AppendResult
 from eventlog.filelog import PartitionFile
 from eventlog.records import StoredEvent, partition_of
@@ -513,3 +513,62 @@ def test_no_op_receipts_hold_a_digest_and_leave_after_the_window(
     # A day on, the key is a new request, as after a write that appended.
     events, _ = removal("2026-01-02T00:01:00.000Z", many)
     assert [e.data["friend_steam_ids"] for e in events] == [[many[0]]]
+
+
+def _remove(writer: Writer, key: str) -> AppendResult:
+    return writer.append(
+        ACCOUNT, "FriendsRemoved", {"friend_steam_ids": [FRIEND_A]}, idempotency_key=key
+    )
+
+
+def test_a_no_op_receipt_answers_a_retry_in_another_process_and_after_a_restart(
+    settings: Settings,
+) -> None:
+    """A keyed removal of an absent friend appends nothing. Its retry through the other
+    worker, or after a restart, once the friend was added back, is answered alike and
+    removes nothing (Guarantee 6): the receipt is shared beside the log."""
+    with Writer(settings) as a, Writer(settings) as b:
+        first = _remove(a, "noop-1")
+        assert not first.appended and first.findings.removed == ()
+        put_friend(b, FRIEND_A)
+        retry = _remove(b, "noop-1")
+        assert not retry.appended and retry.findings.removed == ()
+        with pytest.raises(IdempotencyKeyReused):  # the key names that removal only
+            b.append(ACCOUNT, "FriendsRemoved", {"friend_steam_ids": [FRIEND_B]},
+                     idempotency_key="noop-1")  # fmt: skip
+    with Writer(settings) as restarted:
+        again = _remove(restarted, "noop-1")
+        assert not again.appended and again.findings.removed == ()
+        other = _remove(restarted, "noop-2")  # a new key: the friend is there to remove
+        assert other.appended and other.findings.removed == (FRIEND_A,)
+    assert [e.type for e in read_log(settings)] == ["FriendNegotiationUpserted", "FriendsRemoved"]
+
+
+def test_no_op_receipts_pass_a_torn_line_and_a_rewrite(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash's partial receipt line is cut off by the next append; a file rewritten
+    with the receipts in their window (past its size limit) is read again from the start
+    by the other processes."""
+    from eventlog import noop_receipts
+
+    path = pdir(settings) / noop_receipts.NAME
+    with Writer(settings) as a, Writer(settings) as b:
+        assert not _remove(a, "k-1").appended
+        with path.open("ab") as f:
+            f.write(b'{"account": "765611')  # a process killed mid-write
+        assert not _remove(b, "k-2").appended  # b reads k-1 and cuts the partial line
+        lines = path.read_bytes().splitlines()
+        assert [orjson.loads(x)["key"] for x in lines] == ["k-1", "k-2"]
+
+        monkeypatch.setattr(noop_receipts, "COMPACT_BYTES", 1)  # every append rewrites
+        inode = path.stat().st_ino
+        assert not _remove(a, "k-3").appended
+        assert path.stat().st_ino != inode
+        assert [orjson.loads(x)["key"] for x in path.read_bytes().splitlines()] == [
+            "k-1", "k-2", "k-3",
+        ]  # fmt: skip
+        put_friend(a, FRIEND_A)
+        for key in ("k-1", "k-2", "k-3"):  # b reads the rewritten file from its start
+            assert not _remove(b, key).appended
+    assert [e.type for e in read_log(settings)] == ["FriendNegotiationUpserted"]
