@@ -25,8 +25,10 @@ __all__ = ["get_document"]
 async def get_document(request: Request) -> Response:
     account = account_of(request)
     st = app_state(request)
-    raw, version = await st.reads.document_json(account)
     seen = st.writer.seen(account)
+    if seen is None:  # this worker has not read the partition: what the log holds, first
+        seen = await st.writer.peek_async(account)
+    raw, version = await st.reads.document_json(account)
     _check_parked(st, account, version, seen, fresh=False)
     if raw is None:  # (a parked one is answered above: its park says what to do)
         st.reads.check_imported(account, seen)

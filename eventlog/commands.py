@@ -28,9 +28,15 @@ from .records import (
 )
 from .state import Findings
 
-__all__ = ["MAX_DEPTH", "MAX_VERSION", "AppendResult", "Command", "encode_data", "make_command"]
+__all__ = [
+    "MAX_DEPTH", "MAX_VERSION", "PEEK", "AppendResult", "Command", "encode_data", "make_command",
+    "peek_command",
+]  # fmt: skip
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# A command that appends nothing and answers the account's version in the log: the
+# writer's own, never an event type (make_command refuses it).
+PEEK = "peek"
 
 # orjson encodes at most 254 nested containers. An event's data sits two levels deep in
 # a log line and four in a GET .../events answer, so deeper data would be accepted here
@@ -193,3 +199,9 @@ def make_command(
         idempotency_key=idempotency_key,
         meta=meta,
     )
+
+
+def peek_command(account: str, partitions: int) -> Command:
+    """A command that reads the account's version in the log (its partition read up to
+    its end, under the lock) and appends nothing."""
+    return Command(account=account, type=PEEK, data={}, partition=_placed(account, partitions))

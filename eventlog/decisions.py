@@ -2,9 +2,10 @@
 
 Decided on a partition's command side (state.py), in the batch's order: the
 version check, an idempotent retry answered from its receipt (or, for a keyed
-write that appended nothing, from the no-op this process remembers), friends
-that are not there to remove, a legacy file imported already. Every decided
-event is observed at once, so the next command of the batch sees it.
+write that appended nothing, from its shared no-op receipt), friends that are
+not there to remove, a legacy file imported already; a peek only answers the
+account's version. Every decided event is observed at once, so the next command
+of the batch sees it.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ import uuid_utils
 
 from ._exceptions import IdempotencyKeyReused, InvalidInput, VersionConflict
 from .answers import Job
-from .commands import AppendResult, Command, encode_data
+from .commands import PEEK, AppendResult, Command, encode_data
 from .records import FRIENDS_REMOVED, LEGACY_IMPORTED, REQUESTED_FRIENDS, StoredEvent, utc_ts
 from .state import Findings, NoOp, PartitionState
 
 __all__ = ["answer", "decide_all"]
+
+_PEEKED = Findings("read")
 
 
 def decide_all(
@@ -34,6 +37,10 @@ def decide_all(
     events: list[StoredEvent] = []
     ts = utc_ts()  # one clock read per batch: every event of it is appended at once
     for job in batch:
+        if job[0].type == PEEK:  # (not state.account: a peek adds no account to the state)
+            known = state.accounts.get(job[0].account)
+            outcomes.append((job, (_PEEKED, (None, False, known.version if known else 0))))
+            continue
         try:
             event, findings, duplicate = _decide(state, p, job[0], next_offset, ts)
         except (VersionConflict, InvalidInput, IdempotencyKeyReused) as e:

@@ -15,7 +15,7 @@ import redis
 
 from ._exceptions import LogUnavailable
 from .answers import Job
-from .commands import AppendResult, Command, make_command
+from .commands import AppendResult, Command, make_command, peek_command
 from .commit_loop import STOP, CommitLoop
 from .keys import Keys
 from .marker import check_partitions
@@ -80,14 +80,21 @@ class Writer:
 
     def seen(self, account: str) -> int | None:
         """The account's version as far as this writer has read the log, from any thread
-        and without waiting (it may count a batch still being written). None if it has
-        read no event of the account, or not its partition (read at the first append
-        there); other processes' appends are read at its next batch in the partition."""
+        and without waiting (it may count a batch still being written): 0 if it has read
+        no event of the account. None if it has not read its partition (read at the
+        first append or peek there); other processes' appends are read at its next
+        batch in the partition."""
         part = self._parts.get(partition_of(account, self.settings.partitions))
         if part is None or not part.ready or part.dead:
             return None
         acct = part.state.accounts.get(account)  # (one dict lookup: safe beside the loop)
-        return None if acct is None else acct.version
+        return 0 if acct is None else acct.version
+
+    async def peek_async(self, account: str) -> int:
+        """The account's version in the log: its partition read to the end under the
+        lock, in the next round (0 if the log holds no event of it)."""
+        result = await self.submit_async(peek_command(account, self.settings.partitions))
+        return result.version
 
     def command(
         self,

@@ -85,6 +85,27 @@ def test_write_without_a_projector_times_out_to_projected_false(
         assert set(lag.values()) == {0}
 
 
+def test_a_read_of_an_account_appended_before_the_worker_started_is_never_stale(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """Events appended before this worker started (an import, the previous phase's
+    writes), with the projector stopped: its first read of the partition asks the log,
+    and answers 503 rather than the empty new document (or an older one), which a bot
+    would save back whole over what was imported."""
+    settings = make_settings(api_keys=KEY, projection_wait_ms=200)
+    with Writer(settings) as writer:  # another process, before the API started
+        writer.append(ACCOUNT, "TradeOfferUpserted", {"offer": {"trade_offer_id": "5"}})
+    with serving(settings, projectors=()) as client:
+        err = assert_error(client.get(BASE, headers=HEADERS), 503, "projection_behind")
+        assert err["details"] == {"version": 0, "log_version": 1}
+        new = client.get("/negotiations/76561199027642399", headers=HEADERS).json()
+        assert new["created_new"] is True  # an account without events: no wait
+        run(FileProjector(settings), threading.Event(), until_caught_up=True)
+        got = client.get(BASE, headers=HEADERS).json()
+        assert got["version"] == 1 and got["created_new"] is False
+    assert log_length(settings) == 1
+
+
 def test_a_read_waits_for_the_projector_to_reach_what_the_log_holds(
     make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
 ) -> None:
