@@ -10,6 +10,7 @@ returns as soon as a step finds nothing to apply.
 from __future__ import annotations
 
 import logging
+import queue
 import signal
 import threading
 import time
@@ -41,10 +42,23 @@ class Projector(Protocol):
 
 
 def install_stop_signals(stop: threading.Event) -> None:
-    """SIGTERM and SIGINT set `stop`: the current batch finishes and is checkpointed."""
+    """SIGTERM and SIGINT set `stop`: the current batch finishes and is checkpointed.
+
+    The handler takes no lock. Setting the Event takes its lock, and a signal that
+    arrives while another's handler (or the main thread's wait) holds it would wait
+    for it forever; a stop brings bursts (the terminal's SIGINT, the group parent's,
+    a supervisor's SIGTERM). So the handler queues the signal (SimpleQueue.put is
+    reentrant) and a thread of its own sets `stop`."""
+    signals: queue.SimpleQueue[int] = queue.SimpleQueue()
+
+    def relay() -> None:
+        signals.get()
+        stop.set()
+
+    threading.Thread(target=relay, name="tradelog-stop", daemon=True).start()
 
     def handler(signum: int, frame: object) -> None:
-        stop.set()
+        signals.put(signum)
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)

@@ -5,6 +5,7 @@ log (nothing lost, nothing applied twice). SIGTERM finishes the batch and exits.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -209,3 +210,29 @@ def test_project_until_caught_up_exits_with_a_summary(
     assert again.stdout.decode().startswith("project file: 0 events")
     bad = subprocess.run(cli(s, "--batch", "0"), cwd=ROOT, capture_output=True, timeout=60)
     assert bad.returncode == 2 and b"--batch" in bad.stderr
+
+
+def test_a_burst_of_stop_signals_stops_the_daemon_cleanly(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """One Ctrl-C under `tradelog up` brings several signals at once (the terminal's
+    SIGINT, the supervisor's SIGTERM): a signal landing while the handler of the one
+    before sets the stop must not wait on it forever."""
+    s = make_settings()
+    with Writer(s) as writer:
+        writer.append(ACCOUNTS[0], "TradeOfferUpserted", upsert("1"))
+    bell = Bell(s.run_dir, PROGRESS)
+    proc = subprocess.Popen(cli(s), cwd=ROOT, stdout=subprocess.PIPE)
+    try:
+        wait_rings(bell, 1, time.monotonic() + 60)  # its handlers are installed
+        for i in range(3000):
+            with contextlib.suppress(ProcessLookupError):  # (it may be gone already)
+                os.kill(proc.pid, signal.SIGTERM if i % 2 else signal.SIGINT)
+        out = proc.communicate(timeout=30)[0].decode()
+        assert proc.returncode == 0
+    finally:
+        bell.close()
+        if proc.returncode is None:
+            proc.kill()
+            proc.communicate()
+    assert out.startswith("project file: ")

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import threading
-from types import FrameType
 
 from eventlog._exceptions import SettingsError
 from eventlog.keys import Keys
 from eventlog.redisconn import connect
 from eventlog.relay import Relay
 from eventlog.streamlog import StreamLog
+from projections.daemon import install_stop_signals
 
 from .cli import settings_from
 
@@ -42,12 +41,7 @@ def run(args: argparse.Namespace) -> int:
         raise SettingsError("TRADELOG_REDIS_URL: the relay needs Redis; it is disabled (empty)")
     relay = Relay(settings, StreamLog(client, Keys(settings.key_prefix)))
     stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    install_stop_signals(stop)
     copied = relay.run(stop, until_caught_up=args.until_caught_up)
     print(f"relay: copied {copied} entries")
     return 0

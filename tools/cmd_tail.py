@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import threading
 
 import orjson
@@ -14,6 +13,7 @@ from eventlog.log_end import log_end
 from eventlog.notify import APPENDED, Bell
 from eventlog.records import EVENT_TYPES, StoredEvent, partition_of
 from eventlog.segments import Cursor, partition_dir
+from projections.daemon import install_stop_signals
 
 from .cli import Subparsers, settings_from
 from .console import StdoutConsole
@@ -71,8 +71,7 @@ def run(args: argparse.Namespace) -> int:
         start = 0 if args.from_start else max(0, log_end(pdir) - args.lines)
         cursors.append(Cursor(pdir, p, start))
     stop = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    install_stop_signals(stop)
     bell = None if args.no_follow else Bell(settings.run_dir, APPENDED)
     try:
         while not stop.is_set():

@@ -26,6 +26,7 @@ import redis
 from eventlog.marker import check_partitions
 from eventlog.redisconn import connect
 from eventlog.settings import Settings
+from projections.daemon import install_stop_signals
 
 from .cli import Subparsers, settings_from
 from .cmd_serve import add_server_flags, check_address, child_env
@@ -97,12 +98,7 @@ def run(args: argparse.Namespace) -> int:
             Child("project-redis", [*exe, "project", "redis"], needs_redis=True),
         ]
     stop = threading.Event()
-
-    def on_signal(signum: int, frame: object) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    install_stop_signals(stop)
     redis_ok = settings.redis_enabled and _redis_up(settings)
     if not settings.redis_enabled:
         print("tradelog: Redis disabled (TRADELOG_REDIS_URL is empty): running file-only")
