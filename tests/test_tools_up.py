@@ -146,3 +146,43 @@ def test_a_port_in_use_is_said_at_once(tmp_path: Path, command: str) -> None:
     assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in done.stderr.decode()
     assert b" on http://" not in done.stdout
     assert not (tmp_path / "data").exists()  # nothing made: no key, no log
+
+
+def _workers_of(pid: int) -> list[int]:
+    """The uvicorn workers `pid` started (multiprocessing children, not its tracker)."""
+    found = []
+    for child in _children(pid):
+        with contextlib.suppress(OSError):
+            argv = Path(f"/proc/{child}/cmdline").read_bytes()
+            if b"spawn_main" in argv and b"resource_tracker" not in argv:
+                found.append(child)
+    return found
+
+
+def test_serve_killed_takes_its_workers_with_it(tmp_path: Path) -> None:
+    """`serve --workers 2` killed -9: its uvicorn workers stop too. They went on
+    serving its port with no supervisor, and `up` could not start another serve."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "TRADELOG_DATA_DIR": str(tmp_path / "data"),
+        "TRADELOG_REDIS_URL": "",
+        "TRADELOG_API_KEYS": KEY,
+    }
+    argv = [str(TRADELOG), "serve", "--port", str(port), "--workers", "2"]
+    serve = subprocess.Popen(
+        argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait("serve to answer", lambda: _healthy(url), 60)
+        _wait("two workers", lambda: len(_workers_of(serve.pid)) == 2, 60)
+        workers = _workers_of(serve.pid)
+        serve.kill()
+        serve.wait()
+        _wait("its workers to stop", lambda: not any(map(_alive, workers)), 30)
+        assert not _healthy(url)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(serve.pid, signal.SIGKILL)

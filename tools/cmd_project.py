@@ -18,7 +18,8 @@ from projections.daemon import Projector, install_stop_signals
 from projections.daemon import run as run_daemon
 
 from .cli import settings_from
-from .project_group import die_with_parent, projector_client, run_group
+from .parent import die_with_parent
+from .project_group import projector_client, run_group
 
 __all__ = ["register"]
 

@@ -7,13 +7,17 @@ import errno
 import os
 import signal
 import socket
+from typing import TYPE_CHECKING
 
 from eventlog._exceptions import CannotListen
 from eventlog.settings import Settings
 
 from .cli import Subparsers, settings_from
 
-__all__ = ["add_server_flags", "check_address", "register", "settings_env"]
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
+__all__ = ["add_server_flags", "check_address", "register", "settings_env", "worker_app"]
 
 
 def add_server_flags(p: argparse.ArgumentParser) -> None:
@@ -87,6 +91,17 @@ def _stopping(signum: int, frame: object) -> None:
     """Nothing to do: uvicorn has shut down by the time this runs."""
 
 
+def worker_app() -> Starlette:
+    """The app of a uvicorn worker. One of several dies with `serve`: killed -9, it
+    left them serving its port with no supervisor, and `up` could not start another."""
+    from api.app import create_app
+
+    from .parent import die_with_spawning_parent
+
+    die_with_spawning_parent()
+    return create_app()
+
+
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -123,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _stopping)
     uvicorn.run(
-        "api.app:create_app",
+        "tools.cmd_serve:worker_app",
         factory=True,
         host=settings.host,
         port=settings.port,

@@ -30,7 +30,7 @@ from projections.daemon import install_stop_signals
 
 from .cli import Subparsers, settings_from
 from .cmd_serve import add_server_flags, check_address, child_env
-from .project_group import die_with_parent
+from .parent import die_with_parent
 
 __all__ = ["register"]
 

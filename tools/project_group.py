@@ -13,7 +13,6 @@ none runs on unsupervised beside the parent's successor.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import subprocess
@@ -29,20 +28,11 @@ from .cmd_serve import child_env
 if TYPE_CHECKING:
     import redis
 
-__all__ = ["die_with_parent", "projector_client", "run_group"]
+__all__ = ["projector_client", "run_group"]
 
 _POLL_S = 0.1
 _TIMEOUT_MS = 10_000
-_PR_SET_PDEATHSIG = 1
 _STOPPED = (-signal.SIGTERM, -signal.SIGINT)  # a share stopped by a signal before its handler
-
-
-def die_with_parent(parent: int) -> None:
-    """Have the kernel send this process SIGTERM when `parent` dies."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    if os.getppid() != parent:  # it died before the call
-        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def projector_client(settings: Settings) -> redis.Redis:
