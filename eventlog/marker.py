@@ -9,13 +9,21 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from ._exceptions import PartitionMismatch
+from ._exceptions import PartitionMismatch, SettingsError
 
 __all__ = ["check_partitions", "fsync_dir", "same_partitions", "sync_file"]
 
 
 def check_partitions(log_dir: Path, partitions: int) -> None:
     """Record P the first time; refuse a different P later (accounts would move)."""
+    try:
+        _record(log_dir, partitions)
+    except OSError as e:  # the first use of the data dir: say which setting names it
+        raise SettingsError(f"TRADELOG_DATA_DIR: cannot keep the log in {log_dir}: {e}") from e
+    same_partitions(log_dir, partitions)
+
+
+def _record(log_dir: Path, partitions: int) -> None:
     log_dir.mkdir(parents=True, exist_ok=True)
     marker = log_dir / "PARTITIONS"
     if not marker.exists():
@@ -34,7 +42,6 @@ def check_partitions(log_dir: Path, partitions: int) -> None:
                 pass  # another process recorded it first: check against its count
         finally:
             tmp.unlink(missing_ok=True)
-    same_partitions(log_dir, partitions)
 
 
 def same_partitions(log_dir: Path, partitions: int) -> None:
@@ -45,6 +52,8 @@ def same_partitions(log_dir: Path, partitions: int) -> None:
         text = marker.read_text().strip()
     except FileNotFoundError:
         return
+    except OSError as e:
+        raise SettingsError(f"TRADELOG_DATA_DIR: cannot read {marker}: {e}") from e
     try:
         held = int(text or 0)
     except ValueError:

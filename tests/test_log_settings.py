@@ -212,6 +212,23 @@ def test_cli_stops_naming_the_bad_setting(tmp_path: Path) -> None:
     assert "TRADELOG_FSYNC" in proc.stderr
 
 
+@pytest.mark.parametrize("where", ["a file", "under a file"])
+def test_cli_names_a_data_dir_it_cannot_use(tmp_path: Path, where: str) -> None:
+    """A data dir that is a file (or lies under one) stops the command naming the
+    setting, with no traceback."""
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADELOG_")}
+    env["TRADELOG_REDIS_URL"] = ""
+    env["TRADELOG_DATA_DIR"] = str(afile if where == "a file" else afile / "data")
+    for command in (["up", "--port", "1"], ["verify"]):
+        proc = subprocess.run(
+            [str(TRADELOG), *command], capture_output=True, text=True, env=env, timeout=60
+        )
+        assert proc.returncode == 2, proc.stderr
+        assert "TRADELOG_DATA_DIR" in proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_partition_count_is_recorded_and_a_different_one_refused(
     make_settings: Callable[..., Any],
 ) -> None:
