@@ -192,5 +192,15 @@ def held_redis(client: redis.Redis, keys: Keys, accounts: list[str]) -> dict[str
                 got[account] = read_fold(client, keys, account)
             except CorruptProjection as e:
                 out[account] = Held(None, 0, str(e))
-        return out | {a: Held(f, int(f.doc["version"]) if f else 0) for a, f in got.items()}
-    return {a: Held(f, int(f.doc["version"]) if f else 0) for a, f in got.items()}
+        return out | {a: _held(a, f) for a, f in got.items()}
+    return {a: _held(a, f) for a, f in got.items()}
+
+
+def _held(account: str, fold: Fold | None) -> Held:
+    if fold is None:
+        return Held(None, 0)
+    version = fold.doc.get("version")
+    if type(version) is not int:  # its hashes were changed by hand: the field order
+        detail = f"the Redis projection of {account} reads back with no version"
+        return Held(None, 0, detail)
+    return Held(fold, version)

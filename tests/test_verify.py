@@ -103,6 +103,24 @@ def test_a_hand_stored_value_that_is_not_json_is_named(
     assert "is not JSON" in stats.stderr
 
 
+def test_a_meta_hash_whose_field_order_drops_the_version_is_named_and_repaired(
+    rs: Settings, redis_client: redis.Redis
+) -> None:
+    keys = Keys(rs.key_prefix)
+    account = ACCOUNTS[5]
+    order = orjson.loads(redis_client.hget(keys.meta(account), "_order") or b"[]")
+    redis_client.hset(
+        keys.meta(account), "_order", orjson.dumps([k for k in order if k != "version"])
+    )
+    code, report = run_verify(rs)
+    assert code == 1 and account in different(report, "redis")
+    assert "no version" in different(report, "redis")[account]["detail"]
+    repaired = cli(rs, "verify", "--repair")
+    assert "Traceback" not in repaired.stderr
+    code, report = run_verify(rs)
+    assert code == 0 and report["ok"]
+
+
 def test_a_hand_altered_friend_hash_is_named(rs: Settings, redis_client: redis.Redis) -> None:
     keys = Keys(rs.key_prefix)
     account, friend = next(
