@@ -40,14 +40,17 @@ def _projectors(request: Request) -> dict[str, Any]:
     return projector_status(app_state(request).settings, app_state(request).reads)
 
 
-def _stalled(info: dict[str, Any]) -> str:
+def _stalled(name: str, info: dict[str, Any]) -> str:
     """Why the projector reads come from leaves them behind the log, or "": it does not run
     and events wait for it. (One that does not run with nothing to apply holds no read back.)"""
     behind = sum((info.get("lag") or {}).values())
     if info.get("running", True) or not behind:
         return ""
-    events = "event" if behind == 1 else "events"
-    return f"the read projection's projector is not running, and {behind} {events} wait for it"
+    waits = "event waits" if behind == 1 else "events wait"
+    return (
+        f"the {name} projector, which reads come from, is not running, and {behind} {waits} "
+        f"for it: start it (`tradelog project {name}`, or `tradelog up`)"
+    )
 
 
 @guarded()
@@ -58,7 +61,8 @@ async def ready(request: Request) -> Response:
     redis_state = await asyncio.to_thread(st.reads.redis_state)
     projectors = await asyncio.to_thread(_projectors, request)
     needs_redis = st.settings.phase >= 2
-    stalled = _stalled(projectors.get("redis" if needs_redis else "file") or {})
+    read_from = "redis" if needs_redis else "file"
+    stalled = _stalled(read_from, projectors.get(read_from) or {})
     # Said, not gating: a damaged line stops writes to its partition only, and every
     # worker shares the log (a probe failing on it would take the whole service out).
     damaged = dict(st.writer.damaged)

@@ -239,7 +239,10 @@ def test_ready_says_the_read_projector_is_down_once_events_wait_for_it(
         assert client.post(UPSERT, json=offer("1"), headers=HEADERS).status_code == 200
         ready = client.get("/ready", headers=HEADERS)
         assert_error(ready, 503, "not_ready")
-        assert "projector is not running, and 1 event wait" in ready.json()["error"]
+        assert (
+            "the file projector, which reads come from, is not running, and 1 event waits"
+            in (ready.json()["error"])
+        )
         run(FileProjector(settings), threading.Event(), until_caught_up=True)
         ready = client.get("/ready", headers=HEADERS)
         assert ready.status_code == 200, ready.text
