@@ -186,3 +186,10 @@ def test_serve_killed_takes_its_workers_with_it(tmp_path: Path) -> None:
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(serve.pid, signal.SIGKILL)
+
+
+def test_up_says_how_a_child_ended() -> None:
+    from tools.cmd_up import _ended
+
+    assert _ended(-signal.SIGKILL) == "was killed by SIGKILL"
+    assert _ended(2) == "exited (2)"

@@ -12,6 +12,7 @@ projector once Redis answers.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
 import signal
@@ -129,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
                 delay = min(30.0, 0.5 * 2 ** min(child.restarts, 6))
                 if now - child.started > 60:
                     child.restarts, delay = 0, 0.5
-                print(f"tradelog: {child.name} exited ({code}); restarting in {delay:.1f} s")
+                print(f"tradelog: {child.name} {_ended(code)}; restarting in {delay:.1f} s")
                 child.proc, child.next_start = None, now + delay
             if child.proc is None and now >= child.next_start:
                 child.proc = subprocess.Popen(child.argv, env=env, preexec_fn=with_parent)
@@ -146,7 +147,16 @@ def run(args: argparse.Namespace) -> int:
         try:
             child.proc.wait(max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
+            print(f"tradelog: {child.name} did not stop within {_STOP_GRACE_S:g} s: killing it")
             child.proc.kill()
             child.proc.wait()
     print("tradelog: stopped", flush=True)
     return 0
+
+
+def _ended(code: int) -> str:
+    """How a child ended, as an operator reads it."""
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"was killed by {signal.Signals(-code).name}"
+    return f"exited ({code})"
