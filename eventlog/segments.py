@@ -15,7 +15,7 @@ from pathlib import Path
 import orjson
 
 from ._exceptions import CorruptLog, LogUnavailable
-from .records import StoredEvent
+from .records import StoredEvent, partition_of
 from .tail_scan import line_back
 
 __all__ = ["Cursor", "Position", "partition_dir", "segment_bases", "segment_path"]
@@ -65,6 +65,9 @@ class Cursor:
         self.pos = 0
         self.line = 0
         self._fd: int | None = None
+        # P as the log recorded it (0: not recorded yet, nothing checked): an event whose
+        # account does not hash here is a damaged line, however well it parses.
+        self._partitions = _recorded_partitions(pdir.parent)
         if offset:
             self._seek(offset)
 
@@ -244,7 +247,25 @@ class Cursor:
                     f"position p{event.partition}:{event.offset} where "
                     f"p{self.partition}:{self.next_offset} was due",
                 )
+            if (
+                self._partitions
+                and partition_of(event.account, self._partitions) != event.partition
+            ):
+                raise CorruptLog(
+                    str(self.path),
+                    self.line,
+                    f"account {event.account!r} does not belong in partition {self.partition}",
+                )
             out.append(event)
             self.next_offset += 1
             start = end + 1
         return start
+
+
+def _recorded_partitions(log_dir: Path) -> int:
+    """P from the log's PARTITIONS marker; 0 if there is none (or it cannot be read:
+    the writers refuse to start on such a log, and say why)."""
+    try:
+        return int((log_dir / "PARTITIONS").read_text().strip() or 0)
+    except (OSError, ValueError):
+        return 0

@@ -175,6 +175,24 @@ def test_damaged_line_in_the_middle_names_file_and_line(
     assert path.read_bytes() == before
 
 
+def test_a_line_whose_account_does_not_belong_in_its_partition_is_damage(
+    settings: Settings, writer: Writer
+) -> None:
+    """A damaged account id can leave the line valid JSON: the partition its id hashes
+    to tells it (the projectors parked an account nobody ever wrote to)."""
+    for n in range(3):
+        upsert(writer, n)
+    path = segment(settings)
+    lines = path.read_bytes().splitlines(keepends=True)
+    bad = orjson.loads(lines[1])
+    bad["account"] = "7656#garbage#1199027634480"
+    path.write_bytes(b"".join([lines[0], orjson.dumps(bad) + b"\n", lines[2]]))
+    cursor = Cursor(pdir(settings), partition_of(ACCOUNT, settings.partitions))
+    with pytest.raises(CorruptLog, match=f"{path}:2: account .* does not belong"):
+        cursor.read()
+    cursor.close()
+
+
 def test_a_line_out_of_position_is_damage(settings: Settings, writer: Writer) -> None:
     for n in range(3):
         upsert(writer, n)
