@@ -139,7 +139,8 @@ def summarize(settings: Settings, reads: Reads) -> dict[str, Any]:
             continue
         for offer in doc.get("trade_offers") or ():
             offers += 1
-            by_state[str(offer.get("state"))] += 1
+            state = offer.get("state")  # (a saved offer may have none: not "None")
+            by_state[state if isinstance(state, str) else "unknown"] += 1
         friends += len(doc.get("negotiations") or {})
     return {
         "accounts": len(accounts),

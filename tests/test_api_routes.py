@@ -404,15 +404,17 @@ def test_summary_answers_with_and_without_slash(client: TestClient, path: str) -
     client.post(f"{BASE}/atomic-upsert-trade-offer", json=offer("1", state=3), headers=HEADERS)
     client.post(f"{BASE}/atomic-upsert-trade-offer", json=offer("2"), headers=HEADERS)
     client.put(f"/negotiations/{account_id(1)}/friend/{FRIEND}", json={}, headers=HEADERS)
+    stateless = {"account_steam_id": account_id(2), "trade_offers": [{"trade_offer_id": "3"}]}
+    client.post(f"/negotiations/{account_id(2)}", json=stateless, headers=HEADERS)
     resp = client.get(path, headers=HEADERS)
     assert resp.status_code == 200, resp.text
     body = resp.json()
     assert body["success"] is True
-    assert body["accounts"] == 2
-    assert body["trade_offers"] == 2
-    assert body["trade_offers_by_state"] == {"Accepted": 1, "Active": 1}
+    assert body["accounts"] == 3
+    assert body["trade_offers"] == 3
+    assert body["trade_offers_by_state"] == {"Accepted": 1, "Active": 1, "unknown": 1}
     assert body["friends"] == 1
-    assert body["events"] == 3
+    assert body["events"] == 4
     assert body["source"] == "file"
 
 
