@@ -228,11 +228,13 @@ def test_a_burst_of_stop_signals_stops_the_daemon_cleanly(
         for i in range(3000):
             with contextlib.suppress(ProcessLookupError):  # (it may be gone already)
                 os.kill(proc.pid, signal.SIGTERM if i % 2 else signal.SIGINT)
-        out = proc.communicate(timeout=30)[0].decode()
-        assert proc.returncode == 0
+        out = proc.communicate(timeout=30)[0].decode()  # (it hung: TimeoutExpired)
+        # A signal of the burst that lands once the interpreter is finalizing (its
+        # handlers back to the defaults) ends it by that signal: it had stopped already.
+        assert proc.returncode in (0, -signal.SIGTERM, -signal.SIGINT)
     finally:
         bell.close()
         if proc.returncode is None:
             proc.kill()
             proc.communicate()
-    assert out.startswith("project file: ")
+    assert out.startswith("project file: ")  # it finished its batch and said so
