@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from pathlib import Path
@@ -38,9 +39,13 @@ def load_keys(settings: Settings, create: bool = False) -> tuple[tuple[str, ...]
             "a new key, or set TRADELOG_API_KEYS"
         )
     try:
-        return (_generate(path, replace=key is not None),), True
-    except OSError as e:
+        made = _generate(path, replace=key is not None)
+        held = path.read_text().strip()  # another process's, if it made one meanwhile
+    except (OSError, UnicodeDecodeError) as e:
         raise SettingsError(f"cannot write the API key file {path}: {e}") from e
+    if not held:
+        raise SettingsError(f"the API key file {path} is empty: delete it and start again")
+    return (held,), held == made
 
 
 def _generate(path: Path, replace: bool) -> str:
@@ -57,7 +62,8 @@ def _generate(path: Path, replace: bool) -> str:
         if replace:  # an empty one (a crash between its creation and its write)
             os.replace(tmp, path)
         else:
-            os.link(tmp, path)  # FileExistsError if another process made one meanwhile
+            with contextlib.suppress(FileExistsError):  # another process made one meanwhile
+                os.link(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return key

@@ -45,3 +45,23 @@ def test_a_key_file_that_cannot_be_read_is_named(make_settings: Callable[..., Se
     (settings.data_dir / KEY_FILE).mkdir(parents=True)
     with pytest.raises(SettingsError, match=KEY_FILE):
         load_keys(settings, create=True)
+
+
+def test_a_key_made_meanwhile_by_another_process_is_the_key(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two processes making the key at once (`up` and a `serve`): the one that comes
+    second takes the first one's key, not an error."""
+    import os
+
+    settings = make_settings(api_keys=None)
+    real_link = os.link
+
+    def link(src: str, dst: str) -> None:
+        with open(dst, "x") as f:  # the other process, just before
+            f.write("theirs\n")
+        real_link(src, dst)
+
+    monkeypatch.setattr(os, "link", link)
+    assert load_keys(settings, create=True) == (("theirs",), False)
+    assert [p.name for p in settings.data_dir.iterdir()] == [KEY_FILE]
