@@ -26,13 +26,14 @@ async def get_document(request: Request) -> Response:
     account = account_of(request)
     st = app_state(request)
     seen = st.writer.seen(account)
-    if seen is None:  # this worker has not read the partition: what the log holds, first
+    # This worker has not read the partition (or must again): what the log holds, first.
+    # (A wait of 0 asks for no read-your-writes: the projection's document as it is.)
+    if seen is None and st.settings.projection_wait_ms > 0:
         seen = await st.writer.peek_async(account)
     raw, version = await st.reads.document_json(account)
     _check_parked(st, account, version, seen, fresh=False)
     if raw is None:  # (a parked one is answered above: its park says what to do)
         st.reads.check_imported(account, seen)
-    # (a wait of 0 asks for no read-your-writes: the projection's document as it is)
     if seen is not None and seen > version and st.settings.projection_wait_ms > 0:
         raw, version = await _projected_to(st, account, seen, raw, version)
     created_new = raw is None

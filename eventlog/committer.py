@@ -64,6 +64,10 @@ class Committer:
         self.dead = False  # failed and could not be opened again
         self.warming = False  # its command side is being read (warm), off the loop's thread
         self.ready = False  # read: the loop may stage on it
+        # Its state holds the log as of its last read (warm, or a stage's catch-up); not
+        # after a failure, whose state is the last save's until the next stage: `seen`
+        # must not answer from it (a GET would take an older version for the log's).
+        self.current = False
         self.held = 0  # rounds staged in a row on the lock taken (0: not held)
         self._ahead: tuple[int, str] | None = None  # events read ahead, and the last one's id
         # Lines read here that no sync of this process covered yet. Another process that
@@ -85,6 +89,7 @@ class Committer:
                 self.state.observe(event)
             if read:
                 self._ahead = (len(read), read[-1].id)
+            self.current = True
         except CorruptLog as e:  # no traceback: the message names the file and line
             log.error("cannot read partition %d ahead: %s", self.p, e)
             self.fail()
@@ -112,6 +117,7 @@ class Committer:
             if self.state.fresh_noops:
                 fresh, self.state.fresh_noops = self.state.fresh_noops, []
                 self.noops.append(self.state, fresh)
+            self.current = True
             entries: list[list[bytes | str]] = []
             if events:
                 encoded = [e.encode() for e in events]
@@ -130,6 +136,7 @@ class Committer:
             self.saves.read_ahead(count, last_id)
             return
         log.warning("partition %d: lines read ahead were cut off since: reading anew", self.p)
+        self.current = False
         self.file.reset()
         self.state = self.saves.load(self.file)
         self.noops.reset()
@@ -139,7 +146,7 @@ class Committer:
         lines no sync of ours covered yet."""
         if staged.events:
             return True
-        return (self.unsynced or self.noops.written) and self.w.settings.fsync != "off"
+        return (self.unsynced or self.noops.unsynced) and self.w.settings.fsync != "off"
 
     def sync(self, now: float) -> None:
         """Make the staged batch as durable as the fsync policy says acks are."""
@@ -181,6 +188,7 @@ class Committer:
                 log.exception("partition %d: a batch answered as failed stays in the log", self.p)
         self.file.close()  # lets the lock go
         self.held = 0
+        self.current = False
         try:
             self.file = PartitionFile(
                 self.w.settings.log_dir, self.p, self.w.settings.segment_bytes

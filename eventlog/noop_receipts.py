@@ -33,7 +33,7 @@ __all__ = ["NoopReceipts"]
 log = logging.getLogger("tradelog.writer")
 
 NAME = "noop-receipts.jsonl"
-COMPACT_BYTES = 4 << 20  # about 20,000 receipts; NOOPS_KEPT bounds what is rewritten
+COMPACT_BYTES = 4 << 20  # about 10,000 receipts; NOOPS_KEPT bounds what is rewritten
 
 
 class _Line(BaseModel):
@@ -71,8 +71,12 @@ class NoopReceipts:
         self._inode = 0
         self._pos = 0  # the end of the last complete line read
         self._partial = 0  # bytes after it at the last read
-        self._written = False  # appended since the last sync
+        self._unsynced = False  # read or appended since the last sync
         self._created = False  # ... and the file is new: its directory is synced too
+        # What the last rewrite kept: the next comes past twice that (or COMPACT_BYTES),
+        # so that one keeping nearly all (10,000 receipts of long keys pass 4 MiB) is
+        # not redone at every append.
+        self._kept = 0
 
     def reset(self) -> None:
         """Read from the start again (the state they go into was rebuilt)."""
@@ -101,6 +105,8 @@ class NoopReceipts:
         end = chunk.rfind(b"\n") + 1
         for raw in chunk[:end].splitlines():
             self._note(state, raw)
+        if end:  # another process's, which a crash may have left unsynced: synced before
+            self._unsynced = True  # a retry is answered from them
         self._pos += end
         self._partial = len(chunk) - end
         return self._partial
@@ -131,8 +137,8 @@ class NoopReceipts:
         except OSError as e:
             raise LogUnavailable(f"cannot write {self.path}: {e}") from e
         self._pos += len(block)
-        self._written = True
-        if self._pos > COMPACT_BYTES:
+        self._unsynced = True
+        if self._pos > max(COMPACT_BYTES, 2 * self._kept):
             self._compact(state)
 
     def _compact(self, state: PartitionState) -> None:
@@ -155,22 +161,23 @@ class NoopReceipts:
         self._close()
         self._open()
         self._pos = len(block)
+        self._kept = len(block)
 
     @property
-    def written(self) -> bool:
-        """Whether receipts were appended since the last sync."""
-        return self._written
+    def unsynced(self) -> bool:
+        """Whether receipts were read or appended since the last sync."""
+        return self._unsynced
 
     def sync(self) -> None:
-        """Make the receipts appended since the last sync durable."""
-        if self._written and self._fd is not None:
+        """Make the receipts read or appended since the last sync durable."""
+        if self._unsynced and self._fd is not None:
             try:
                 os.fdatasync(self._fd)
                 if self._created:
                     fsync_dir(self.path.parent)
             except OSError as e:
                 raise LogUnavailable(f"cannot fsync {self.path}: {e}") from e
-        self._written = self._created = False
+        self._unsynced = self._created = False
 
     def _open(self, create: bool = False) -> None:
         flags = os.O_RDWR | (os.O_CREAT if create else 0)

@@ -82,10 +82,10 @@ class Writer:
         """The account's version as far as this writer has read the log, from any thread
         and without waiting (it may count a batch still being written): 0 if it has read
         no event of the account. None if it has not read its partition (read at the
-        first append or peek there); other processes' appends are read at its next
-        batch in the partition."""
+        first append or peek there), or must read it again (a batch there failed);
+        other processes' appends are read at its next batch in the partition."""
         part = self._parts.get(partition_of(account, self.settings.partitions))
-        if part is None or not part.ready or part.dead:
+        if part is None or not part.ready or part.dead or not part.current:
             return None
         acct = part.state.accounts.get(account)  # (one dict lookup: safe beside the loop)
         return 0 if acct is None else acct.version

@@ -106,6 +106,42 @@ def test_a_read_of_an_account_appended_before_the_worker_started_is_never_stale(
     assert log_length(settings) == 1
 
 
+def test_a_read_after_a_failed_batch_in_its_partition_asks_the_log_again(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failed batch leaves the worker's command side at its last save (none here)
+    until it reads the partition again: a read meanwhile asks the log, and does not
+    take the saved version (or none) for the log's."""
+    from eventlog import filelog
+    from eventlog._exceptions import LogUnavailable
+
+    settings = make_settings(api_keys=KEY, projection_wait_ms=200)
+    with Writer(settings) as writer:  # another process, before the API started
+        for oid in ("1", "2", "3"):
+            writer.append(ACCOUNT, "TradeOfferUpserted", {"offer": {"trade_offer_id": oid}})
+    p = partition_of(ACCOUNT, settings.partitions)
+    (partition_dir(settings.log_dir, p) / "command-state.json").unlink()
+    neighbour = next(
+        a for a in map(account_id, range(1, 200))
+        if a != ACCOUNT and partition_of(a, settings.partitions) == p
+    )  # fmt: skip
+    with serving(settings, projectors=()) as client:
+        assert_error(client.get(BASE, headers=HEADERS), 503, "projection_behind")
+        real_write = filelog.PartitionFile.write
+
+        def full(self: filelog.PartitionFile, block: bytes, count: int) -> None:
+            monkeypatch.setattr(filelog.PartitionFile, "write", real_write)  # once
+            raise LogUnavailable("disk full")
+
+        monkeypatch.setattr(filelog.PartitionFile, "write", full)
+        failed = client.post(f"/negotiations/{neighbour}/atomic-upsert-trade-offer",
+                             json=offer("9"), headers=HEADERS)  # fmt: skip
+        assert failed.status_code == 503
+        err = assert_error(client.get(BASE, headers=HEADERS), 503, "projection_behind")
+        assert err["details"] == {"version": 0, "log_version": 3}
+    assert log_length(settings) == 3
+
+
 def test_a_read_waits_for_the_projector_to_reach_what_the_log_holds(
     make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -590,3 +590,45 @@ def test_no_op_receipts_pass_a_torn_line_and_a_rewrite(
         for key in ("k-1", "k-2", "k-3"):  # b reads the rewritten file from its start
             assert not _remove(b, key).appended
     assert [e.type for e in read_log(settings)] == ["FriendNegotiationUpserted"]
+
+
+def test_no_op_receipts_are_not_rewritten_at_every_append_past_the_limit(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rewrite that keeps nearly everything (10,000 receipts of long keys pass the
+    size limit) is not redone at each append: the next comes past twice what it kept."""
+    from eventlog import noop_receipts
+
+    monkeypatch.setattr(noop_receipts, "COMPACT_BYTES", 1)  # past it from the first
+    rewrites: list[int] = []
+    real = noop_receipts.NoopReceipts._compact
+
+    def counted(self: noop_receipts.NoopReceipts, state: object) -> None:
+        rewrites.append(1)
+        real(self, state)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(noop_receipts.NoopReceipts, "_compact", counted)
+    with Writer(settings) as writer:
+        for n in range(16):
+            assert not _remove(writer, f"key-{n}").appended
+    assert 2 <= len(rewrites) <= 6  # at about 1, 2, 4, 8, 16 receipts, not 16 times
+    path = pdir(settings) / noop_receipts.NAME
+    keys = [orjson.loads(x)["key"] for x in path.read_bytes().splitlines()]
+    assert keys == [f"key-{n}" for n in range(16)]
+
+
+def test_a_retry_answered_from_another_process_s_no_op_receipt_syncs_it_first(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As for a retry answered from another process's event (Guarantee 1): its no-op
+    receipt may be unsynced (that process killed before its fsync)."""
+    from eventlog import noop_receipts
+
+    with Writer(settings) as a, Writer(settings) as b:
+        upsert(b, 1)  # b has read the partition and synced it
+        assert not _remove(a, "gone-1").appended
+        inode = (pdir(settings) / noop_receipts.NAME).stat().st_ino
+        synced = _syncs_of(monkeypatch)
+        retry = _remove(b, "gone-1")
+        assert not retry.appended and retry.findings.removed == ()
+        assert inode in synced
