@@ -60,7 +60,8 @@ def same_partitions(log_dir: Path, partitions: int) -> None:
         raise PartitionMismatch(f"{marker} should hold a partition count, not {text!r}") from None
     if held != partitions:
         raise PartitionMismatch(
-            f"TRADELOG_PARTITIONS is {partitions} but {log_dir} was made with {held}"
+            f"TRADELOG_PARTITIONS is {partitions} but {log_dir} was made with {held}: "
+            f"set TRADELOG_PARTITIONS={held} (a data dir keeps its partition count)"
         )
 
 

@@ -181,15 +181,22 @@ class Relay:
 
     def _run(self, stop: threading.Event, until_caught_up: bool, idle_s: float) -> int:
         total = 0
+        waiting = False  # said once per outage, not every second of it
         while not stop.is_set():
             try:
                 report = self._pass()
             except RedisUnavailable as e:
                 if until_caught_up:
                     raise
-                log.warning("relay waits for Redis: %s", e)
+                if not waiting:
+                    log.warning("relay waits for Redis (start it, or check TRADELOG_REDIS_URL;"
+                                " writes go on to the file log): %s", e)  # fmt: skip
+                waiting = True
                 stop.wait(1.0)
                 continue
+            if waiting:
+                log.warning("relay: Redis answers again: copying what it missed")
+                waiting = False
             total += report.total
             if report.total:
                 log.info("relay copied %d entries", report.total)

@@ -169,7 +169,8 @@ def load_settings(config: str | Path | None = None, **overrides: Any) -> Setting
     global _toml_path
     path = config or os.environ.get("TRADELOG_CONFIG") or None
     if path is not None and not Path(path).is_file():
-        raise SettingsError(f"TRADELOG_CONFIG: no such file: {path}")
+        what = "a directory, not a TOML file" if Path(path).is_dir() else "no such file"
+        raise SettingsError(f"TRADELOG_CONFIG: {what}: {path}")
     _toml_path = Path(path) if path else None
     clean = {k: v for k, v in overrides.items() if v is not None}
     try:

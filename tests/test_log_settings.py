@@ -153,8 +153,10 @@ def test_bad_toml_and_flag_values_name_the_setting(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match=r"unknown setting 'partitons'") as e:
         load_settings(unknown)
     assert str(e.value).startswith(f"TRADELOG_CONFIG: {unknown}")
-    with pytest.raises(SettingsError, match=r"^TRADELOG_CONFIG"):
+    with pytest.raises(SettingsError, match=r"^TRADELOG_CONFIG: no such file"):
         load_settings(tmp_path / "missing.toml")
+    with pytest.raises(SettingsError, match=r"^TRADELOG_CONFIG: a directory, not a TOML file"):
+        load_settings(tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -237,7 +239,9 @@ def test_partition_count_is_recorded_and_a_different_one_refused(
         w.append("76561199027634480", "TradeOfferUpserted", {"offer": {"trade_offer_id": "1"}})
     assert (four.log_dir / "PARTITIONS").read_text().strip() == "4"
     for other in (1, 8):
-        with pytest.raises(PartitionMismatch, match=r"TRADELOG_PARTITIONS is .* made with 4"):
+        with pytest.raises(
+            PartitionMismatch, match=r"TRADELOG_PARTITIONS is .* made with 4: set .*=4 "
+        ):
             Writer(make_settings(partitions=other))
     with Writer(make_settings(partitions=4)):  # the same count opens
         pass
