@@ -10,6 +10,7 @@ from typing import Any
 
 __all__ = [
     "AccountParked",
+    "AlreadyUp",
     "CannotListen",
     "CheckpointAhead",
     "CorruptLog",
@@ -203,6 +204,10 @@ class LegacyNotImported(TradelogError):
 
 class ProjectorBusy(TradelogError):
     """Raised when another process already runs this projector on the data dir."""
+
+
+class AlreadyUp(TradelogError):
+    """Raised when another `tradelog up` already supervises the data dir."""
 
 
 class CheckpointAhead(TradelogError):

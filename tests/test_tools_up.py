@@ -193,3 +193,19 @@ def test_up_says_how_a_child_ended() -> None:
 
     assert _ended(-signal.SIGKILL) == "was killed by SIGKILL"
     assert _ended(2) == "exited (2)"
+
+
+def test_a_second_up_on_the_same_data_dir_is_refused(
+    up: tuple[subprocess.Popen[bytes], str, dict[str, str]],
+) -> None:
+    """Its children would fight the first one's for the file projector's lock, and be
+    restarted forever."""
+    proc, url, env = up
+    _wait("GET /health", lambda: _healthy(url), 30)
+    second = subprocess.run(
+        [str(TRADELOG), "up"], env={**env, "TRADELOG_PORT": str(free_port())},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert second.returncode == 2
+    assert "another `tradelog up` supervises" in second.stderr
+    assert proc.poll() is None and _healthy(url)

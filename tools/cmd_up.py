@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import functools
 import os
 import signal
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 
 import redis
 
+from eventlog._exceptions import AlreadyUp
 from eventlog.marker import check_partitions
 from eventlog.redisconn import connect
 from eventlog.settings import Settings
@@ -73,12 +75,29 @@ def _redis_up(settings: Settings) -> bool:
         client.close()
 
 
+def _supervise(settings: Settings) -> int:
+    """The data dir's supervisor lock, taken: AlreadyUp if another `up` holds it (its
+    children would fight this one's for the projector's lock, forever)."""
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(settings.run_dir / "up.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise AlreadyUp(
+            f"another `tradelog up` supervises {settings.data_dir}: stop it first "
+            "(each data dir has one)"
+        ) from None
+    return fd
+
+
 def run(args: argparse.Namespace) -> int:
     from api.keys import load_keys
 
     settings = settings_from(args, host=args.host, port=args.port, workers=args.workers)
-    check_address(settings)
+    check_address(settings)  # (before anything is made in the data dir)
     check_partitions(settings.log_dir, settings.partitions)
+    up_lock = _supervise(settings)  # held until this process ends (children do not get it)
     keys, created = load_keys(settings, create=True)
     if created:
         print(f"tradelog: generated an API key in {settings.data_dir}/api_key (mode 0600)")
@@ -151,6 +170,7 @@ def run(args: argparse.Namespace) -> int:
             child.proc.kill()
             child.proc.wait()
     print("tradelog: stopped", flush=True)
+    os.close(up_lock)
     return 0
 
 
