@@ -66,6 +66,9 @@ def test_import_of_a_legacy_data_dir_takes_its_negotiations_folder(tmp_path: Pat
     assert {e["account"] for e in events} == {p.stem for p in SAMPLES.glob("*.json")}
     run_ids = {e["meta"]["request_id"] for e in events}  # type: ignore[index]
     assert len(run_ids) == 1 and next(iter(run_ids)).startswith("import-")
+    # Progress where no bar can be drawn (stderr is a pipe here): plain lines, on stderr.
+    n = len(events)
+    assert f"importing: {n} of {n} (100%)" in done.stderr
 
 
 def test_import_of_a_folder_without_legacy_files_says_so(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import orjson
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
 from eventlog._exceptions import InvalidInput, TradelogError
 from eventlog.commands import AppendResult, Command, make_command
@@ -28,6 +28,7 @@ from eventlog.settings import Settings
 from eventlog.writer import Writer
 
 from .cli import Subparsers, settings_from
+from .console import Bar, progress_bar
 
 __all__ = ["ImportReport", "import_dir", "register"]
 
@@ -131,7 +132,7 @@ def import_dir(
     writer: Writer | None,
     folder: Path,
     settings: Settings | None = None,
-    progress: Progress | None = None,
+    progress: Bar | None = None,
 ) -> ImportReport:
     """Import every `<steamId>.json` of `folder`; its events share one request id (the run).
     With no writer (a dry run, under `settings`), each file is checked and nothing is
@@ -209,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
         MofNCompleteColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console, transient=True) as bar:
+    with progress_bar(*columns) as bar:
         if args.dry_run:  # no writer: a dry run makes no log, marker or stream
             report = import_dir(None, folder, settings, bar)
         else:

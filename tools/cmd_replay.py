@@ -7,11 +7,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import orjson
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
-    Progress,
     ProgressColumn,
     Task,
     TaskID,
@@ -32,6 +30,7 @@ from projections.replay import (
 from projections.replay_live_redis import replay_redis_live
 
 from .cli import Subparsers, settings_from
+from .console import Bar, progress_bar
 
 __all__ = ["EventRate", "ProgressMeter", "progress_meter", "register"]
 
@@ -84,7 +83,7 @@ class EventRate(ProgressColumn):
 class ProgressMeter:
     """projections.replay.Meter over a rich progress bar (on stderr)."""
 
-    def __init__(self, bar: Progress) -> None:
+    def __init__(self, bar: Bar) -> None:
         self.bar = bar
         self.task: TaskID | None = None
 
@@ -105,7 +104,7 @@ def progress_meter() -> Iterator[ProgressMeter]:
         EventRate(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+    with progress_bar(*columns) as bar:
         yield ProgressMeter(bar)
 
 
