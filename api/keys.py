@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
+import fcntl
 import os
 import secrets
 from pathlib import Path
@@ -39,18 +39,29 @@ def load_keys(settings: Settings, create: bool = False) -> tuple[tuple[str, ...]
             "a new key, or set TRADELOG_API_KEYS"
         )
     try:
-        made = _generate(path, replace=key is not None)
-        held = path.read_text().strip()  # another process's, if it made one meanwhile
+        return _make(path)
     except (OSError, UnicodeDecodeError) as e:
         raise SettingsError(f"cannot write the API key file {path}: {e}") from e
-    if not held:
-        raise SettingsError(f"the API key file {path} is empty: delete it and start again")
-    return (held,), held == made
 
 
-def _generate(path: Path, replace: bool) -> str:
-    """A new key, written whole to `path` (a crash leaves no empty or partial file)."""
+def _make(path: Path) -> tuple[tuple[str, ...], bool]:
+    """The key, made unless another process (`up` and a `serve` starting together) made
+    one meanwhile: under a lock beside it, so that exactly one key is ever printed."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.with_name(f".{KEY_FILE}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        held = path.read_text().strip() if path.exists() else ""
+        if held:
+            return (held,), False
+        return (_generate(path),), True
+    finally:
+        os.close(fd)  # lets the lock go
+
+
+def _generate(path: Path) -> str:
+    """A new key, written whole to `path` (a crash leaves no empty or partial file).
+    Hold the key's lock."""
     key = secrets.token_urlsafe(32)
     tmp = path.with_name(f".{KEY_FILE}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -59,11 +70,7 @@ def _generate(path: Path, replace: bool) -> str:
             f.write(key + "\n")
             f.flush()
             os.fsync(f.fileno())
-        if replace:  # an empty one (a crash between its creation and its write)
-            os.replace(tmp, path)
-        else:
-            with contextlib.suppress(FileExistsError):  # another process made one meanwhile
-                os.link(tmp, path)
+        os.replace(tmp, path)  # (over an empty one: a crash between its creation and write)
     finally:
         tmp.unlink(missing_ok=True)
     return key

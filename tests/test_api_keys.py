@@ -4,8 +4,10 @@ empty key, which would let every request in."""
 
 from __future__ import annotations
 
+import multiprocessing
 import stat
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
@@ -13,7 +15,7 @@ from starlette.testclient import TestClient
 from api.app import create_app
 from api.keys import KEY_FILE, load_keys
 from eventlog._exceptions import SettingsError
-from eventlog.settings import Settings
+from eventlog.settings import Settings, load_settings
 
 
 def test_a_key_is_made_once_and_kept(make_settings: Callable[..., Settings]) -> None:
@@ -24,7 +26,7 @@ def test_a_key_is_made_once_and_kept(make_settings: Callable[..., Settings]) -> 
     path = settings.data_dir / KEY_FILE
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert load_keys(settings, create=True) == ((key,), False)
-    assert [p.name for p in settings.data_dir.iterdir() if "api_key" in p.name] == [KEY_FILE]
+    assert not [p.name for p in settings.data_dir.iterdir() if p.name.endswith(".tmp")]
 
 
 def test_an_empty_key_file_is_never_the_key(make_settings: Callable[..., Settings]) -> None:
@@ -47,21 +49,33 @@ def test_a_key_file_that_cannot_be_read_is_named(make_settings: Callable[..., Se
         load_keys(settings, create=True)
 
 
-def test_a_key_made_meanwhile_by_another_process_is_the_key(
-    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+def _make_key(data_dir: str, barrier: Any, out: Any) -> None:
+    barrier.wait()
+    out.put(load_keys(load_settings(data_dir=data_dir, redis_url="", api_keys=None), True))
+
+
+@pytest.mark.parametrize("file", ["none", "empty"])
+def test_processes_making_the_key_at_once_agree_on_one(
+    make_settings: Callable[..., Settings], file: str
 ) -> None:
-    """Two processes making the key at once (`up` and a `serve`): the one that comes
-    second takes the first one's key, not an error."""
-    import os
-
-    settings = make_settings(api_keys=None)
-    real_link = os.link
-
-    def link(src: str, dst: str) -> None:
-        with open(dst, "x") as f:  # the other process, just before
-            f.write("theirs\n")
-        real_link(src, dst)
-
-    monkeypatch.setattr(os, "link", link)
-    assert load_keys(settings, create=True) == (("theirs",), False)
-    assert [p.name for p in settings.data_dir.iterdir()] == [KEY_FILE]
+    """`up` and a `serve` starting together on a data dir with no key (or an empty key
+    file, a crash's): one makes it, the other takes it; the key printed is the key."""
+    ctx = multiprocessing.get_context("fork")
+    for trial in range(8):
+        settings = make_settings(api_keys=None, data_dir=make_settings().data_dir / str(trial))
+        settings.data_dir.mkdir(parents=True)
+        if file == "empty":
+            (settings.data_dir / KEY_FILE).write_text("")
+        barrier, out = ctx.Barrier(2), ctx.Queue()
+        procs = [
+            ctx.Process(target=_make_key, args=(str(settings.data_dir), barrier, out))
+            for _ in range(2)
+        ]
+        for proc in procs:
+            proc.start()
+        got = [out.get(timeout=30) for _ in procs]
+        for proc in procs:
+            proc.join(30)
+        held = (settings.data_dir / KEY_FILE).read_text().strip()
+        assert sorted(created for _, created in got) == [False, True]
+        assert [keys for keys, _ in got] == [(held,), (held,)]

@@ -78,6 +78,7 @@ class PlainProgress:
 def progress_bar(*columns: ProgressColumn) -> Progress | PlainProgress:
     """rich's bar on stderr (gone when done) on a terminal; plain lines elsewhere."""
     console = Console(stderr=True)
-    if console.is_terminal:
+    # (rich takes FORCE_COLOR for a terminal: a service's journal still gets lines)
+    if console.is_terminal and sys.stderr.isatty():
         return Progress(*columns, console=console, transient=True)
     return PlainProgress()
