@@ -55,6 +55,7 @@ class Consumer:
         self.drained = False  # the last read came back short in every partition
         self.foreign = set(self.partitions)  # other consumers may hold pending entries
         self.delivered: dict[int, int] = {}  # partition -> highest offset read
+        self.regrouped = False  # the group was made again (Redis lost its data)
         self._claim_due: dict[int, float] = {}
         # Stream replies raw: decoding them from the flat field list is far cheaper than
         # redis-py's dict per entry, and this client shares the caller's connections.
@@ -131,6 +132,8 @@ class Consumer:
             log.warning("the consumer group is gone (%s): creating it again", e)
             self.create_groups()
             self.dirty.update(self.partitions)
+            self.delivered.clear()
+            self.regrouped = True  # for the projector: what it knew of Redis is void
             return [], {}
 
     def _read(self, max_events: int) -> tuple[list[StoredEvent], dict[int, list[bytes]]]:

@@ -136,6 +136,9 @@ class RedisProjector:
             if self._inflight.batches and consumer.dirty & consumer.held:
                 break
             events, gone = consumer.read(max_events)
+            if consumer.regrouped:
+                self._lost()
+                continue  # (read again, from the streams' start: not caught up)
             if gone:
                 handled += sum(len(ids) for ids in gone.values())
                 self._complete(Outcome(), gone)
@@ -156,6 +159,19 @@ class RedisProjector:
         if not worked:
             self.waiting = 0
         return handled
+
+    def _lost(self) -> None:
+        """Redis lost its data under us (a FLUSHALL, a restart without persistence that
+        the client reconnected through): the states cached and the batches in flight
+        were read from what is gone. Folded on, the events the relay copies again would
+        pass for redeliveries up to the cached versions, and the next park every account
+        for a gap against the empty projection."""
+        log.warning("Redis lost its data: applying the streams again from their start")
+        self.consumer.regrouped = False
+        self._inflight.batches.clear()
+        self._inflight.waits.clear()
+        self.applier.forget()
+        self.applier.parking.refresh()
 
     def _transient(self, event: StoredEvent) -> bool:
         """True if the event before `event` may still come: it waits in an earlier batch
