@@ -10,7 +10,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from eventlog._exceptions import InvalidInput
+from eventlog._exceptions import InvalidInput, TradelogError
 from eventlog.commands import AppendResult
 from eventlog.events import check_steam_id
 from eventlog.records import (
@@ -70,6 +70,10 @@ async def _append(
         projected = await st.waiter.wait(
             result.partition, result.offset, st.settings.projection_wait_ms / 1000
         )
+        if projected and _parked(st, account):
+            # The projector moved past the event but parked it, with the account's
+            # later events: the read projection does not hold it.
+            projected = False
     fields = {
         "version": result.version,
         "position": result.position,
@@ -79,6 +83,15 @@ async def _append(
         "appended": result.appended,
     }
     return result, fields
+
+
+def _parked(st: AppState, account: str) -> bool:
+    """Whether the read projection parked the account (as its worker last heard, within
+    a second, of a Redis one); False where that cannot be told now."""
+    try:
+        return st.reads.parked(account, fresh=False) is not None
+    except TradelogError:  # (the write is appended: a Redis gone meanwhile fails no answer)
+        return False
 
 
 @guarded()

@@ -202,6 +202,31 @@ def test_a_read_of_a_parked_account_says_so_at_once(
         assert err["details"]["version"] == 1 and err["details"]["log_version"] == 2
 
 
+def test_a_write_to_a_parked_account_is_not_projected(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its event waits in the park: the projector moves past it (it goes on with the
+    other accounts), but the read projection does not hold it (Guarantee 7)."""
+    settings = make_settings(api_keys=KEY, projection_wait_ms=5_000)
+
+    def buggy(state: Fold | None, event: StoredEvent) -> Fold:
+        if event.data["offer"]["trade_offer_id"] == "2":
+            raise RuntimeError("a bug in the fold")
+        return apply(state, event)
+
+    monkeypatch.setattr(file_projector, "apply", buggy)
+    with serving(settings) as client:  # the file projector running
+        assert client.post(UPSERT, json=offer("1"), headers=HEADERS).json()["projected"]
+        parking = client.post(UPSERT, json=offer("2"), headers=HEADERS).json()
+        assert parking["version"] == 2 and parking["projected"] is False
+        waiting = client.post(UPSERT, json=offer("3"), headers=HEADERS).json()
+        assert waiting["version"] == 3 and waiting["projected"] is False
+        other = client.post("/negotiations/76561199027642399/atomic-upsert-trade-offer",
+                            json=offer("4"), headers=HEADERS).json()  # fmt: skip
+        assert other["projected"] is True
+        assert_error(client.get(BASE, headers=HEADERS), 503, "account_parked")
+
+
 def test_a_damaged_snapshot_is_a_503_not_a_new_account(
     make_settings: Callable[..., Settings],
 ) -> None:
