@@ -74,8 +74,11 @@ def checkpoint_dir(settings: Settings) -> Path:
     return settings.data_dir / "checkpoints"
 
 
+PARKED = os.path.join("checkpoints", "parked")  # in the data dir
+
+
 def parked_dir(settings: Settings) -> Path:
-    return checkpoint_dir(settings) / "parked"
+    return settings.data_dir / PARKED
 
 
 def load_json(path: Path) -> Any:
