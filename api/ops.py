@@ -44,9 +44,19 @@ def _stalled(name: str, info: dict[str, Any]) -> str:
     """Why the projector reads come from leaves them behind the log, or "": it does not run
     and events wait for it. (One that does not run with nothing to apply holds no read back.)"""
     behind = sum((info.get("lag") or {}).values())
-    if info.get("running", True) or not behind:
+    unheld = info.get("unheld") or []
+    if (info.get("running", True) and not unheld) or not behind:
         return ""
     waits = "event waits" if behind == 1 else "events wait"
+    if info.get("running", True):
+        lag = info["lag"]
+        behind = sum(lag[p] for p in unheld)
+        waits = "event waits" if behind == 1 else "events wait"
+        return (
+            f"no process of the {name} projector, which reads come from, holds partitions "
+            f"{', '.join(map(str, unheld))}, where {behind} {waits}: one of its processes "
+            "hangs or is gone (restart the projector)"
+        )
     return (
         f"the {name} projector, which reads come from, is not running, and {behind} {waits} "
         f"for it: start it (`tradelog project {name}`, or `tradelog up`)"

@@ -48,19 +48,28 @@ def projector_status(settings: Settings, reads: Reads) -> dict[str, Any]:
     }
     if reads.redis is not None:
         try:
-            raw = reads.redis.hgetall(reads.keys.progress("redis"))
-            parked_raw = reads.redis.hgetall(reads.keys.parked())
+            pipe = reads.redis.pipeline(transaction=False)
+            pipe.hgetall(reads.keys.progress("redis"))
+            pipe.hgetall(reads.keys.parked())
+            for p in range(settings.partitions):
+                pipe.exists(reads.keys.lease(p))
+            raw, parked_raw, *leased = pipe.execute()
         except redis.RedisError as e:
             out["redis"] = {"error": str(e)}
         else:
             positions = {int(k): int(v) for k, v in raw.items() if k.isdigit()}
             beat, by, stopped, stopped_by = (raw.get(f.encode()) for f in BEAT_FIELDS)
             why = beating(beat, by, stopped, stopped_by, fresh_ms=STALLED_MS)
+            lag = _lag(ends, positions)
+            # A process of the group that hangs lets its leases lapse while the others
+            # keep the heartbeat fresh: its partitions' events wait with no consumer.
+            unheld = [p for p, n in lag.items() if n and not leased[p]]
             out["redis"] = {
                 "positions": positions,
-                "lag": _lag(ends, positions),
+                "lag": lag,
                 "heartbeat": int(beat or 0) or None,
                 "running": why is not None,
+                "unheld": unheld,
                 "parked": [as_text(k) for k in parked_raw],
             }
     return out

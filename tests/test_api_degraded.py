@@ -457,3 +457,33 @@ def test_a_parked_legacy_account_answers_account_parked(
         assert written.status_code == 200, written.text
     run(FileProjector(settings), threading.Event(), until_caught_up=True)
     assert path.read_bytes() == sample.read_bytes()
+
+
+def test_ready_says_a_partition_no_redis_projector_process_holds_is_stalled(
+    make_settings: Callable[..., Settings], redis_url: str, redis_client: Any
+) -> None:
+    """One process of the Redis projector's group hangs: the others keep the heartbeat
+    fresh, but its leases lapse while events wait in its partitions."""
+    from eventlog.keys import Keys
+
+    settings = make_settings(api_keys=KEY, redis_url=redis_url, phase=2, projection_wait_ms=0)
+    keys = Keys(settings.key_prefix)
+    p = partition_of(ACCOUNT, settings.partitions)
+    with serving(settings, projectors=()) as client:
+        assert client.post(UPSERT, json=offer("1"), headers=HEADERS).status_code == 200
+        now_ms = int(time.time() * 1000)  # the other processes' beat
+        redis_client.hset(
+            keys.progress("redis"), mapping={"heartbeat": now_ms, "heartbeat_by": "h-1"}
+        )
+        for q in range(settings.partitions):
+            if q != p:
+                redis_client.set(keys.lease(q), "h-1", px=10_000)
+        ready = client.get("/ready", headers=HEADERS)
+        err = assert_error(ready, 503, "not_ready")
+        assert (
+            f"no process of the redis projector, which reads come from, holds partitions {p},"
+            in err["error"]
+        )
+        assert ready.json()["projectors"]["redis"]["unheld"] == [p]
+        redis_client.set(keys.lease(p), "h-0", px=10_000)  # taken again
+        assert client.get("/ready", headers=HEADERS).status_code == 200
