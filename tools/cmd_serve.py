@@ -139,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(sig, _stopping)
     uvicorn.run(
         "tools.cmd_serve:worker_app",
+        http="api.transport:CoalescingHttpToolsProtocol",
         factory=True,
         host=settings.host,
         port=settings.port,
