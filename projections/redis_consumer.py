@@ -131,10 +131,13 @@ class Consumer:
             # fills the streams in again and the version checks skip what is applied.
             log.warning("the consumer group is gone (%s): creating it again", e)
             self.create_groups()
-            self.dirty.update(self.partitions)
-            self.delivered.clear()
-            self.regrouped = True  # for the projector: what it knew of Redis is void
+            self._regroup()
             return [], {}
+
+    def _regroup(self) -> None:
+        self.dirty.update(self.partitions)
+        self.delivered.clear()
+        self.regrouped = True  # for the projector: what it knew of Redis is void
 
     def _read(self, max_events: int) -> tuple[list[StoredEvent], dict[int, list[bytes]]]:
         held = sorted(self.held)
@@ -151,6 +154,13 @@ class Consumer:
         fresh = [p for p in held if p not in full]
         if fresh:
             for p, entries in self.xread({p: ">" for p in fresh}, count).items():
+                if entries and offset_of(entries[0][0]) <= self.delivered.get(p, -1):
+                    # New to the group yet not past what it gave us: the group was made
+                    # again (Redis lost its data; another consumer met the NOGROUP). They
+                    # are ours now, pending: read again once the projector has dropped
+                    # what it knew.
+                    self._regroup()
+                    return [], {}
                 batches.setdefault(p, []).extend(entries)
                 if len(entries) >= count:
                     full.add(p)

@@ -172,6 +172,7 @@ class RedisProjector:
         self._inflight.waits.clear()
         self.applier.forget()
         self.applier.parking.refresh()
+        self.positions.clear()  # (a heartbeat would publish them into the new progress hash)
 
     def _transient(self, event: StoredEvent) -> bool:
         """True if the event before `event` may still come: it waits in an earlier batch

@@ -238,3 +238,32 @@ def test_redis_flushed_under_a_projector_mid_catch_up_is_rebuilt_with_nothing_pa
     catch_up(projector, batch=10)
     assert redis_client.hlen(keys.parked()) == 0
     assert_matches_fold(redis_client, rsettings, stream_events(redis_client, rsettings))
+
+
+def test_redis_flushed_under_two_projectors_sharing_the_partitions_loses_nothing(
+    rsettings: Settings, redis_client: redis.Redis
+) -> None:
+    """Only the first to read after the flush meets the missing group and makes it
+    again: the other must still tell that what it knew of Redis is gone (the group
+    gives it entries it had been given before)."""
+    keys = Keys(rsettings.key_prefix)
+    for p in range(rsettings.partitions):  # p1 holds half the partitions, p2 the rest
+        redis_client.set(keys.lease(p), "p1" if p < 2 else "p2", px=60_000)
+    p1 = make_projector(rsettings, redis_client, "p1", lease_ms=60_000)
+    p2 = make_projector(rsettings, redis_client, "p2", lease_ms=60_000)
+    with Writer(rsettings) as writer:
+        for i in range(120):
+            offer = {"trade_offer_id": str(i % 5), "state": STATES[i % 4]}
+            writer.append(ACCOUNTS[i % 6], "TradeOfferUpserted", {"offer": offer})
+    catch_up(p1, p2, batch=20)
+    assert p1.consumer.held == {0, 1} and p2.consumer.held == {2, 3}
+    with Writer(rsettings) as writer:  # more, so that both have states cached
+        for i in range(24):
+            writer.append(ACCOUNTS[i % 6], "TradeOfferUpserted", {"offer": {"trade_offer_id": "7"}})
+    redis_client.flushall()
+    level(redis_client, rsettings)
+    for p in range(rsettings.partitions):  # (the flush took the leases too)
+        redis_client.set(keys.lease(p), "p1" if p < 2 else "p2", px=60_000)
+    p1.step(20)  # meets the missing group first, and makes it again on every stream
+    catch_up(p1, p2, batch=20)
+    assert_matches_fold(redis_client, rsettings, stream_events(redis_client, rsettings))
