@@ -86,10 +86,10 @@ async def _append(
 
 
 def _parked(st: AppState, account: str) -> bool:
-    """Whether the read projection parked the account (as its worker last heard, within
-    a second, of a Redis one); False where that cannot be told now."""
+    """Whether the read projection has parked the account; False where that cannot be
+    told now. Asked afresh: the write just waited for may be the one that parked it."""
     try:
-        return st.reads.parked(account, fresh=False) is not None
+        return st.reads.is_parked(account)
     except TradelogError:  # (the write is appended: a Redis gone meanwhile fails no answer)
         return False
 

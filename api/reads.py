@@ -95,6 +95,22 @@ class Reads:
             raise RedisUnavailable("Redis is disabled (TRADELOG_REDIS_URL is empty)")
         return read_document(self.redis, self.keys, account)
 
+    def is_parked(self, account: str) -> bool:
+        """Whether the read projection has parked the account, as it says now (one
+        lookup: a failed `access` for files, an HEXISTS for Redis)."""
+        if self.source == "file":
+            from projections.file_parking import read_park_summary
+
+            return read_park_summary(self.settings, account) is not None
+        if self.redis is None:
+            return False
+        try:
+            return bool(self.redis.hexists(self.keys.parked(), account))
+        except redis.RedisError as e:
+            raise RedisUnavailable(
+                f"cannot read the Redis projection's parked accounts: {e}"
+            ) from e
+
     def parked(self, account: str, *, fresh: bool = True) -> tuple[str, int] | None:
         """Why the read projection parked the account and the last version the log holds
         for it as far as the parking knows; None if it is not parked. Every GET asks, so
