@@ -52,7 +52,8 @@ class _Coalescing:
     def flush(self) -> None:
         if self._held is not None:
             head, self._held = self._held, None
-            self._transport.write(head)
+            if not self._transport.is_closing():  # (a client gone meanwhile: as uvicorn does)
+                self._transport.write(head)
 
     def close(self) -> None:
         self.flush()

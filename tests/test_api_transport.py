@@ -14,6 +14,7 @@ HEAD = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n"
 class _Recorder:
     def __init__(self) -> None:
         self.calls: list[tuple[str, Any]] = []
+        self.closing = False
 
     def write(self, data: bytes) -> None:
         self.calls.append(("write", bytes(data)))
@@ -25,12 +26,13 @@ class _Recorder:
         self.calls.append(("close", None))
 
     def is_closing(self) -> bool:
-        return False
+        return self.closing
 
 
-def _run(steps: Any) -> list[tuple[str, Any]]:
+def _run(steps: Any, closing: bool = False) -> list[tuple[str, Any]]:
     async def go() -> list[tuple[str, Any]]:
         raw = _Recorder()
+        raw.closing = closing
         transport = _Coalescing(raw, asyncio.get_running_loop())  # type: ignore[arg-type]
         steps(transport)
         await asyncio.sleep(0)  # the loop's next turn
@@ -57,3 +59,7 @@ def test_what_a_client_waits_for_is_never_held() -> None:
     calls = _run(lambda t: (t.write(go_on), t.write(big), t.write(b"tail")))
     assert calls == [("write", go_on), ("write", big), ("write", b"tail")]
     assert _run(lambda t: t.is_closing()) == []  # (the rest is the transport's own)
+
+
+def test_a_head_held_for_a_client_gone_meanwhile_is_dropped() -> None:
+    assert _run(lambda t: t.write(HEAD), closing=True) == []
