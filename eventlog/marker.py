@@ -4,6 +4,7 @@ syncs by name that recording it and rolling segments need."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import uuid
 from collections.abc import Callable
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from ._exceptions import PartitionMismatch, SettingsError
 
-__all__ = ["check_partitions", "fsync_dir", "same_partitions", "sync_file"]
+__all__ = ["check_partitions", "fsync_dir", "same_partitions", "sync_file", "try_lock"]
 
 
 def check_partitions(log_dir: Path, partitions: int) -> None:
@@ -81,3 +82,16 @@ def _by_name(path: Path, sync: Callable[[int], None]) -> None:
         sync(fd)
     finally:
         os.close(fd)
+
+
+def try_lock(path: Path) -> int | None:
+    """An exclusive flock on `path` (made if missing), held by the fd returned until it
+    is closed (the process's end included; not inherited); None if another process holds
+    it. OSError if the file cannot be opened."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd

@@ -13,7 +13,6 @@ harmless. The parked accounts' records live beside it (see file_parking).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import time
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from eventlog._exceptions import (
     SnapshotUnavailable,
 )
 from eventlog.log_end import log_end
-from eventlog.marker import same_partitions
+from eventlog.marker import same_partitions, try_lock
 from eventlog.settings import Settings
 
 from .atomic import write_atomic
@@ -96,16 +95,13 @@ def lock_projection(settings: Settings) -> int:
     directory = checkpoint_dir(settings)
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        fd = os.open(directory / "file.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        fd = try_lock(directory / "file.lock")
     except OSError as e:
         raise SnapshotUnavailable(f"cannot open {directory}/file.lock: {e}") from e
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
+    if fd is None:
         raise ProjectorBusy(
             f"another process projects files in {settings.data_dir} (it holds file.lock)"
-        ) from None
+        )
     return fd
 
 

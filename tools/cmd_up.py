@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import functools
 import os
 import signal
@@ -26,7 +25,7 @@ from dataclasses import dataclass, field
 import redis
 
 from eventlog._exceptions import AlreadyUp
-from eventlog.marker import check_partitions
+from eventlog.marker import check_partitions, try_lock
 from eventlog.redisconn import connect
 from eventlog.settings import Settings
 from projections.daemon import install_stop_signals
@@ -79,15 +78,12 @@ def _supervise(settings: Settings) -> int:
     """The data dir's supervisor lock, taken: AlreadyUp if another `up` holds it (its
     children would fight this one's for the projector's lock, forever)."""
     settings.run_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(settings.run_dir / "up.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
+    fd = try_lock(settings.run_dir / "up.lock")
+    if fd is None:
         raise AlreadyUp(
             f"another `tradelog up` supervises {settings.data_dir}: stop it first "
             "(each data dir has one)"
-        ) from None
+        )
     return fd
 
 
