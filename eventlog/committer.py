@@ -82,7 +82,7 @@ class Committer:
         first read takes seconds). What comes after, and a torn tail, the next stage
         reads under the lock."""
         try:
-            self.state = self.saves.load(self.file)
+            self._load()
             self.noops.read(self.state)
             read = self.file.read_ahead()
             for event in read:
@@ -138,8 +138,7 @@ class Committer:
         log.warning("partition %d: lines read ahead were cut off since: reading anew", self.p)
         self.current = False
         self.file.reset()
-        self.state = self.saves.load(self.file)
-        self.noops.reset()
+        self._load()
 
     def needs_sync(self, staged: Staged) -> bool:
         """Whether the staged batch waits for a sync: it wrote, or it is answered from
@@ -152,9 +151,7 @@ class Committer:
         """Make the staged batch as durable as the fsync policy says acks are."""
         policy = self.w.settings.fsync
         if policy == "always":
-            self.file.sync()
-            self.noops.sync()
-            self.unsynced = False
+            self._sync()
         elif policy == "batch":
             if self.dirty_since is None:
                 self.dirty_since = now
@@ -164,12 +161,22 @@ class Committer:
     def sync_dirty(self) -> None:
         if self.dirty_since is not None:
             try:
-                self.file.sync()
-                self.noops.sync()
-                self.unsynced = False
+                self._sync()
             except LogUnavailable:
                 log.exception("batch fsync failed")
             self.dirty_since = None
+
+    def _sync(self) -> None:
+        """Sync the segment and the no-op receipts: every line read or written here."""
+        self.file.sync()
+        self.noops.sync()
+        self.unsynced = False
+
+    def _load(self) -> None:
+        """The command side from its last save (`file` moved to where it ends), and the
+        no-op receipts read again into it at the next read."""
+        self.state = self.saves.load(self.file)
+        self.noops.reset()
 
     def due(self) -> float | None:
         """When a batch written under fsync=batch must be synced (None: none waits)."""
@@ -198,8 +205,7 @@ class Committer:
             self.dead = True
             return
         # State may hold decisions of a batch that never reached the disk: rebuild from it.
-        self.state = self.saves.load(self.file)
-        self.noops.reset()
+        self._load()
         self.unsynced = True
 
     def finish(self, staged: Staged, redis_ok: bool, unlock: bool = True) -> list[tuple[Job, Any]]:
