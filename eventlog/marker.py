@@ -12,7 +12,13 @@ from pathlib import Path
 
 from ._exceptions import PartitionMismatch, SettingsError
 
-__all__ = ["check_partitions", "fsync_dir", "same_partitions", "sync_file", "try_lock"]
+__all__ = [
+    "check_partitions", "fsync_dir", "recorded_partitions", "same_partitions", "sync_file",
+    "try_lock",
+]  # fmt: skip
+
+
+MARKER = "PARTITIONS"  # in the log dir
 
 
 def check_partitions(log_dir: Path, partitions: int) -> None:
@@ -26,7 +32,7 @@ def check_partitions(log_dir: Path, partitions: int) -> None:
 
 def _record(log_dir: Path, partitions: int) -> None:
     log_dir.mkdir(parents=True, exist_ok=True)
-    marker = log_dir / "PARTITIONS"
+    marker = log_dir / MARKER
     if not marker.exists():
         # Publish the marker with its content in one step (write a temp file, then link
         # it): processes starting together must never read a created but empty marker.
@@ -45,10 +51,19 @@ def _record(log_dir: Path, partitions: int) -> None:
             tmp.unlink(missing_ok=True)
 
 
+def recorded_partitions(log_dir: Path) -> int | None:
+    """P as the log recorded it; None if it has not, or the record cannot be read (the
+    writers refuse such a log, and say why: same_partitions)."""
+    try:
+        return int((log_dir / MARKER).read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
 def same_partitions(log_dir: Path, partitions: int) -> None:
     """PartitionMismatch if the log was made with another P (read-only; a log not made yet
     passes)."""
-    marker = log_dir / "PARTITIONS"
+    marker = log_dir / MARKER
     try:
         text = marker.read_text().strip()
     except FileNotFoundError:

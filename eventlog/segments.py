@@ -15,6 +15,7 @@ from pathlib import Path
 import orjson
 
 from ._exceptions import CorruptLog, LogUnavailable
+from .marker import recorded_partitions
 from .records import StoredEvent, partition_of
 from .tail_scan import line_back
 
@@ -67,7 +68,7 @@ class Cursor:
         self._fd: int | None = None
         # P as the log recorded it (0: not recorded yet, nothing checked): an event whose
         # account does not hash here is a damaged line, however well it parses.
-        self._partitions = _recorded_partitions(pdir.parent)
+        self._partitions = recorded_partitions(pdir.parent) or 0
         if offset:
             self._seek(offset)
 
@@ -260,12 +261,3 @@ class Cursor:
             self.next_offset += 1
             start = end + 1
         return start
-
-
-def _recorded_partitions(log_dir: Path) -> int:
-    """P from the log's PARTITIONS marker; 0 if there is none (or it cannot be read:
-    the writers refuse to start on such a log, and say why)."""
-    try:
-        return int((log_dir / "PARTITIONS").read_text().strip() or 0)
-    except (OSError, ValueError):
-        return 0
