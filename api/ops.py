@@ -41,26 +41,31 @@ def _projectors(request: Request) -> dict[str, Any]:
 
 
 def _stalled(name: str, info: dict[str, Any]) -> str:
-    """Why the projector reads come from leaves them behind the log, or "": it does not run
-    and events wait for it. (One that does not run with nothing to apply holds no read back.)"""
-    behind = sum((info.get("lag") or {}).values())
-    unheld = info.get("unheld") or []
-    if (info.get("running", True) and not unheld) or not behind:
-        return ""
-    waits = "event waits" if behind == 1 else "events wait"
-    if info.get("running", True):
-        lag = info["lag"]
-        behind = sum(lag[p] for p in unheld)
-        waits = "event waits" if behind == 1 else "events wait"
+    """Why the projector reads come from leaves them behind the log, or "": it does not
+    run, or no process of it holds some partitions, and events wait there. (One that
+    does not run with nothing to apply holds no read back.)"""
+    lag = info.get("lag") or {}
+    if not info.get("running", True):
+        behind = sum(lag.values())
+        if not behind:
+            return ""
         return (
-            f"no process of the {name} projector, which reads come from, holds partitions "
-            f"{', '.join(map(str, unheld))}, where {behind} {waits}: one of its processes "
-            "hangs or is gone (restart the projector)"
+            f"the {name} projector, which reads come from, is not running, and {behind} "
+            f"{_waits(behind)} for it: start it (`tradelog project {name}`, or `tradelog up`)"
         )
+    unheld = info.get("unheld") or []  # (partitions with events waiting only)
+    if not unheld:
+        return ""
+    behind = sum(lag[p] for p in unheld)
     return (
-        f"the {name} projector, which reads come from, is not running, and {behind} {waits} "
-        f"for it: start it (`tradelog project {name}`, or `tradelog up`)"
+        f"no process of the {name} projector, which reads come from, holds partitions "
+        f"{', '.join(map(str, unheld))}, where {behind} {_waits(behind)}: one of its "
+        "processes hangs or is gone (restart the projector)"
     )
+
+
+def _waits(events: int) -> str:
+    return "event waits" if events == 1 else "events wait"
 
 
 @guarded()

@@ -85,7 +85,7 @@ def account_status(
         file_doc, file_version = reads.file_document(account)
     except (CorruptSnapshot, SnapshotUnavailable) as e:  # said here, not a 503 of it all
         file_doc, file_version, file_error = None, 0, str(e)
-    if file_doc is None and file_error is None and not log_version:
+    if file_doc is None and file_error is None:
         try:
             reads.check_imported(account, log_version)
         except LegacyNotImported as e:  # (in phase 1, as its GET says)
