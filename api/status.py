@@ -33,7 +33,7 @@ def projector_status(settings: Settings, reads: Reads) -> dict[str, Any]:
     (a fresh heartbeat, and for the file projector a live process), parked accounts."""
     from projections.checkpoint import STALLED_MS, read_checkpoint, running
     from projections.file_projector import parked as file_parked
-    from projections.redis_progress import BEAT_FIELDS, beating
+    from projections.redis_progress import beating
 
     ends = log_ends(settings)
     out: dict[str, Any] = {}
@@ -58,8 +58,7 @@ def projector_status(settings: Settings, reads: Reads) -> dict[str, Any]:
             out["redis"] = {"error": str(e)}
         else:
             positions = {int(k): int(v) for k, v in raw.items() if k.isdigit()}
-            beat, by, stopped, stopped_by = (raw.get(f.encode()) for f in BEAT_FIELDS)
-            why = beating(beat, by, stopped, stopped_by, fresh_ms=STALLED_MS)
+            why = beating(raw, fresh_ms=STALLED_MS)
             lag = _lag(ends, positions)
             # A process of the group that hangs lets its leases lapse while the others
             # keep the heartbeat fresh: its partitions' events wait with no consumer.
@@ -67,7 +66,7 @@ def projector_status(settings: Settings, reads: Reads) -> dict[str, Any]:
             out["redis"] = {
                 "positions": positions,
                 "lag": lag,
-                "heartbeat": int(beat or 0) or None,
+                "heartbeat": int(raw.get(b"heartbeat", 0)) or None,
                 "running": why is not None,
                 "unheld": unheld,
                 "parked": [as_text(k) for k in parked_raw],

@@ -1,15 +1,17 @@
 """The Redis projector's progress hash, `keys.progress("redis")`: written and read here.
 
 Fields: each partition's next offset to apply (`"<p>"`), `heartbeat` (ms) and
-`heartbeat_by` (the consumer that beat), and after a clean stop `stopped` (ms)
-and `stopped_by`. API workers wait on the partition offsets (rung through the
-progress bell as well); health reads the heartbeat; `replay` reads all of it to
-tell whether a projector still runs.
+`heartbeat_by` (the consumer that beat last), and per consumer `heartbeat:<name>`
+(its last beat) and, after its clean stop, `stopped:<name>` (ms). API workers
+wait on the partition offsets (rung through the progress bell as well); health
+reads the heartbeat; `replay` reads all of it to tell whether a projector still
+runs.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -18,13 +20,12 @@ import redis
 from eventlog._exceptions import RedisUnavailable
 from eventlog.keys import Keys
 from eventlog.notify import Ringer
+from eventlog.records import as_text
 
 from .checkpoint import FRESH_MS, now_ms
 
-__all__ = ["BEAT_FIELDS", "FRESH_MS", "beating", "projector_activity", "publish", "say_stopped"]
+__all__ = ["FRESH_MS", "beating", "projector_activity", "publish", "say_stopped"]
 _NAME = "redis"
-# The fields `beating` reads, in its arguments' order.
-BEAT_FIELDS = ("heartbeat", "heartbeat_by", "stopped", "stopped_by")
 
 
 def publish(
@@ -36,6 +37,7 @@ def publish(
     progress = {str(p): n for p, n in positions.items()}
     fields: dict[Any, Any] = {"heartbeat": int(time.time() * 1000), **progress}
     fields["heartbeat_by"] = by
+    fields[f"heartbeat:{by}"] = fields["heartbeat"]
     client.hset(keys.progress(_NAME), mapping=fields)
     message = orjson.dumps({"projector": _NAME, "positions": progress})
     ringer.ring(message)
@@ -44,8 +46,7 @@ def publish(
 def say_stopped(client: redis.Redis, keys: Keys, by: str) -> None:
     """Record a clean stop: a heartbeat stays fresh for a while after the last one, and
     this says no beat of `by` will follow, so `replay` need not wait for it to age."""
-    stop: dict[Any, Any] = {"stopped": int(time.time() * 1000), "stopped_by": by}
-    client.hset(keys.progress(_NAME), mapping=stop)
+    client.hset(keys.progress(_NAME), f"stopped:{by}", int(time.time() * 1000))
 
 
 def projector_activity(client: redis.Redis, keys: Keys, partitions: int) -> str | None:
@@ -54,25 +55,33 @@ def projector_activity(client: redis.Redis, keys: Keys, partitions: int) -> str 
         pipe = client.pipeline(transaction=False)
         for p in range(partitions):
             pipe.exists(keys.lease(p))
-        pipe.hmget(keys.progress(_NAME), BEAT_FIELDS)
-        *leases, (beat, beat_by, stopped, stopped_by) = pipe.execute()
+        pipe.hgetall(keys.progress(_NAME))
+        *leases, fields = pipe.execute()
     except redis.RedisError as e:
         raise RedisUnavailable(f"cannot read the Redis projector's state: {e}") from e
     held = sum(int(n) for n in leases)
     if held:
         return f"it holds the lease of {held} partitions"
-    return beating(beat, beat_by, stopped, stopped_by)
+    return beating(fields)
 
 
-def beating(
-    beat: Any, beat_by: Any, stopped: Any, stopped_by: Any, fresh_ms: int = FRESH_MS
-) -> str | None:
-    """Why the progress hash's fields (as Redis gave them) say a projector beats, or None."""
-    # By name: another consumer (a standby, a successor) may be beating meanwhile, and
-    # only a stop of the one that beat last says no beat will follow.
-    if beat and stopped and int(stopped) >= int(beat) and stopped_by == beat_by:
-        return None
-    age = now_ms() - int(beat) if beat else None
-    if age is not None and age < fresh_ms:
-        return f"its heartbeat is {age} ms old"
-    return None
+def beating(progress: Mapping[Any, Any], fresh_ms: int = FRESH_MS) -> str | None:
+    """Why the progress hash (as HGETALL gave it) says a projector beats, or None."""
+    fields = {as_text(k): as_text(v) for k, v in progress.items()}
+    # Per consumer: the processes of a group (and a standby) beat and stop each on its
+    # own, in any interleaving, so "the last beat" and "the last stop" may be two
+    # different consumers' while every one of them has stopped.
+    beats = {
+        k.removeprefix("heartbeat:"): int(v)
+        for k, v in fields.items()
+        if k.startswith("heartbeat:")
+    }
+    if "heartbeat" in fields:  # also a beat from before the per-consumer fields
+        by = fields.get("heartbeat_by", "")
+        beats[by] = max(beats.get(by, 0), int(fields["heartbeat"]))
+    now = now_ms()
+    ages = [
+        now - beat for name, beat in beats.items() if int(fields.get(f"stopped:{name}", 0)) < beat
+    ]
+    fresh = [age for age in ages if age < fresh_ms]
+    return f"its heartbeat is {min(fresh)} ms old" if fresh else None

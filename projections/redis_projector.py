@@ -7,7 +7,7 @@ While Redis runs them, the next batch is read and folded; then the first
 batch's replies are read, what it applied or parked is acknowledged
 (redis_inflight), and the positions reached are published:
 `keys.progress("redis")` (partition -> next offset to apply, `heartbeat` -> ms,
-`stopped` -> ms of a clean stop) and a ring of the progress bell, so API
+`stopped:<consumer>` -> ms of its clean stop) and a ring of the progress bell, so API
 workers answering read-your-writes wake at once. Any number of projectors may
 run, on any host; each partition is read by one at a time.
 """

@@ -121,7 +121,8 @@ def project_redis(s: Settings, client: redis.Redis) -> int:
 
 def stopped_long_ago(client: redis.Redis, s: Settings) -> None:
     """Make the Redis projector's last heartbeat look old (as after a stop, minutes later)."""
-    client.hdel(Keys(s.key_prefix).progress("redis"), "heartbeat")
+    key = Keys(s.key_prefix).progress("redis")
+    client.hdel(key, *(f for f in client.hkeys(key) if f.startswith(b"heartbeat")))
 
 
 def cli(s: Settings, *args: str) -> subprocess.CompletedProcess[str]:
@@ -265,6 +266,30 @@ def test_one_projector_stopping_does_not_hide_a_live_standby(
     finally:
         b.close()
     # b stopped too, after its last beat: nothing runs now.
+    assert projector_activity(redis_client, keys, rs.partitions) is None
+
+
+def test_a_group_whose_processes_stop_in_any_order_is_seen_stopped(
+    rs: Settings, redis_client: redis.Redis
+) -> None:
+    """`project redis` runs one process per CPU, each beating and stopping on its own:
+    a beat of one can land between another's beat and its stop."""
+    from projections.redis_progress import projector_activity
+
+    fill(rs, rounds=10)
+    keys = Keys(rs.key_prefix)
+    half = [p for p in range(rs.partitions) if p % 2 == 0]
+    a = make_projector(rs, redis_client, name="a", partitions=half)
+    b = make_projector(
+        rs, redis_client, name="b", partitions=[p for p in range(rs.partitions) if p % 2]
+    )
+    catch_up_redis(a)
+    catch_up_redis(b)
+    a.heartbeat()
+    b.heartbeat()  # b beat last
+    b.close()
+    assert projector_activity(redis_client, keys, rs.partitions) is not None  # a still runs
+    a.close()  # the last stop is a's, the last beat b's: both stopped after their beats
     assert projector_activity(redis_client, keys, rs.partitions) is None
 
 
