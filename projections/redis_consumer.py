@@ -101,9 +101,20 @@ class Consumer:
             self._claim_due[p] = now + self.claim_idle_ms / 2000
             cursor: Any = "0-0"
             for _ in range(100):
-                reply = self.client.xautoclaim(
-                    self.streams[p], self.group, self.name, self.claim_idle_ms, cursor, count=1000
-                )
+                try:
+                    reply = self.client.xautoclaim(
+                        self.streams[p],
+                        self.group,
+                        self.name,
+                        self.claim_idle_ms,
+                        cursor,
+                        count=1000,
+                    )
+                except redis.ResponseError as e:
+                    if "NOGROUP" not in str(e):
+                        raise
+                    self._lost_group(e)  # as `read` would have met it next
+                    return
                 cursor, claimed = reply[0], reply[1]
                 if claimed:
                     log.info("%s claimed %d entries of partition %d", self.name, len(claimed), p)
@@ -122,17 +133,22 @@ class Consumer:
 
     def read(self, max_events: int) -> tuple[list[StoredEvent], dict[int, list[bytes]]]:
         """Our pending entries, then new ones, of the partitions held; and deleted ones."""
+        if self.regrouped:  # (met by `claim`): nothing is read until the projector knows
+            return [], {}
         try:
             return self._read(max_events)
         except redis.ResponseError as e:
             if "NOGROUP" not in str(e):
                 raise
-            # Redis lost its data (a restart without persistence): start over; the relay
-            # fills the streams in again and the version checks skip what is applied.
-            log.warning("the consumer group is gone (%s): creating it again", e)
-            self.create_groups()
-            self._regroup()
+            self._lost_group(e)
             return [], {}
+
+    def _lost_group(self, e: redis.ResponseError) -> None:
+        # Redis lost its data (a restart without persistence): start over; the relay
+        # fills the streams in again and the version checks skip what is applied.
+        log.warning("the consumer group is gone (%s): creating it again", e)
+        self.create_groups()
+        self._regroup()
 
     def _regroup(self) -> None:
         self.dirty.update(self.partitions)

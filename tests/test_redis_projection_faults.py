@@ -240,12 +240,15 @@ def test_redis_flushed_under_a_projector_mid_catch_up_is_rebuilt_with_nothing_pa
     assert_matches_fold(redis_client, rsettings, stream_events(redis_client, rsettings))
 
 
+@pytest.mark.parametrize("claim_due", [False, True], ids=["read-first", "claim-first"])
 def test_redis_flushed_under_two_projectors_sharing_the_partitions_loses_nothing(
-    rsettings: Settings, redis_client: redis.Redis
+    rsettings: Settings, redis_client: redis.Redis, claim_due: bool
 ) -> None:
     """Only the first to read after the flush meets the missing group and makes it
     again: the other must still tell that what it knew of Redis is gone (the group
-    gives it entries it had been given before)."""
+    gives it entries it had been given before). The first meets it in its read, or
+    in its claim of idle entries when one is due (which read on, and lost, the
+    entries the new group gave it: versions gaps parked every account)."""
     keys = Keys(rsettings.key_prefix)
     for p in range(rsettings.partitions):  # p1 holds half the partitions, p2 the rest
         redis_client.set(keys.lease(p), "p1" if p < 2 else "p2", px=60_000)
@@ -264,6 +267,10 @@ def test_redis_flushed_under_two_projectors_sharing_the_partitions_loses_nothing
     level(redis_client, rsettings)
     for p in range(rsettings.partitions):  # (the flush took the leases too)
         redis_client.set(keys.lease(p), "p1" if p < 2 else "p2", px=60_000)
+    if claim_due:
+        p1.consumer._claim_due.clear()
+    else:
+        p1.consumer._claim_due = dict.fromkeys(range(rsettings.partitions), float("inf"))
     p1.step(20)  # meets the missing group first, and makes it again on every stream
     catch_up(p1, p2, batch=20)
     assert_matches_fold(redis_client, rsettings, stream_events(redis_client, rsettings))
