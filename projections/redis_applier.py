@@ -8,8 +8,9 @@ the cache already holds the states the batch will reach, and if a call is
 refused that is harmless: every call compares-and-sets the account's version,
 so a redelivered event changes nothing and a change computed from a stale
 state is refused. Such an account is reloaded from Redis and computed again.
-An event the fold cannot apply, or a real version gap, parks its account
-(redis_parking) while every other account goes on.
+An event the fold cannot apply, a real version gap, or a projection that
+cannot be read back (a value stored by hand) parks its account (redis_parking)
+while every other account goes on.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from eventlog.records import StoredEvent
 from .fold import Fold
 from .redis_parking import Parking
 from .redis_plan import Plan, plan, version_of
-from .redis_reader import read_folds
+from .redis_reader import read_folds_apart
 from .redis_scripts import Call, Scripts, Status, status_of
 
 __all__ = ["Batch", "Outcome", "RedisApplier", "Transient"]
@@ -69,6 +70,9 @@ class RedisApplier:
         self.parking = Parking(client, keys, self.scripts)
         self.cache_size = cache_size
         self._cache: OrderedDict[str, Fold | None] = OrderedDict()
+        # Accounts whose projection could not be read back (a value stored by hand):
+        # parked like a poison event, so every other account goes on.
+        self._damaged: dict[str, str] = {}
 
     def forget(self, accounts: Sequence[str] | None = None) -> None:
         """Drop cached states (all, and whatever is in flight, when None)."""
@@ -80,9 +84,15 @@ class RedisApplier:
 
     def _load(self, accounts: Sequence[str]) -> None:
         if accounts:
-            self._cache.update(read_folds(self.client, self.keys, accounts))
+            folds, damaged = read_folds_apart(self.client, self.keys, accounts)
+            self._cache.update(folds)
+            for account in folds:
+                self._damaged.pop(account, None)
+            self._damaged.update(damaged)
 
     def _remember(self, account: str, state: Fold | None) -> None:
+        if account in self._damaged:
+            return  # nothing known of it: read again next time
         self._cache[account] = state
         self._cache.move_to_end(account)
 
@@ -153,7 +163,9 @@ class RedisApplier:
                     continue
                 if round_no:
                     self._remember(account, p.state)
-                if p.poison is not None:
+                if p.poison is not None and account in self.parking.accounts:
+                    retry[account] = p.rest  # parked by an earlier batch meanwhile: follow
+                elif p.poison is not None:
                     self._park(account, p.rest, p.poison, out)
                 elif p.rest and account in checked:  # a reload did not close the gap
                     error = ProjectionGap(account, version_of(p.state), p.rest[0].version)
@@ -178,6 +190,8 @@ class RedisApplier:
     def _plan(self, account: str, events: list[StoredEvent]) -> Plan:
         if account in self.parking.accounts:
             return Plan(self.parking.follow(account, events), None, list(events), follow=True)
+        if account in self._damaged:
+            return Plan([], None, [], list(events), poison=self._damaged[account])
         return plan(self.keys, account, self._cache.get(account), events)
 
     def _settled(self, account: str, p: Plan, replies: list[object]) -> bool:
@@ -188,6 +202,7 @@ class RedisApplier:
     def _park(self, account: str, events: list[StoredEvent], error: str, out: Outcome) -> None:
         self.scripts.run(self.parking.park(account, events, error))
         self._cache.pop(account, None)
+        self._damaged.pop(account, None)  # the replay that unparks it mends it
         out.handled += events
         out.parked.append(account)
 
@@ -202,6 +217,12 @@ class RedisApplier:
             events = self.parking.waiting(account)
             self.forget([account])
             self._load([account])
+            if account in self._damaged:  # still: the replay did not rewrite it
+                error = self._damaged.pop(account)
+                version = events[0].version if events else 0
+                if events:
+                    self.parking.note(account, version, error)
+                raise AccountParked(account, version, error)
             if events:
                 p = plan(self.keys, account, self._cache.get(account), events)
                 replies = self.scripts.run(p.calls)

@@ -22,7 +22,14 @@ from . import redis_wire as wire
 from .fold import Fold
 from .redis_codec import VERSION, document_json
 
-__all__ = ["account_version", "read_document", "read_document_json", "read_fold", "read_folds"]
+__all__ = [
+    "account_version",
+    "read_document",
+    "read_document_json",
+    "read_fold",
+    "read_folds",
+    "read_folds_apart",
+]
 
 _TRIES = 5
 _VERSION_B = VERSION.encode()
@@ -136,6 +143,25 @@ def read_folds(client: redis.Redis, keys: Keys, accounts: Iterable[str]) -> dict
         account: None if got is None else Fold(_parse(account, got[0]), got[1])
         for account, got in _read(client, keys, accounts).items()
     }
+
+
+def read_folds_apart(
+    client: redis.Redis, keys: Keys, accounts: Iterable[str]
+) -> tuple[dict[str, Fold | None], dict[str, str]]:
+    """read_folds, with each account whose projection is damaged set apart, with why."""
+    todo = list(accounts)
+    try:
+        return read_folds(client, keys, todo), {}
+    except CorruptProjection:
+        pass  # one read per account, to tell which
+    folds: dict[str, Fold | None] = {}
+    damaged: dict[str, str] = {}
+    for account in todo:
+        try:
+            folds.update(read_folds(client, keys, (account,)))
+        except CorruptProjection as e:
+            damaged[account] = str(e)
+    return folds, damaged
 
 
 def read_fold(client: redis.Redis, keys: Keys, account: str) -> Fold | None:

@@ -664,6 +664,37 @@ def test_poison_event_parks_only_its_account_until_reapplied(
     assert_matches_fold(redis_client, rsettings, placed)
 
 
+def test_a_projection_damaged_by_hand_parks_only_its_account_until_mended(
+    rsettings: Settings, redis_client: redis.Redis
+) -> None:
+    """A value that is not JSON (stored by hand) stopped the whole projector: now its
+    account is parked, naming the damage, and every other account goes on."""
+    keys = Keys(rsettings.key_prefix)
+    placed = _stream(redis_client, rsettings, [upsert("1", 1, 0), upsert("1", 1, 0, OTHER)])
+    projector = make_projector(rsettings, redis_client)
+    assert catch_up(projector) == 2
+    kept = redis_client.hget(keys.offers(ACCOUNT), "1")
+    redis_client.hset(keys.offers(ACCOUNT), "1", "{not json")
+    projector.applier.forget()  # as a projector started after the damage: nothing cached
+    placed += _stream(redis_client, rsettings, [upsert("2", 2, 0), upsert("3", 3, 0)])
+    # Two batches in flight: the second was planned before the first parked the account.
+    assert catch_up(projector, batch=1) == 2
+    placed += _stream(redis_client, rsettings, [upsert(str(v), v, 0, OTHER) for v in (2, 3)])
+    assert catch_up(projector) == 2
+    assert account_version(redis_client, keys, OTHER) == 3
+    assert account_version(redis_client, keys, ACCOUNT) == 1
+    record = projector.parked()[ACCOUNT]
+    assert record["version"] == 2 and "is not JSON" in record["error"]
+    assert [e.version for e in projector.applier.parking.waiting(ACCOUNT)] == [2, 3]
+    with pytest.raises(AccountParked, match="is not JSON"):  # still damaged: stays parked
+        projector.reapply_parked(ACCOUNT)
+    assert [e.version for e in projector.applier.parking.waiting(ACCOUNT)] == [2, 3]
+    redis_client.hset(keys.offers(ACCOUNT), "1", kept)  # mended (replay --account does it)
+    assert projector.reapply_parked(ACCOUNT) == 2
+    assert projector.parked() == {}
+    assert_matches_fold(redis_client, rsettings, placed)
+
+
 def test_version_gap_parks_and_is_reported(rsettings: Settings, redis_client: redis.Redis) -> None:
     keys = Keys(rsettings.key_prefix)
     placed = _stream(
