@@ -115,7 +115,8 @@ class RedisApplier:
         for event in events:
             todo.setdefault(event.account, []).append(event)
         try:
-            self._load([a for a in todo if a not in self._cache])
+            parked = self.parking.accounts  # (their events only join the waiting list)
+            self._load([a for a in todo if a not in self._cache and a not in parked])
             plans = {account: self._plan(account, evs) for account, evs in todo.items()}
             for account, p in plans.items():
                 if not p.follow:

@@ -95,7 +95,11 @@ def _read_once(
         meta, offers, index, _ = raws[account]
         now = next(replies)
         friends = {friend: _pairs(next(replies)) for friend in friend_ids[account]}
-        if (int(now) if now is not None else 0) != _version_of(meta):
+        try:
+            moved = (int(now) if now is not None else 0) != _version_of(meta)
+        except ValueError as e:
+            raise CorruptProjection(f"the Redis projection of {account}: {e}") from e
+        if moved:
             again.append(account)
             continue
         if not meta:

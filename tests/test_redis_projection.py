@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 
 import orjson
 import pytest
@@ -35,6 +36,7 @@ from projections.redis_reader import (
     read_document,
     read_document_json,
     read_fold,
+    read_folds_apart,
 )
 from projections.redis_scripts import Status, status_of
 from tests.conftest import SAMPLES_DIR
@@ -675,6 +677,12 @@ def test_a_projection_damaged_by_hand_parks_only_its_account_until_mended(
     assert catch_up(projector) == 2
     kept = redis_client.hget(keys.offers(ACCOUNT), "1")
     redis_client.hset(keys.offers(ACCOUNT), "1", "{not json")
+    redis_client.hset(keys.meta(OTHER), "version", "one")
+    assert read_folds_apart(redis_client, keys, [ACCOUNT, OTHER, "76561199027650318"]) == (
+        {"76561199027650318": None},
+        {ACCOUNT: ANY, OTHER: ANY},
+    )
+    redis_client.hset(keys.meta(OTHER), "version", 1)
     projector.applier.forget()  # as a projector started after the damage: nothing cached
     placed += _stream(redis_client, rsettings, [upsert("2", 2, 0), upsert("3", 3, 0)])
     # Two batches in flight: the second was planned before the first parked the account.
