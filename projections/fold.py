@@ -106,7 +106,7 @@ def _whole(state: Fold | None, event: StoredEvent, given: dict[str, Any], legacy
     if rules > 1 and "negotiations" in doc and doc["negotiations"] is None:
         values["negotiations"] = None
     else:
-        values["negotiations"] = dict(sorted((doc.get("negotiations") or {}).items()))
+        values["negotiations"] = dict(doc.get("negotiations") or {})  # in the client's order
     _set_server(doc, values)
     return Fold(doc, scores)
 
@@ -146,13 +146,10 @@ def _friends(base: Fold, event: StoredEvent) -> Fold:
     had = base.doc["negotiations"]
     negotiations = dict(had or {})
     if event.type == "FriendNegotiationUpserted":
-        fid = event.data["friend_steam_id"]
-        new_friend = fid not in negotiations
-        negotiations[fid] = event.data["negotiation"]
-        if new_friend:
-            negotiations = dict(sorted(negotiations.items()))
+        # A new friend comes last, an existing one keeps its place (as a JS object's
+        # keys do: the legacy service's order).
+        negotiations[event.data["friend_steam_id"]] = event.data["negotiation"]
     else:
-        # Deleting keeps the remaining friends in order: no re-sort needed.
         for fid in event.data["friend_steam_ids"]:
             negotiations.pop(fid, None)
         if had is None:  # nothing to remove from: a null of the client's stays

@@ -6,8 +6,11 @@ a friend hash holds one friend's record, a field per top-level key. In both,
 strings are stored as they are and every other value as orjson JSON, and two
 reserved fields make the round trip exact: `_order` (a JSON array of the keys in
 document order, the collections included) and `_json` (a JSON array of the keys
-whose value is JSON). A client key starting with "_" is stored with one more "_"
-in front, so it can never collide with a reserved field (`_order` -> `__order`).
+whose value is JSON); the meta hash also keeps `_friends` (a JSON array of the
+friend ids in document order, since the friends index is a set; a hash without
+it, of the layout before, lists them sorted). A client key starting with "_" is
+stored with one more "_" in front, so it can never collide with a reserved field
+(`_order` -> `__order`).
 The meta hash's `version` and `position` (the account's last event: "p:offset")
 are the server's, as DESIGN names them: a client's own top-level `position` is
 stored as `_position` (its `version` is the server's anyway), with `_layout` set
@@ -30,6 +33,7 @@ from .offer_list import sort_key
 
 __all__ = [
     "COLLECTIONS",
+    "FRIENDS",
     "JSON_FIELDS",
     "ORDER",
     "POSITION",
@@ -47,6 +51,7 @@ __all__ = [
 
 ORDER = "_order"
 JSON_FIELDS = "_json"
+FRIENDS = "_friends"
 POSITION = "position"
 VERSION = "version"
 COLLECTIONS = ("trade_offers", "negotiations")
@@ -58,6 +63,7 @@ _LAYOUT_B = LAYOUT.encode()
 _NULLABLE = frozenset(c.encode() for c in COLLECTIONS)
 _ORDER_B = ORDER.encode()
 _JSON_B = JSON_FIELDS.encode()
+_FRIENDS_B = FRIENDS.encode()
 _MISSING: Any = object()
 
 Pairs = list[str | bytes]  # field, value, field, value … as the scripts take them
@@ -121,6 +127,8 @@ def meta_pairs(doc: dict[str, Any]) -> Pairs:
             pairs += (_meta_field(key), json_arg(value))
             json_keys.append(key)
     pairs += (ORDER, json_arg(list(doc)), JSON_FIELDS, json_arg(json_keys))
+    if isinstance(doc.get("negotiations"), dict):
+        pairs += (FRIENDS, json_arg(list(doc["negotiations"])))
     if POSITION in doc:
         pairs += (LAYOUT, "2")
     return pairs
@@ -149,6 +157,13 @@ def meta_changes(old: dict[str, Any], new: dict[str, Any]) -> Pairs | None:
         pairs += (_meta_field(key), json_arg(value) if is_json else value)
         if was is _MISSING or (type(was) is not str) != is_json:
             json_changed = True
+    friends, had = new.get("negotiations"), old.get("negotiations")
+    if (
+        isinstance(friends, dict)
+        and friends is not had
+        and (had is None or list(friends) != list(had))
+    ):
+        pairs += (FRIENDS, json_arg(list(friends)))  # a friend came or went
     if len(new) != len(old) or list(new) != list(old):
         if not old.keys() <= new.keys():
             return None
@@ -203,7 +218,8 @@ def document_json(
     """
     scores = {oid.decode(): int(score) for oid, score in scored}
     ids = sorted(scores, key=lambda oid: sort_key(oid, scores[oid]))
-    negotiations = (orjson.dumps(fid) + b":" + _object(friends[fid]) for fid in sorted(friends))
+    order = _friend_order(meta.get(_FRIENDS_B), friends)
+    negotiations = (orjson.dumps(fid) + b":" + _object(friends[fid]) for fid in order)
     collections = {
         "trade_offers": b"[" + b",".join([offers[oid.encode()] for oid in ids]) + b"]",
         "negotiations": b"{" + b",".join(negotiations) + b"}",
@@ -211,6 +227,15 @@ def document_json(
     for key in _NULLABLE.intersection(meta):  # the client's null, kept in the meta hash
         collections[key.decode()] = meta[key]
     return _object(meta, collections), scores
+
+
+def _friend_order(listed: bytes | None, friends: dict[str, Any]) -> list[str]:
+    """The friend ids in document order: as `_friends` lists them, then any it does not
+    list (none, but in a hash of the layout before, which lists none) sorted."""
+    order = [f for f in dict.fromkeys(orjson.loads(listed)) if f in friends] if listed else []
+    if len(order) != len(friends):
+        order += sorted(friends.keys() - set(order))
+    return order
 
 
 def decode_document(

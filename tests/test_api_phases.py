@@ -58,6 +58,8 @@ def write_first_half(client: TestClient, phase: int) -> None:
     for path, account in zip(SAMPLES, SAVED, strict=True):
         doc = orjson.loads(path.read_bytes())
         doc["account_steam_id"] = account
+        # Friends out of id order: they come back in the client's order, in both phases.
+        doc["negotiations"] = dict(reversed(doc["negotiations"].items()))
         body = ok(client.post(f"/negotiations/{account}", json=doc, headers=HEADERS))
         assert body["redis_written"] is True and body["projected"] is True
     for i, account in enumerate(IMPORTED + FRESH):
@@ -74,8 +76,8 @@ def write_first_half(client: TestClient, phase: int) -> None:
             "language": {"code": "de"} if i % 2 else "de",  # open documents mix types
             "ts": str(1_700_000_000 + i),
         }
-        ok(client.put(f"/negotiations/{account}/friend/{FRIEND}", json=record, headers=HEADERS))
         ok(client.put(f"/negotiations/{account}/friend/{FRIEND2}", json={}, headers=HEADERS))
+        ok(client.put(f"/negotiations/{account}/friend/{FRIEND}", json=record, headers=HEADERS))
     for account in SAVED[:3]:
         doc = ok(client.get(f"/negotiations/{account}", headers=HEADERS))["data"]
         if doc["trade_offers"]:
@@ -193,6 +195,14 @@ def test_phase_1_and_phase_2_read_the_same_documents(
     made = orjson.loads(phase2_b[NULLS[0]][0])  # an offer made a list of the null
     assert [o["trade_offer_id"] for o in made["trade_offers"]] == [str(7_000 + len(ALL) - 2)]
     assert made["negotiations"] is None  # removing an absent friend left it as it was
+    for path, account in zip(SAMPLES, SAVED, strict=True):  # in the order sent
+        sent = list(reversed(orjson.loads(path.read_bytes())["negotiations"]))
+        held = list(orjson.loads(phase2_b[account][0])["negotiations"])
+        assert held == [f for f in sent if f in held], account
+    fresh = orjson.loads(phase2_b[FRESH[0]][0])["negotiations"]
+    assert list(fresh) == [FRIEND]  # FRIEND2 (added first) was removed
+    imported = orjson.loads(phase1_a[IMPORTED[-1]][0])["negotiations"]
+    assert list(imported)[-2:] == [FRIEND2, FRIEND]  # new friends come last, as added
     renamed = orjson.loads(phase2_b[IMPORTED[0]][0])
     assert renamed["account_username"] == "renamed"
     assert FRIEND not in renamed["negotiations"]

@@ -196,7 +196,7 @@ def test_save_created_at_comes_from_data_only_for_a_new_account() -> None:
     assert next(iter(second.doc)) == "created_at"  # the client's position is kept
 
 
-def test_whole_document_is_sorted_and_null_collections_stay_null() -> None:
+def test_whole_document_sorts_offers_keeps_friends_order_and_null_collections() -> None:
     doc = {
         "trade_offers": [
             {"trade_offer_id": "30", "updated_at": "2025-01-01T00:00:02Z"},
@@ -209,7 +209,7 @@ def test_whole_document_is_sorted_and_null_collections_stay_null() -> None:
     state = apply(None, event("NegotiationsSaved", doc, 1))
     assert offer_ids_of(state) == ["9", "10", "30", "5"]
     assert state.scores["5"] == ms(1)
-    assert list(state.doc["negotiations"]) == [FRIEND_A, FRIEND_B]
+    assert list(state.doc["negotiations"]) == [FRIEND_B, FRIEND_A]  # as sent
     nulls = apply(state, event("LegacyImported", {"document": {"trade_offers": None}}, 2))
     # The client's null comes back as sent; a collection left out is added empty.
     assert nulls.doc["trade_offers"] is None and nulls.doc["negotiations"] == {}
@@ -418,7 +418,7 @@ def test_offer_score_without_updated_at_is_the_fallback() -> None:
 # --- friends ---------------------------------------------------------------------------------
 
 
-def test_friend_upsert_replaces_whole_record_in_friend_order() -> None:
+def test_friend_upsert_replaces_whole_record_where_it_was_and_adds_new_ones_last() -> None:
     record_b = {
         "state": "initiating",
         "language": "en",
@@ -433,7 +433,7 @@ def test_friend_upsert_replaces_whole_record_in_friend_order() -> None:
             ("FriendNegotiationUpserted", {"friend_steam_id": FRIEND_B, "negotiation": {"x": 1}}),
         ]
     )
-    assert list(state.doc["negotiations"].items()) == [(FRIEND_A, record_a), (FRIEND_B, {"x": 1})]
+    assert list(state.doc["negotiations"].items()) == [(FRIEND_B, {"x": 1}), (FRIEND_A, record_a)]
     assert list(state.doc["negotiations"][FRIEND_A]) == ["messages", "language", "followUpCount"]
     assert state.doc["version"] == 3 and state.doc["updated_at"] == ts(3)
     assert state.doc["trade_offers_updated_at"] is None  # friends do not touch offers
@@ -564,8 +564,20 @@ def _check_canonical(state: Fold) -> None:
     assert len(set(ids)) == len(ids) and state.scores.keys() == set(ids)
     keys = [(state.scores[i], int(i), i) for i in ids]
     assert keys == sorted(keys)
-    friends = list(state.doc["negotiations"] or ())
-    assert friends == sorted(friends)
+
+
+def _friend_order(order: list[str] | None, kind: str, data: dict[str, Any]) -> list[str] | None:
+    """The friends' order a JS object (the legacy service's) gives after a command."""
+    if kind in ("NegotiationsSaved", "LegacyImported"):
+        doc = data.get("document", data) if kind == "LegacyImported" else data
+        negotiations = doc.get("negotiations", {})
+        return None if negotiations is None else list(negotiations)
+    if kind == "FriendNegotiationUpserted":
+        fid = data["friend_steam_id"]
+        return [*(order or ()), fid] if fid not in (order or ()) else order
+    if kind == "FriendsRemoved" and order is not None:
+        return [f for f in order if f not in data["friend_steam_ids"]]
+    return order
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -576,6 +588,7 @@ def test_any_sequence_folds_deterministically_and_canonically(
     account, commands = drawn
     sent = orjson.dumps(commands)
     state: Fold | None = None
+    friends: list[str] | None = []
     for version, (kind, data) in enumerate(commands, start=1):
         held = None if state is None else dumps(state.doc)
         new = apply(state, event(kind, data, version, account))
@@ -583,6 +596,9 @@ def test_any_sequence_folds_deterministically_and_canonically(
             assert dumps(state.doc) == held  # purity at every step
         state = new
         _check_canonical(state)
+        friends = _friend_order(friends, kind, data)
+        got = state.doc["negotiations"]
+        assert (None if got is None else list(got)) == friends
         assert state.doc["version"] == version
     assert state is not None
     again = fold_all(event(k, d, v, account) for v, (k, d) in enumerate(commands, start=1))
