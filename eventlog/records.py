@@ -28,8 +28,9 @@ SCHEMA_VERSION = 1
 # The fold's rules an event was appended under, in its `meta.rules` (absent: 1), so a
 # replay folds every event as the projections did when it was new. 2: a save that
 # changes offers sets trade_offers_updated_at; a null collection stays null; a
-# state_history that is not a list is kept whole.
-RULES = 2
+# state_history that is not a list is kept whole. 3: friends keep the client's order
+# (a save's; a new friend last), where they were sorted by id.
+RULES = 3
 
 NEGOTIATIONS_SAVED = "NegotiationsSaved"
 TRADE_OFFER_UPSERTED = "TradeOfferUpserted"

@@ -106,7 +106,8 @@ def _whole(state: Fold | None, event: StoredEvent, given: dict[str, Any], legacy
     if rules > 1 and "negotiations" in doc and doc["negotiations"] is None:
         values["negotiations"] = None
     else:
-        values["negotiations"] = dict(doc.get("negotiations") or {})  # in the client's order
+        negotiations = doc.get("negotiations") or {}
+        values["negotiations"] = dict(negotiations if rules > 2 else sorted(negotiations.items()))
     _set_server(doc, values)
     return Fold(doc, scores)
 
@@ -148,7 +149,11 @@ def _friends(base: Fold, event: StoredEvent) -> Fold:
     if event.type == "FriendNegotiationUpserted":
         # A new friend comes last, an existing one keeps its place (as a JS object's
         # keys do: the legacy service's order).
-        negotiations[event.data["friend_steam_id"]] = event.data["negotiation"]
+        fid = event.data["friend_steam_id"]
+        new_friend = fid not in negotiations
+        negotiations[fid] = event.data["negotiation"]
+        if new_friend and event.rules < 3:
+            negotiations = dict(sorted(negotiations.items()))
     else:
         for fid in event.data["friend_steam_ids"]:
             negotiations.pop(fid, None)

@@ -177,6 +177,18 @@ def test_events_appended_under_the_first_rules_fold_as_they_did() -> None:
     assert now.doc["negotiations"] is None
 
 
+def test_friends_of_events_appended_under_rules_2_are_sorted_as_they_were() -> None:
+    """A log written before RULES 3 replays into the friend order it built then."""
+    saved = {"negotiations": {FRIEND_B: {"b": 1}, FRIEND_A: {"a": 1}}}
+    old = apply(None, event("NegotiationsSaved", saved, 1, rules=2))
+    assert list(old.doc["negotiations"]) == [FRIEND_A, FRIEND_B]
+    put = {"friend_steam_id": "76561198000000001", "negotiation": {}}
+    older = apply(old, event("FriendNegotiationUpserted", put, 2, rules=2))
+    assert list(older.doc["negotiations"]) == ["76561198000000001", FRIEND_A, FRIEND_B]
+    now = apply(old, event("FriendNegotiationUpserted", put, 2))
+    assert list(now.doc["negotiations"]) == [FRIEND_A, FRIEND_B, "76561198000000001"]
+
+
 def test_the_writer_appends_under_the_current_rules(tmp_path: Path) -> None:
     from eventlog.settings import load_settings
     from eventlog.writer import Writer
