@@ -165,6 +165,7 @@ class HealthAnswer(BaseModel):
     service: Literal["tradelog"]
     uptime: float
     phase: int
+    redis: Literal["ok", "failing", "disabled"]  # as this worker's last stream write found it
 
 
 class ReadyAnswer(BaseModel):

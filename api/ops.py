@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from eventlog._exceptions import InvalidInput
 from eventlog.history import account_events
+from eventlog.writer import Writer
 
 from . import metrics
 from .http import JSON, account_of, guarded
@@ -30,8 +31,17 @@ async def health(request: Request) -> Response:
             "service": "tradelog",
             "uptime": round(time.monotonic() - st.started, 3),
             "phase": st.settings.phase,
+            "redis": _redis_health(st.writer),
         }
     )
+
+
+def _redis_health(writer: Writer) -> str:
+    """What this worker's writes last found of Redis, without asking it (a liveness
+    probe must not wait on Redis): `/ready` asks."""
+    if writer.stream is None:
+        return "disabled"
+    return "failing" if writer.redis_failing else "ok"
 
 
 def _projectors(request: Request) -> dict[str, Any]:

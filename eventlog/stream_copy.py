@@ -57,6 +57,7 @@ class StreamCopy:
             _failed(self.w, f"partition {self.p}", e)
             return False
         self.top = first + len(entries) - 1
+        self.w.redis_failing = False
         return True
 
     def _append_or_fill(
@@ -121,6 +122,7 @@ class RoundAdds:
         for (copy, first, entries), ok in zip(self.batches, taken, strict=True):
             if ok:
                 copy.top = first + len(entries) - 1
+                self.w.redis_failing = False
             out.append(ok or copy.add(first, entries))
         return out
 
@@ -138,3 +140,4 @@ def _failed(writer: Writer, what: str, error: Exception) -> None:
     log.warning("stream append failed for %s: %s", what, error)
     writer.redis_retry_at = time.monotonic() + _REDIS_RETRY_S
     writer.redis_failures += 1
+    writer.redis_failing = True

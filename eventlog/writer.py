@@ -42,6 +42,7 @@ class Writer:
         self.stream = StreamLog(client, Keys(settings.key_prefix)) if client is not None else None
         self.redis_retry_at = 0.0
         self.redis_failures = 0
+        self.redis_failing = False  # the last stream write failed (none since took)
         # Partitions whose last append found a damaged line, and what it said: appends
         # there fail until the line is mended (CorruptLog names file and line).
         self.damaged: dict[int, str] = {}

@@ -346,6 +346,8 @@ def test_phase_1_with_redis_unreachable(
         body = resp.json()
         assert body["redis_written"] is False
         assert body["redis_operation"] == "deferred"
+        live = client.get("/health")  # "health says so", without waiting on Redis
+        assert live.status_code == 200 and live.json()["redis"] == "failing"
         assert body["projected"] is True  # phase 1 reads the files
         got = client.get(BASE, headers=HEADERS).json()
         assert got["source"] == "file" and got["version"] == 1

@@ -86,6 +86,7 @@ def test_health_needs_no_key(client: TestClient) -> None:
     assert body["status"] == "ok"
     assert body["service"] == "tradelog"
     assert isinstance(body["uptime"], (int, float)) and body["uptime"] >= 0
+    assert body["redis"] == "disabled"  # (this client's settings have no Redis)
 
 
 ROUTES: list[tuple[str, str, Any]] = [
@@ -395,6 +396,7 @@ def test_account_health_is_not_in_sync_while_redis_lacks_the_account(
     with serving(s) as client:
         client.post(f"{BASE}/atomic-upsert-trade-offer", json=offer("1"), headers=HEADERS)
         body = client.get(f"{BASE}/health", headers=HEADERS).json()
+        assert client.get("/health").json()["redis"] == "ok"  # the write reached its stream
     assert body["versions"] == {"log": 1, "file": 1, "redis": None}
     assert body["in_sync"] is False
 
