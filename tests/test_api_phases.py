@@ -144,7 +144,12 @@ def assert_same(
 def test_phase_1_and_phase_2_read_the_same_documents(
     make_settings: Callable[..., Settings], redis_url: str
 ) -> None:
-    common = {"api_keys": KEY, "redis_url": redis_url, "projection_wait_ms": WAIT_MS}
+    common = {
+        "api_keys": KEY,
+        "redis_url": redis_url,
+        "projection_wait_ms": WAIT_MS,
+        "redis_timeout_ms": 5000,  # a stall of the test's Redis is not an outage here
+    }
     s1 = make_settings(phase=1, **common)
     s2 = make_settings(phase=2, **common)
     both = ("file", "redis")
@@ -213,7 +218,9 @@ def test_a_retry_after_a_restart_says_its_event_is_in_the_stream(
 ) -> None:
     """The first answer's redis_written, again: a new process's writer has not added the
     event itself, and finds it in the stream as it checks the retry."""
-    settings = make_settings(api_keys=KEY, redis_url=redis_url, projection_wait_ms=WAIT_MS)
+    settings = make_settings(
+        api_keys=KEY, redis_url=redis_url, projection_wait_ms=WAIT_MS, redis_timeout_ms=5000
+    )
     path = f"/negotiations/{FRESH[0]}/atomic-upsert-trade-offer"
     request = {"json": {"trade_offer_data": {"trade_offer_id": "77"}}}
     headers = {**HEADERS, "Idempotency-Key": "restart-1"}

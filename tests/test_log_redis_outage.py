@@ -102,7 +102,8 @@ def test_redis_killed_during_appends_then_relay_levels(
     redis_url: str,
     make_settings: Callable[..., Settings],
 ) -> None:
-    settings = make_settings(redis_url=redis_url)
+    # No fsync: a slow disk is not what the append latencies below are about.
+    settings = make_settings(redis_url=redis_url, redis_timeout_ms=5000, fsync="off")
     stream = StreamLog(redis_client, Keys(settings.key_prefix))
     results: list[AppendResult] = []
     latencies: list[float] = []
@@ -157,8 +158,8 @@ def test_redis_killed_during_appends_then_relay_levels(
     assert_gapless(settings, results)
     assert len(down) >= 200
     assert all(r.offset is not None for r in down)
-    # A dead Redis costs an append little: no append waited on it for long.
-    assert max(latencies) < 1.0, f"slowest append took {max(latencies):.3f}s"
+    # A dead Redis costs an append little: none waited out the Redis timeout (5 s).
+    assert max(latencies) < 2.5, f"slowest append took {max(latencies):.3f}s"
     # Once back, appends resume writing to the stream; the last ones all did.
     assert results[-1].redis_written
 
@@ -175,7 +176,7 @@ def test_redis_back_with_old_data_cli_relay_copies_only_the_missing(
     redis_url: str,
     make_settings: Callable[..., Settings],
 ) -> None:
-    settings = make_settings(redis_url=redis_url)
+    settings = make_settings(redis_url=redis_url, redis_timeout_ms=5000)
     stream = StreamLog(redis_client, Keys(settings.key_prefix))
     with Writer(settings) as writer:
         before = [writer.append(*offer(i, i)) for i in range(20)]
@@ -236,7 +237,7 @@ def test_writer_fills_a_small_gap_itself(
     make_settings: Callable[..., Settings],
 ) -> None:
     """Without any relay, the first append after the breaker copies the missing entries."""
-    settings = make_settings(redis_url=redis_url)
+    settings = make_settings(redis_url=redis_url, redis_timeout_ms=5000)
     stream = StreamLog(redis_client, Keys(settings.key_prefix))
     account = ACCOUNTS[0]
     p = partition_of(account, settings.partitions)
@@ -267,7 +268,7 @@ def test_a_stream_whose_tail_was_deleted_by_hand_is_levelled_again(
     """Entries deleted by hand at a stream's end leave its last ID above its top, so XADD
     refuses their IDs: the writer (on its next append) and the relay set the last ID
     back to the top, then copy the missing entries again from the file log."""
-    settings = make_settings(redis_url=redis_url)
+    settings = make_settings(redis_url=redis_url, redis_timeout_ms=5000)
     keys = Keys(settings.key_prefix)
     stream = StreamLog(redis_client, keys)
     p = partition_of(ACCOUNTS[0], settings.partitions)
@@ -366,7 +367,7 @@ def test_a_relay_beside_a_writer_leaves_each_batch_to_its_writer(
     """A relay reading the file while the writer syncs a batch used to copy it first,
     and the writer, finding its entries in the stream already, answered
     `redis_written: false` (in phase 2 the API then skips its read-your-writes wait)."""
-    settings = make_settings(redis_url=redis_url)
+    settings = make_settings(redis_url=redis_url, redis_timeout_ms=5000)
     stream = StreamLog(redis_client, Keys(settings.key_prefix))
     relay = Relay(settings, stream)
     stop = threading.Event()
@@ -389,7 +390,7 @@ def test_the_relay_copies_no_batch_before_its_writer_is_done_with_it(
     """A batch written under the partition lock is not copied while the lock is held;
     cut off again (its sync failed), it never reaches the stream, and the event that
     takes its offset next is the one the stream gets."""
-    settings = make_settings(redis_url=redis_url)
+    settings = make_settings(redis_url=redis_url, redis_timeout_ms=5000)
     stream = StreamLog(redis_client, Keys(settings.key_prefix))
     relay = Relay(settings, stream, lock_wait_s=0)
     account = ACCOUNTS[0]
@@ -424,7 +425,7 @@ def test_lines_cut_off_while_the_relay_waited_for_their_writer_are_not_copied(
     it read are no longer the log's, and it reads again from the stream's top."""
     import eventlog.relay as relay_module
 
-    settings = make_settings(redis_url=redis_url)
+    settings = make_settings(redis_url=redis_url, redis_timeout_ms=5000)
     stream = StreamLog(redis_client, Keys(settings.key_prefix))
     account = ACCOUNTS[0]
     p = partition_of(account, settings.partitions)
@@ -484,7 +485,7 @@ def test_the_relay_keeps_its_place_in_each_partition_from_pass_to_pass(
     from its start (256 MiB, several times a second for every partition)."""
     import eventlog.relay as relay_module
 
-    settings = make_settings(redis_url=redis_url)
+    settings = make_settings(redis_url=redis_url, redis_timeout_ms=5000)
     stream = StreamLog(redis_client, Keys(settings.key_prefix))
     opened: list[tuple[int, int]] = []
     real_cursor = relay_module.Cursor

@@ -206,7 +206,8 @@ def test_redis_losing_everything_is_rebuilt_from_the_log(
             offer = {"trade_offer_id": str(i % 5), "state": STATES[i % 4]}
             writer.append(ACCOUNTS[i % 3], "TradeOfferUpserted", {"offer": offer})
         catch_up(projector)
-        redis_server.stop()  # no persistence: streams, projection and groups are gone
+        # Killed: no save on shutdown, so streams, projection and groups are gone.
+        redis_server.stop(stop_signal=signal.SIGKILL)
         with pytest.raises(RedisUnavailable):
             projector.step(100)
         redis_server.start()

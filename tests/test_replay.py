@@ -247,20 +247,30 @@ def test_replay_runs_right_after_a_bounded_projector_exits(
     assert redis_contents(redis_client, rs.key_prefix) == live
 
 
+def freeze_beats_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """From now on, heartbeats are as old as they are now: a stall of a loaded machine
+    does not age a live one past its freshness."""
+    import projections.redis_progress as progress
+
+    frozen = progress.now_ms()
+    monkeypatch.setattr(progress, "now_ms", lambda: frozen)
+
+
 def test_one_projector_stopping_does_not_hide_a_live_standby(
-    rs: Settings, redis_client: redis.Redis
+    rs: Settings, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from projections.redis_progress import projector_activity
 
     fill(rs, rounds=10)
     keys = Keys(rs.key_prefix)
-    a = make_projector(rs, redis_client, name="a")
+    a = make_projector(rs, redis_client, name="a", lease_ms=60_000)  # lapses only at close
     catch_up_redis(a)
     b = make_projector(rs, redis_client, name="b")
     try:
         b.step(100)  # a standby: a holds every lease
         assert not b.consumer.held
         b.heartbeat()  # b is alive, and beat last
+        freeze_beats_clock(monkeypatch)
         a.close()  # a stops cleanly after b's beat: its leases go, its stop is recorded
         assert projector_activity(redis_client, keys, rs.partitions) is not None
     finally:
@@ -270,7 +280,7 @@ def test_one_projector_stopping_does_not_hide_a_live_standby(
 
 
 def test_a_group_whose_processes_stop_in_any_order_is_seen_stopped(
-    rs: Settings, redis_client: redis.Redis
+    rs: Settings, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`project redis` runs one process per CPU, each beating and stopping on its own:
     a beat of one can land between another's beat and its stop."""
@@ -287,6 +297,7 @@ def test_a_group_whose_processes_stop_in_any_order_is_seen_stopped(
     catch_up_redis(b)
     a.heartbeat()
     b.heartbeat()  # b beat last
+    freeze_beats_clock(monkeypatch)
     b.close()
     assert projector_activity(redis_client, keys, rs.partitions) is not None  # a still runs
     a.close()  # the last stop is a's, the last beat b's: both stopped after their beats
