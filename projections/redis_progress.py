@@ -2,7 +2,7 @@
 
 Fields: each partition's next offset to apply (`"<p>"`), `heartbeat` (ms) and
 `heartbeat_by` (the consumer that beat last), and per consumer `heartbeat:<name>`
-(its last beat) and, after its clean stop, `stopped:<name>` (ms). API workers
+(its last beat, until its clean stop) and `stopped:<name>` (ms of its clean stop). API workers
 wait on the partition offsets (rung through the progress bell as well); health
 reads the heartbeat; `replay` reads all of it to tell whether a projector still
 runs.
@@ -46,7 +46,12 @@ def publish(
 def say_stopped(client: redis.Redis, keys: Keys, by: str) -> None:
     """Record a clean stop: a heartbeat stays fresh for a while after the last one, and
     this says no beat of `by` will follow, so `replay` need not wait for it to age."""
-    client.hset(keys.progress(_NAME), f"stopped:{by}", int(time.time() * 1000))
+    # Its own beat field goes (a field per consumer name would pile up otherwise); the
+    # stop stays to cancel the shared `heartbeat` if `by` beat last.
+    pipe = client.pipeline(transaction=True)
+    pipe.hdel(keys.progress(_NAME), f"heartbeat:{by}")
+    pipe.hset(keys.progress(_NAME), f"stopped:{by}", int(time.time() * 1000))
+    pipe.execute()
 
 
 def projector_activity(client: redis.Redis, keys: Keys, partitions: int) -> str | None:
@@ -79,6 +84,9 @@ def beating(progress: Mapping[Any, Any], fresh_ms: int = FRESH_MS) -> str | None
     if "heartbeat" in fields:  # also a beat from before the per-consumer fields
         by = fields.get("heartbeat_by", "")
         beats[by] = max(beats.get(by, 0), int(fields["heartbeat"]))
+    if "stopped_by" in fields:  # a stop recorded so before them
+        old = f"stopped:{fields['stopped_by']}"
+        fields[old] = str(max(int(fields.get(old, 0)), int(fields.get("stopped", 0))))
     now = now_ms()
     ages = [
         now - beat for name, beat in beats.items() if int(fields.get(f"stopped:{name}", 0)) < beat

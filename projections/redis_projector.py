@@ -124,6 +124,8 @@ class RedisProjector:
     def _step(self, max_events: int) -> int:
         self._maintain(time.monotonic())
         consumer = self.consumer
+        if consumer.regrouped:  # its claim met the group gone: nothing in flight stands
+            self._lost()
         handled = 0
         worked = bool(self._inflight.batches)
         if consumer.dirty & consumer.held:

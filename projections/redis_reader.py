@@ -95,11 +95,7 @@ def _read_once(
         meta, offers, index, _ = raws[account]
         now = next(replies)
         friends = {friend: _pairs(next(replies)) for friend in friend_ids[account]}
-        try:
-            moved = (int(now) if now is not None else 0) != _version_of(meta)
-        except ValueError as e:
-            raise CorruptProjection(f"the Redis projection of {account}: {e}") from e
-        if moved:
+        if (int(now) if now is not None else 0) != _version_of(meta):
             again.append(account)
             continue
         if not meta:
@@ -107,7 +103,8 @@ def _read_once(
             continue
         try:
             doc, scores = document_json(meta, offers, index, friends)
-        except (KeyError, ValueError, UnicodeDecodeError) as e:
+        # (TypeError, AttributeError: a reserved field that is JSON of another shape)
+        except (KeyError, ValueError, UnicodeDecodeError, TypeError, AttributeError) as e:
             raise CorruptProjection(
                 f"the Redis projection of {account} cannot be read back: {e!r}"
             ) from e

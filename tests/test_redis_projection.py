@@ -678,12 +678,13 @@ def test_a_projection_damaged_by_hand_parks_only_its_account_until_mended(
     assert catch_up(projector) == 2
     kept = redis_client.hget(keys.offers(ACCOUNT), "1")
     redis_client.hset(keys.offers(ACCOUNT), "1", "{not json")
-    redis_client.hset(keys.meta(OTHER), "version", "one")
+    kept_order = redis_client.hget(keys.meta(OTHER), "_order")
+    redis_client.hset(keys.meta(OTHER), "_order", "null")  # JSON, of another shape
     assert read_folds_apart(redis_client, keys, [ACCOUNT, OTHER, "76561199027650318"]) == (
         {"76561199027650318": None},
         {ACCOUNT: ANY, OTHER: ANY},
     )
-    redis_client.hset(keys.meta(OTHER), "version", 1)
+    redis_client.hset(keys.meta(OTHER), "_order", kept_order)
     projector.applier.forget()  # as a projector started after the damage: nothing cached
     placed += _stream(redis_client, rsettings, [upsert("2", 2, 0), upsert("3", 3, 0)])
     # Two batches in flight: the second was planned before the first parked the account.

@@ -302,6 +302,18 @@ def test_a_group_whose_processes_stop_in_any_order_is_seen_stopped(
     assert projector_activity(redis_client, keys, rs.partitions) is not None  # a still runs
     a.close()  # the last stop is a's, the last beat b's: both stopped after their beats
     assert projector_activity(redis_client, keys, rs.partitions) is None
+    fields = redis_client.hkeys(keys.progress("redis"))
+    assert not [f for f in fields if f.startswith(b"heartbeat:")]  # a stop drops its beat
+
+
+def test_a_clean_stop_recorded_before_per_consumer_fields_still_counts() -> None:
+    from projections.checkpoint import now_ms
+    from projections.redis_progress import beating
+
+    beat = now_ms()
+    old = {"heartbeat": beat, "heartbeat_by": "h-0", "stopped": beat, "stopped_by": "h-0"}
+    assert beating({k.encode(): str(v).encode() for k, v in old.items()}) is None
+    assert beating({**old, "stopped_by": "h-1"}) is not None  # another's stop: h-0 beats
 
 
 def test_live_redis_replay_swaps_in_an_equal_copy_and_leaves_no_fresh_keys(
