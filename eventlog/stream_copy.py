@@ -56,9 +56,13 @@ class StreamCopy:
         except Exception as e:
             _failed(self.w, f"partition {self.p}", e)
             return False
+        self.stored(first, entries)
+        return True
+
+    def stored(self, first: int, entries: list[list[bytes | str]]) -> None:
+        """The stream holds the batch now: Redis answers writes again."""
         self.top = first + len(entries) - 1
         self.w.redis_failing = False
-        return True
 
     def _append_or_fill(
         self, stream: StreamLog, first: int, entries: list[list[bytes | str]]
@@ -121,8 +125,7 @@ class RoundAdds:
         out = []
         for (copy, first, entries), ok in zip(self.batches, taken, strict=True):
             if ok:
-                copy.top = first + len(entries) - 1
-                self.w.redis_failing = False
+                copy.stored(first, entries)
             out.append(ok or copy.add(first, entries))
         return out
 

@@ -133,8 +133,6 @@ class Consumer:
 
     def read(self, max_events: int) -> tuple[list[StoredEvent], dict[int, list[bytes]]]:
         """Our pending entries, then new ones, of the partitions held; and deleted ones."""
-        if self.regrouped:  # (met by `claim`): nothing is read until the projector knows
-            return [], {}
         try:
             return self._read(max_events)
         except redis.ResponseError as e:

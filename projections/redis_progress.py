@@ -2,10 +2,10 @@
 
 Fields: each partition's next offset to apply (`"<p>"`), `heartbeat` (ms) and
 `heartbeat_by` (the consumer that beat last), and per consumer `heartbeat:<name>`
-(its last beat, until its clean stop) and `stopped:<name>` (ms of its clean stop). API workers
-wait on the partition offsets (rung through the progress bell as well); health
-reads the heartbeat; `replay` reads all of it to tell whether a projector still
-runs.
+(its last beat, until its clean stop) and `stopped:<name>` (ms of its clean
+stop). API workers wait on the partition offsets (rung through the progress bell
+as well); health reads the heartbeat; `replay` reads all of it to tell whether a
+projector still runs.
 """
 
 from __future__ import annotations
